@@ -1,0 +1,43 @@
+# The two commands of the README. Both create and use the project's environment in .venv/
+# and install what is missing (as root on Debian: postgresql and redis-server).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SPECS  := manifests/examples/local
+
+.PHONY: demo test lint system crds clean down
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+system:
+	@bash scripts/install-system.sh
+
+## demo: the sample stack on the process runtime, the controller, and the dashboard on :8080
+demo: system $(STAMP)
+	$(VENV)/bin/driftmend validate $(SPECS)
+	$(VENV)/bin/driftmend run -f $(SPECS)
+
+## test: lint, types, import contracts, then every test (unit, integration on real servers)
+test: system $(STAMP) lint
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+## crds: regenerate crds/ from the models
+crds: $(STAMP)
+	$(VENV)/bin/driftmend crds --write crds
+
+## down: stop the demo stack's processes
+down: $(STAMP)
+	$(VENV)/bin/driftmend down -f $(SPECS)
+
+clean:
+	rm -rf .driftmend .pytest_cache .mypy_cache .ruff_cache

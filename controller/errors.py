@@ -1,0 +1,45 @@
+"""The error tree of driftmend, drawn in one place.
+
+::
+
+    DriftmendError                 anything driftmend raises on purpose
+    ├── SpecError                  a document is not a valid resource (file, document, field)
+    ├── PermanentError             retrying will not help: count it, show it, do not requeue
+    │   └── ConfigurationError     the controller itself is misconfigured
+    └── TemporaryError(delay=)     the world is not ready: requeue the resource after `delay`
+        └── DriverError            an adapter could not reach its target (Docker, SQL, RESP, ...)
+
+Adapters (``drivers/``) catch their library's exceptions and raise these ``from exc``, so the
+loop steers on two classes only. Anything else reaching the loop is a bug and is logged with
+the resource key. Tools never raise across the executor: they return a ``ToolResult``.
+"""
+
+from __future__ import annotations
+
+
+class DriftmendError(Exception):
+    """Base of every error driftmend raises on purpose."""
+
+
+class SpecError(DriftmendError):
+    """A document failed validation; ``str()`` is the one-line message shown to the user."""
+
+
+class PermanentError(DriftmendError):
+    """Retrying the same thing will not help."""
+
+
+class ConfigurationError(PermanentError):
+    """The controller's own configuration is wrong (a setting, a missing binary)."""
+
+
+class TemporaryError(DriftmendError):
+    """Try again later: the resource is requeued after ``delay`` seconds."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class DriverError(TemporaryError):
+    """A driver could not observe or act on its target."""

@@ -1,0 +1,370 @@
+"""The reconcile loop: queue, workers, events, resync, backoff, and ``reconcile(key)``.
+
+Stage: the middle of DESIGN.md's data flow. ``reconcile`` is level-triggered: it reads the
+spec and the world afresh every time (observe -> diff -> plan -> guard -> act -> verify), so
+a lost event costs latency, never correctness. Events and the resync period only put keys
+on the queue. This is the one place that turns outcomes into requeues, store rows and
+metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.act import DirectInvoker, ToolInvoker, act
+from controller.diff import diff
+from controller.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
+from controller.errors import PermanentError, TemporaryError
+from controller.guard import admit
+from controller.logs import LogAccumulator
+from controller.metrics import Metrics
+from controller.model import Drift, FixAttempt, Health, Observation, Outcome
+from controller.planners.rules import Verdict, plan_rules, root_cause
+from controller.queue import WorkQueue
+from controller.settings import Settings
+from controller.spec import Container, HealingPolicy, LoadResult, PostgresDatabase, RedisCache, Resource
+from controller.store import Store
+from controller.tools.base import Catalogue, ToolContext
+from controller.tools.catalogue import tool_facts
+from controller.verify import verify
+
+log = logging.getLogger("driftmend.loop")
+
+HEALTH_OF: dict[Outcome, Health] = {
+    Outcome.IN_SYNC: Health.HEALTHY,
+    Outcome.WAITING: Health.DRIFTING,
+    Outcome.FIXED: Health.HEALTHY,
+    Outcome.FAILED: Health.DRIFTING,
+    Outcome.REJECTED: Health.DRIFTING,
+    Outcome.DRY_RUN: Health.DRIFTING,
+    Outcome.NEEDS_OPERATOR: Health.NEEDS_OPERATOR,
+    Outcome.PAUSED: Health.DRIFTING,
+    Outcome.ERROR: Health.UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """How one pass ended and when to look again (None: at the next resync)."""
+
+    key: str
+    outcome: Outcome
+    message: str = ""
+    requeue_after: float | None = None
+    fix_id: int | None = None
+
+
+class Controller:
+    """Owns the desired state, the queue and the workers; everything with I/O is passed in."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        runtime: ContainerRuntime,
+        postgres: PostgresDriver,
+        redis: RedisDriver,
+        logs: LogAccumulator,
+        store: Store,
+        metrics: Metrics,
+        catalogue: Catalogue,
+        invoker: ToolInvoker | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.postgres = postgres
+        self.redis = redis
+        self.logs = logs
+        self.store = store
+        self.metrics = metrics
+        self.catalogue = catalogue
+        self.clock = clock
+        self.resources: dict[str, Resource] = {}
+        self.policies: list[HealingPolicy] = []
+        self.tool_context = ToolContext(runtime, postgres, redis, logs, self.resources)
+        self.invoker: ToolInvoker = invoker or DirectInvoker(catalogue, self.tool_context)
+        self.queue = WorkQueue()
+        self._pending: dict[str, Mapping[str, float]] = {}
+        self._failures: dict[str, int] = {}
+        self._event_at: dict[str, float] = {}
+        self._attached: set[tuple[str, str]] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._busy = 0
+        self.runtime.set_event_sink(self.on_event)
+
+    # --- desired state -------------------------------------------------------------------
+
+    def apply(self, result: LoadResult) -> None:
+        """Take a new desired state from a spec source; queue what changed or went away."""
+        new = {r.key: r for r in result.resources}
+        for key in set(self.resources) - set(new):
+            log.info("resource removed: %s", key)
+            self.resources.pop(key, None)
+            self.queue.forget(key)
+            self._pending.pop(key, None)
+            self.store.remove_resource(key)
+            self.metrics.forget(key)
+        self.resources.update(new)
+        self.policies = list(result.policies)
+        for key in self.resources:
+            self.queue.add(key)
+
+    def on_event(self, key: str, reason: str) -> None:
+        """A runtime saw something (an exit, a health change): reconcile now, and dependents."""
+        self._event_at[key] = self.clock()
+        log.info("event %s on %s", reason, key)
+        self.queue.add(key)
+        for dep in self.dependents(key):
+            self.queue.add(dep)
+
+    def dependents(self, key: str) -> list[str]:
+        """Databases and caches hosted by the Container ``key``."""
+        out = []
+        for r in self.resources.values():
+            if isinstance(r, PostgresDatabase | RedisCache):
+                host = self.tool_context.host_of(r)
+                if host is not None and host.key == key:
+                    out.append(r.key)
+        return out
+
+    # --- observe -------------------------------------------------------------------------
+
+    def _attach_logs(self, resource: Resource) -> None:
+        host: Container | None = None
+        if isinstance(resource, Container):
+            host = resource
+        elif isinstance(resource, PostgresDatabase | RedisCache):
+            host = self.tool_context.host_of(resource)
+        if host is None:
+            return
+        for path in self.runtime.log_files(host):
+            if (resource.key, path) not in self._attached:
+                self._attached.add((resource.key, path))
+                self.logs.attach(resource.key, path, host.name)
+
+    async def observe(self, resource: Resource) -> Observation:
+        """The resource's signals now, from its driver, plus the log-derived signals."""
+        if isinstance(resource, Container):
+            obs = await self.runtime.observe(resource)
+        elif isinstance(resource, PostgresDatabase):
+            obs = await self.postgres.observe(resource)
+        else:
+            obs = await self.redis.observe(resource)
+        self._attach_logs(resource)
+        signals = dict(obs.signals)
+        signals["logs.errors_per_minute"] = self.logs.errors_per_minute(resource.key, obs.at)
+        return Observation(obs.key, obs.at, signals, obs.facts, obs.error)
+
+    # --- reconcile -----------------------------------------------------------------------
+
+    def history(self, key: str) -> list[FixAttempt]:
+        """Earlier fixes of ``key``, as the planners and the guard see them."""
+        return [
+            FixAttempt(
+                key=key,
+                started_at=float(f["detected_at"]),
+                outcome=str(f["outcome"]),
+                policy=f.get("policy"),
+                rule=f.get("rule"),
+                source=str(f.get("source") or "rules"),
+            )
+            for f in self.store.fixes(key=key, limit=200)
+            if not f.get("dry_run")
+        ]
+
+    def _host_down(self, resource: Resource) -> str | None:
+        if isinstance(resource, PostgresDatabase | RedisCache):
+            host = self.tool_context.host_of(resource)
+            if host is not None and host.spec.replicas > 0:
+                return host.key
+        return None
+
+    async def reconcile(self, key: str) -> ReconcileResult:
+        """One pass over one resource: observe, diff, maybe fix. Never raises."""
+        resource = self.resources.get(key)
+        if resource is None:
+            return ReconcileResult(key, Outcome.IN_SYNC, "not declared")
+        started = self.clock()
+        t0 = time.monotonic()
+        try:
+            result = await self._reconcile(resource)
+        except TemporaryError as exc:
+            result = ReconcileResult(key, Outcome.ERROR, str(exc), requeue_after=exc.delay)
+        except PermanentError as exc:
+            result = ReconcileResult(key, Outcome.ERROR, str(exc))
+        except Exception as exc:
+            log.exception("bug while reconciling %s", key)
+            result = ReconcileResult(key, Outcome.ERROR, f"internal error: {type(exc).__name__}: {exc}", 5.0)
+        duration = time.monotonic() - t0
+        self.metrics.observe_reconcile(resource.kind, result.outcome.value, duration)
+        if result.outcome is Outcome.ERROR:
+            self.store.record_reconciliation(key, resource.kind, started, duration, result.outcome, [], {}, result.message)
+        return result
+
+    async def _reconcile(self, resource: Resource) -> ReconcileResult:
+        key = resource.key
+        if isinstance(resource, Container):
+            for line in await self.runtime.ensure(resource):
+                log.info("%s", line)
+                self.store.record_action(key, "provision", "controller", {"message": line}, self.clock())
+        obs = await self.observe(resource)
+        result = diff(resource, self.policies, obs, self._pending.get(key))
+        self._pending[key] = result.pending
+        self.metrics.set_signals(key, obs.signals)
+        self.store.record_signals(key, obs.at, obs.signals)
+        spec_json = resource.model_dump(mode="json", by_alias=True)
+
+        def settle(outcome: Outcome, message: str, requeue: float | None = None, drifts: Sequence[Drift] = ()) -> ReconcileResult:
+            health = HEALTH_OF[outcome]
+            self.store.upsert_resource(key, resource.kind, spec_json, health, obs.signals, obs.at, message)
+            self.metrics.set_health(key, resource.kind, health)
+            # One row per pass that found something; a plain counter for the quiet ones.
+            if drifts or outcome is not Outcome.IN_SYNC:
+                self.store.record_reconciliation(key, resource.kind, obs.at, 0.0, outcome, list(drifts), obs.signals)
+            else:
+                self.store.count_reconciliation(key, outcome, obs.at)
+            return ReconcileResult(key, outcome, message, requeue)
+
+        if result.in_sync:
+            self._failures.pop(key, None)
+            if self.store.needs_operator(key):
+                self.store.set_needs_operator(key, None)
+            return settle(Outcome.IN_SYNC, "in sync")
+
+        for drift in result.drifts:
+            self.metrics.drift_detected(resource.kind, drift.signal)
+        host = self._host_down(resource)
+        if host is not None and self.resources.get(host) is not None:
+            host_res = self.resources[host]
+            if isinstance(host_res, Container):
+                host_obs = await self.runtime.observe(host_res)
+                if host_obs.get("container.running") is False:
+                    return settle(Outcome.WAITING, f"its host {host} is not running; the host's policy heals it", 1.0, result.drifts)
+        if (self.store.resource(key) or {}).get("paused"):
+            return settle(Outcome.PAUSED, "healing is paused for this resource", None, result.drifts)
+        reason = self.store.needs_operator(key)
+        if reason:
+            return settle(Outcome.NEEDS_OPERATOR, reason, None, result.drifts)
+
+        now = self.clock()
+        decision = plan_rules(resource, self.policies, result, self.history(key), now)
+        if decision.verdict is Verdict.WAIT:
+            return settle(Outcome.WAITING, decision.reason, decision.retry_after or 1.0, result.drifts)
+        if decision.verdict is Verdict.NEEDS_OPERATOR:
+            self.store.set_needs_operator(key, decision.reason)
+            log.warning("%s needs an operator: %s", key, decision.reason)
+            return settle(Outcome.NEEDS_OPERATOR, decision.reason, None, result.drifts)
+        plan = decision.plan
+        assert plan is not None
+        policy = next((p for p in self.policies if p.name == plan.policy), None)
+        verdict = admit(
+            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            history=self.history(key), now=now, dry_run=self.settings.dry_run,
+        )  # fmt: skip
+        self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
+        self.metrics.guard_decision(verdict.admitted)
+        fault_at = min([d.since for d in plan.drifts] + [self._event_at.get(key, now)])
+        cause = root_cause(plan.drifts)
+        if verdict.dry_run:
+            fix_id = self.store.begin_fix(key, plan, obs.signals, fault_at, now, cause, dry_run=True)
+            self.store.finish_fix(fix_id, Outcome.DRY_RUN, False, obs.signals, now, None, verdict.reason)
+            return settle(Outcome.DRY_RUN, verdict.reason, self.settings.resync_period, result.drifts)
+        if not verdict.admitted:
+            return settle(Outcome.REJECTED, f"guard: {verdict.reason}", verdict.retry_after, result.drifts)
+
+        # Admitted: journal, act, verify, record.
+        self.store.upsert_resource(key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning)
+        self.metrics.set_health(key, resource.kind, Health.HEALING)
+        fix_id = self.store.begin_fix(key, plan, obs.signals, fault_at, now, cause)
+        log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
+        steps = await act(plan, self.resources, self.invoker, self.store, fix_id)
+        for step in steps:
+            self.metrics.fix_step(step.step.tool, step.result.status.value)
+        failed = next((s for s in steps if not s.result.ok), None)
+        if failed is not None:
+            outcome, verified, after, recovered_at = Outcome.FAILED, False, await self.observe(resource), None
+            message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
+        else:
+            check = await verify(resource, self.policies, plan, self.observe, self.clock, asyncio.sleep)
+            verified = check.verified
+            after = check.observation or obs
+            recovered_at = check.at
+            outcome = Outcome.FIXED if verified else Outcome.FAILED
+            message = check.message
+        finished = self.clock()
+        self.store.finish_fix(fix_id, outcome, verified, after.signals, finished, recovered_at, message)
+        ttd = now - fault_at
+        ttr = (recovered_at - fault_at) if recovered_at is not None else None
+        self.metrics.fix_finished(resource.kind, plan.source, outcome.value, ttd, ttr)
+        self._event_at.pop(key, None)
+        self._pending.pop(key, None)
+        if outcome is Outcome.FIXED:
+            self._failures.pop(key, None)
+            log.info("fixed %s in %.2fs (fix %d)", key, (ttr or 0.0), fix_id)
+            res = settle(Outcome.FIXED, f"fixed: {cause}", 0.5, result.drifts)
+        else:
+            n = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (n - 1))
+            log.warning("fix %d of %s failed (%s); next look in %.1fs", fix_id, key, message, delay)
+            res = settle(Outcome.FAILED, message, delay, result.drifts)
+        return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
+
+    # --- running -------------------------------------------------------------------------
+
+    async def reconcile_all(self) -> list[ReconcileResult]:
+        """Reconcile every declared resource once, in order (``run --once``)."""
+        return [await self.reconcile(key) for key in sorted(self.resources)]
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            self._busy += 1
+            self.metrics.set_workers_busy(self._busy)
+            try:
+                result = await self.reconcile(key)
+            finally:
+                self._busy -= 1
+                self.metrics.set_workers_busy(self._busy)
+                self.queue.done(key)
+                self.metrics.set_queue_depth(len(self.queue))
+            if result.requeue_after is not None:
+                self.queue.add(key, result.requeue_after)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_period)
+            for key in list(self.resources):
+                self.queue.add(key)
+
+    async def start(self) -> None:
+        """Start the runtime watchers, the log reader, the resync ticker and the workers."""
+        interrupted = self.store.mark_interrupted(self.clock())
+        if interrupted:
+            log.warning("%d fix(es) were interrupted by a previous shutdown; see `driftmend get`", interrupted)
+        await self.runtime.start()
+        self._tasks.append(asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs"))
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        for i in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
+
+    async def stop(self) -> None:
+        """Stop workers and watchers; the supervised processes keep running."""
+        self.queue.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.runtime.close()
+        await self.postgres.close()
+        await self.redis.close()

@@ -1,0 +1,44 @@
+"""Typed settings, in one place: the only module that reads the environment.
+
+Every field can be set as ``DRIFTMEND_<FIELD>`` (for example ``DRIFTMEND_HTTP_PORT=9090``);
+command-line flags override them. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The controller's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTMEND_", extra="ignore")
+
+    # Where pid files, logs of supervised processes and the SQLite store live.
+    state_dir: Path = Path(".driftmend")
+    # The SQLite file; defaults to <state_dir>/driftmend.db.
+    db_path: Path | None = None
+    # The controller's HTTP server: /metrics, the JSON API and the dashboard.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    # Reconcile workers: resources are reconciled in parallel, one worker per resource at a time.
+    workers: int = Field(default=4, ge=1, le=64)
+    # Every resource is reconciled at least this often (seconds), events or not.
+    resync_period: float = Field(default=10.0, gt=0)
+    # Backoff after a failed fix: base * 2^(failures-1), capped (seconds).
+    backoff_base: float = Field(default=1.0, gt=0)
+    backoff_cap: float = Field(default=60.0, gt=0)
+    # Record plans and run nothing.
+    dry_run: bool = False
+    # How often the log accumulator reads new lines (seconds).
+    log_poll_interval: float = Field(default=0.5, gt=0)
+    # Token that dashboard actions (fix, approve, pause) require; reading is open on localhost.
+    dashboard_token: SecretStr | None = None
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file in use."""
+        return self.db_path or self.state_dir / "driftmend.db"

@@ -1,0 +1,1 @@
+"""The dashboard: FastAPI JSON API and pages over the store, plus ``/metrics``."""

@@ -1,0 +1,30 @@
+"""Shared fixtures: real servers on free ports, started per test or per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server shared by the read-only tests of a session."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server this test alone uses: it may restart or break it."""
+    with running_postgres(max_connections=20) as server:
+        yield server
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis server this test alone uses: it may fill, flush or restart it."""
+    with running_redis() as server:
+        yield server

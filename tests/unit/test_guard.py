@@ -1,0 +1,107 @@
+"""The guard: each admission rule has a test that fails when the rule is removed. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.guard import admit
+from controller.model import FixAttempt, Plan, PlanStep
+from controller.tools.catalogue import default_catalogue, tool_facts
+from tests.unit.factories import policy
+
+FACTS = tool_facts(default_catalogue())
+KEY = "Container/shop"
+
+
+def plan(*steps: PlanStep, source: str = "rules", rule: str | None = "restart") -> Plan:
+    return Plan(KEY, steps, source, "test", policy="p", rule=rule)  # type: ignore[arg-type]
+
+
+def step(tool: str = "container_restart", target: str = KEY, **params: Any) -> PlanStep:
+    return PlanStep(tool, target, params)
+
+
+def check(p: Plan, pol: Any = None, history: Any = (), **kw: Any):  # type: ignore[no-untyped-def]
+    return admit(p, kind=kw.pop("kind", "Container"), policy=policy() if pol is None else pol, tools=FACTS, history=list(history), now=1000.0, **kw)
+
+
+def test_a_good_plan_is_admitted() -> None:
+    d = check(plan(step()))
+    assert d.admitted and d.reason == "admitted"
+
+
+def test_empty_plan() -> None:
+    assert check(plan()).reason == "the plan has no steps"
+
+
+def test_too_many_steps() -> None:
+    d = check(plan(*[step()] * 9))
+    assert not d.admitted and "at most 8" in d.reason
+
+
+def test_unknown_tool() -> None:
+    d = check(plan(step("rm_rf")))
+    assert not d.admitted and d.reason == "step 1 (rm_rf): no such tool"
+
+
+def test_tool_outside_the_allowlist() -> None:
+    d = check(plan(step("container_scale", replicas=2)))
+    assert not d.admitted and "the policy does not allow this tool (allowed: container_restart)" in d.reason
+
+
+def test_other_target() -> None:
+    d = check(plan(step(target="Container/other")))
+    assert not d.admitted and "targets Container/other, but only Container/shop drifted" in d.reason
+
+
+def test_tool_of_another_kind() -> None:
+    rules = [{"name": "restart", "when": [{"signal": "container.running", "value": False}], "do": [{"tool": "redis_flush"}]}]
+    d = check(plan(step("redis_flush")), policy(rules=rules))
+    assert not d.admitted and "acts on RedisCache, not Container" in d.reason
+
+
+def test_invalid_params() -> None:
+    d = check(plan(step(replica=-3)))
+    assert not d.admitted and "invalid parameters" in d.reason
+
+
+def test_unknown_params() -> None:
+    d = check(plan(step(force=True)))
+    assert not d.admitted and "invalid parameters" in d.reason
+
+
+def destructive_policy(approval: str = "operator") -> Any:
+    rules = [{"name": "flush", "when": [{"signal": "redis.up", "value": False}], "do": [{"tool": "redis_flush"}]}]
+    return policy(kind="RedisCache", rules=rules, approval=approval)
+
+
+def test_destructive_needs_approval() -> None:
+    p = Plan("RedisCache/cache", (PlanStep("redis_flush", "RedisCache/cache"),), "rules", "t", "p", "flush")
+    refused = admit(p, kind="RedisCache", policy=destructive_policy(), tools=FACTS, history=[], now=0.0)
+    assert not refused.admitted and "destructive and not approved" in refused.reason
+    auto = admit(p, kind="RedisCache", policy=destructive_policy("auto"), tools=FACTS, history=[], now=0.0)
+    assert auto.admitted
+    by_operator = admit(p, kind="RedisCache", policy=destructive_policy(), tools=FACTS, history=[], now=0.0, approved=True)
+    assert by_operator.admitted
+
+
+def test_attempts_per_window() -> None:
+    history = [FixAttempt(KEY, 900.0, "failed", "p", "restart"), FixAttempt(KEY, 950.0, "fixed", "p", "restart")]
+    d = check(plan(step()), history=history)
+    assert not d.admitted and "used 2/2 attempts" in d.reason
+
+
+def test_cooldown() -> None:
+    rules = [{"name": "restart", "when": [{"signal": "container.running", "value": False}], "do": [{"tool": "container_restart"}], "cooldown": "60s", "attempts": {"max": 10}}]
+    d = check(plan(step()), policy(rules=rules), [FixAttempt(KEY, 990.0, "fixed", "p", "restart")])
+    assert not d.admitted and "cooling down" in d.reason and d.retry_after == 50.0
+
+
+def test_dry_run_admits_nothing() -> None:
+    d = check(plan(step()), dry_run=True)
+    assert not d.admitted and d.dry_run and d.reason.startswith("dry-run")
+
+
+def test_no_policy_needs_an_operator() -> None:
+    d = admit(plan(step()), kind="Container", policy=None, tools=FACTS, history=[], now=0.0)
+    assert not d.admitted and "only an operator-approved plan" in d.reason
