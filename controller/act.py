@@ -24,7 +24,11 @@ class Journal(Protocol):
         """Record a step as started; returns its id."""
 
     def finish_step(
-        self, step_id: int, result: ToolResult, duration_s: float, mcp_call: dict[str, Any] | None = None
+        self,
+        step_id: int,
+        result: ToolResult,
+        duration_s: float,
+        mcp_call: dict[str, Any] | None = None,
     ) -> None:
         """Record how a step ended."""
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
@@ -31,6 +31,14 @@ from controller.tools.catalogue import default_catalogue
 log = logging.getLogger("driftmend")
 
 
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the controller owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 def build_controller(settings: Settings, registry: CollectorRegistry | None = None) -> Controller:
     """A controller with the real drivers, store and metrics of ``settings``."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +54,9 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
     )
 
 
-async def run_controller(settings: Settings, paths: Sequence[str], *, once: bool = False, watch: bool = True) -> int:
+async def run_controller(
+    settings: Settings, paths: Sequence[str], *, once: bool = False, watch: bool = True
+) -> int:
     """``driftmend run``: load specs, reconcile until SIGINT/SIGTERM (or once), serve HTTP."""
     from dashboard.app import create_app
 
@@ -75,15 +85,26 @@ async def run_controller(settings: Settings, paths: Sequence[str], *, once: bool
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(controller.store, registry, controller, settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _QuietServer(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     await controller.start()
     tasks = [asyncio.create_task(server.serve(), name="http")]
     if watch:
         tasks.append(asyncio.create_task(source.watch(controller.apply, stop), name="watch"))
     log.info(
         "driftmend %s: %d resources, %d policies; dashboard and /metrics on http://%s:%d%s",
-        "running", len(controller.resources), len(controller.policies), settings.http_host, settings.http_port,
+        "running",
+        len(controller.resources),
+        len(controller.policies),
+        settings.http_host,
+        settings.http_port,
         " (dry-run)" if settings.dry_run else "",
     )
     await stop.wait()

@@ -26,7 +26,9 @@ def _find(resources: Sequence[Resource], kind: str, name: str) -> Resource | Non
 async def app_crash(app: Container, runtime: ProcessRuntime) -> int:
     """Kill every replica of the app with SIGKILL, as a crash would end it."""
     stats = await runtime.stats(app)
-    pids = [int(r["pid"]) for r in stats.get("replicas", []) if r.get("pid") and r.get("alive", True)]
+    pids = [
+        int(r["pid"]) for r in stats.get("replicas", []) if r.get("pid") and r.get("alive", True)
+    ]
     if not pids:
         print(f"{app.key} has no running replica to kill")
         return 1
@@ -36,7 +38,9 @@ async def app_crash(app: Container, runtime: ProcessRuntime) -> int:
     return 0
 
 
-async def run_chaos(scenario: str, settings: Settings, paths: Sequence[str], *, stop: bool = False) -> int:
+async def run_chaos(
+    scenario: str, settings: Settings, paths: Sequence[str], *, stop: bool = False
+) -> int:
     """Run ``scenario`` against the demo stack declared under ``paths``."""
     result = FileSource(paths, default_catalogue()).load()
     runtime = ProcessRuntime(settings.state_dir, base_dir=Path.cwd())

@@ -25,7 +25,15 @@ DEFAULT_SPECS = "manifests/examples/local"
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("state_dir", "db_path", "http_host", "http_port", "dry_run", "resync_period", "workers"):
+    for name in (
+        "state_dir",
+        "db_path",
+        "http_host",
+        "http_port",
+        "dry_run",
+        "resync_period",
+        "workers",
+    ):
         value = getattr(args, name, None)
         if value not in (None, False):
             overrides[name] = value
@@ -83,8 +91,17 @@ def _age(at: float | None) -> str:
 
 
 _SHOWN = {
-    "Container": ("container.running", "container.healthy", "container.replicas_running", "container.memory_bytes"),
-    "PostgresDatabase": ("postgres.up", "postgres.connections_used_ratio", "postgres.longest_query_seconds"),
+    "Container": (
+        "container.running",
+        "container.healthy",
+        "container.replicas_running",
+        "container.memory_bytes",
+    ),
+    "PostgresDatabase": (
+        "postgres.up",
+        "postgres.connections_used_ratio",
+        "postgres.longest_query_seconds",
+    ),
     "RedisCache": ("redis.up", "redis.memory_used_ratio", "redis.rejected_writes"),
 }
 
@@ -104,7 +121,10 @@ def cmd_get(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not settings.store_path.exists():
-        print(f"no state at {settings.store_path}: start the controller with `driftmend run` (or `make demo`)", file=sys.stderr)
+        print(
+            f"no state at {settings.store_path}: start the controller with `driftmend run` (or `make demo`)",
+            file=sys.stderr,
+        )
         return 1
     store = Store(settings.store_path)
     try:
@@ -129,7 +149,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             ttr = fix.get("time_to_recover")
             ttr_s = f" in {ttr:.2f}s" if isinstance(ttr, int | float) else ""
             last = f"{fix.get('outcome')}{ttr_s} by {fix.get('rule') or fix.get('source')} {_age(fix.get('detected_at'))}"
-        print(f"{kind:18} {name:14} {r['health']:15} {_age(r.get('observed_at')):10} {shown:58} {last}")
+        print(
+            f"{kind:18} {name:14} {r['health']:15} {_age(r.get('observed_at')):10} {shown:58} {last}"
+        )
         if r.get("message") and r["health"] not in ("healthy",):
             print(f"{'':18} {'':14} └ {r['message']}")
     return 0
@@ -141,7 +163,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
-        return asyncio.run(run_controller(settings, args.filename or [DEFAULT_SPECS], once=args.once, watch=not args.no_watch))
+        return asyncio.run(
+            run_controller(
+                settings, args.filename or [DEFAULT_SPECS], once=args.once, watch=not args.no_watch
+            )
+        )
     except KeyboardInterrupt:
         return 130
 
@@ -150,7 +176,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
     """``driftmend chaos SCENARIO``: break the demo stack in one of the known ways."""
     from controller.chaos import run_chaos
 
-    return asyncio.run(run_chaos(args.scenario, _settings(args), args.filename or [DEFAULT_SPECS], stop=args.stop))
+    return asyncio.run(
+        run_chaos(args.scenario, _settings(args), args.filename or [DEFAULT_SPECS], stop=args.stop)
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -162,14 +190,18 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="driftmend", description="A desired-state controller that heals a running stack.")
+    parser = argparse.ArgumentParser(
+        prog="driftmend", description="A desired-state controller that heals a running stack."
+    )
     parser.add_argument("--version", action="version", version=f"driftmend {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def state(p: argparse.ArgumentParser) -> None:
         p.add_argument("--state-dir", type=Path, help="where state lives (default .driftmend/)")
-        p.add_argument("--db-path", type=Path, help="the SQLite store (default <state-dir>/driftmend.db)")
+        p.add_argument(
+            "--db-path", type=Path, help="the SQLite store (default <state-dir>/driftmend.db)"
+        )
 
     p = sub.add_parser("validate", help="check spec files; exit 1 on any error")
     p.add_argument("paths", nargs="+")
@@ -183,10 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tools)
 
     p = sub.add_parser("run", help="run the controller")
-    p.add_argument("-f", "--filename", action="append", help=f"spec file or directory (default {DEFAULT_SPECS})")
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        help=f"spec file or directory (default {DEFAULT_SPECS})",
+    )
     p.add_argument("--once", action="store_true", help="reconcile every resource once, then exit")
     p.add_argument("--dry-run", action="store_true", help="record plans, run nothing")
-    p.add_argument("--no-watch", action="store_true", help="do not reload the spec files when they change")
+    p.add_argument(
+        "--no-watch", action="store_true", help="do not reload the spec files when they change"
+    )
     p.add_argument("--http-host")
     p.add_argument("--http-port", type=int)
     p.add_argument("--resync-period", type=float)

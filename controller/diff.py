@@ -46,6 +46,11 @@ class DiffResult:
         return not self.drifts and not self.waiting
 
 
+# Flags that are None while a first result is pending (a new replica's first health probe):
+# not yet known is not a drift. Verification still waits for the real value.
+NOT_YET_KNOWN = frozenset({"container.healthy"})
+
+
 def spec_expectations(resource: Resource, observation: Observation) -> list[tuple[str, bool]]:
     """The flags the spec promises for this resource, given what was observed.
 
@@ -95,7 +100,7 @@ def diff(
     spec_drifts: list[Drift] = []
     for signal, want in spec_expectations(resource, observation):
         observed = observation.get(signal)
-        if observed is want:
+        if observed is want or (observed is None and signal in NOT_YET_KNOWN):
             continue
         cond_key = f"spec|{signal}"
         since = before.get(cond_key, now)

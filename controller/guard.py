@@ -48,11 +48,11 @@ class Budget:
     exhausted: bool = False
 
 
-def rule_budget(
-    policy: str, rule: Rule, history: Sequence[FixAttempt], now: float
-) -> Budget:
+def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: float) -> Budget:
     """Check a rule's attempts per window and cooldown against the resource's fix history."""
-    mine = [a for a in history if a.policy == policy and a.rule == rule.name and a.source == "rules"]
+    mine = [
+        a for a in history if a.policy == policy and a.rule == rule.name and a.source == "rules"
+    ]
     in_window = [a for a in mine if now - a.started_at < rule.attempts.window]
     if len(in_window) >= rule.attempts.max:
         oldest = min(a.started_at for a in in_window)
@@ -96,9 +96,13 @@ def admit(
         return GuardDecision(False, "the plan has no steps")
     max_steps = policy.spec.max_steps if policy else 8
     if len(plan.steps) > max_steps:
-        return GuardDecision(False, f"the plan has {len(plan.steps)} steps; at most {max_steps} are allowed")
+        return GuardDecision(
+            False, f"the plan has {len(plan.steps)} steps; at most {max_steps} are allowed"
+        )
     if policy is None and not approved:
-        return GuardDecision(False, f"no policy governs {plan.key}: only an operator-approved plan may run")
+        return GuardDecision(
+            False, f"no policy governs {plan.key}: only an operator-approved plan may run"
+        )
     allowed = policy.spec.allowed_tools() if policy else set()
     for i, step in enumerate(plan.steps):
         where = f"step {i + 1} ({step.tool})"
@@ -107,9 +111,13 @@ def admit(
             return GuardDecision(False, f"{where}: no such tool")
         if step.tool not in allowed and not approved:
             names = ", ".join(sorted(allowed)) or "none"
-            return GuardDecision(False, f"{where}: the policy does not allow this tool (allowed: {names})")
+            return GuardDecision(
+                False, f"{where}: the policy does not allow this tool (allowed: {names})"
+            )
         if step.target != plan.key:
-            return GuardDecision(False, f"{where}: targets {step.target}, but only {plan.key} drifted")
+            return GuardDecision(
+                False, f"{where}: targets {step.target}, but only {plan.key} drifted"
+            )
         if kind not in facts.kinds:
             return GuardDecision(False, f"{where}: acts on {', '.join(facts.kinds)}, not {kind}")
         try:
@@ -121,7 +129,9 @@ def admit(
         if facts.effect == "destructive" and not approved:
             auto = policy is not None and policy.spec.approval == "auto"
             if not auto:
-                return GuardDecision(False, f"{where}: destructive and not approved (approval: operator)")
+                return GuardDecision(
+                    False, f"{where}: destructive and not approved (approval: operator)"
+                )
     if policy is not None and plan.source == "rules" and plan.rule is not None:
         rule = policy.spec.rule(plan.rule)
         if rule is None:

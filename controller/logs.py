@@ -198,21 +198,25 @@ def _plain(text: str, read_at: float, source: str, previous: LogLine | None) -> 
 class _Follower:
     """One attached file: where we are in it and the bytes of a line not yet finished."""
 
-    key: str
+    keys: list[str]  # every resource that sees this file (a Container and the database it hosts)
     path: str
     source: str
+    history: deque[tuple[LogLine, bool]]  # lines read (and whether they count as events) ...
+    # ... so a resource attached later to the same file still sees its recent history
     handle: BinaryIO | None = None
-    ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
+    ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the file last read ...
+    offset: int = 0  # ... and how far: a closed follower resumes there, not at the top
     partial: bytes = b""
     previous: LogLine | None = None
     start_at_tail: bool = True  # the first open reads recent history only
 
     def close(self) -> None:
+        """Close the file; ``ident`` and ``offset`` stay, so a reopen resumes where it was."""
         if self.handle is not None:
             with contextlib.suppress(OSError):
+                self.offset = self.handle.tell()
                 self.handle.close()
         self.handle = None
-        self.ident = None
 
 
 @dataclass
@@ -221,6 +225,7 @@ class _Window:
 
     lines: deque[LogLine]
     errors: deque[float] = field(default_factory=deque)
+    previous: LogLine | None = None  # the last line given by ``add_text``
 
 
 class LogAccumulator:
@@ -243,24 +248,41 @@ class LogAccumulator:
     # -- sources ---------------------------------------------------------------------------
 
     def attach(self, key: str, path: str | os.PathLike[str], source: str = "") -> None:
-        """Follow the file at ``path`` for resource ``key``; idempotent per path.
+        """Follow the file at ``path`` for resource ``key``; idempotent per (key, path).
 
         An existing file is read from its last 64 KiB, so recent history is visible; a file
         that does not exist yet is read from its start once it appears. ``source`` names the
-        stream in each ``LogLine`` (``replica-0``, ``postgres``).
+        stream in each ``LogLine`` (``replica-0``, ``postgres``). One file may feed several
+        resources (a Container and the database it hosts): each line goes to every one.
         """
         path = os.fspath(path)
         found = self._followers.get(path)
         if found is not None:
-            found.key, found.source = key, source
+            if key not in found.keys:
+                found.keys.append(key)
+                for line, counts in found.history:
+                    self._append(key, line, counts=counts)
             return
-        self._followers[path] = _Follower(key, path, source)
+        follower = _Follower([key], path, source, deque(maxlen=self._max))
+        self._followers[path] = follower
         self._window(key)
+        # Open now, so "the last 64 KiB" means the file as it is at attach time.
+        if not self._open(follower):
+            follower.start_at_tail = False  # a file that appears later is new: read it all
 
-    def detach(self, path: str | os.PathLike[str]) -> None:
-        """Stop following ``path``; lines already read stay in the window."""
-        found = self._followers.pop(os.fspath(path), None)
-        if found is not None:
+    def detach(self, path: str | os.PathLike[str], key: str | None = None) -> None:
+        """Stop following ``path`` for ``key`` (for every resource when None).
+
+        Lines already read stay in the windows.
+        """
+        path = os.fspath(path)
+        found = self._followers.get(path)
+        if found is None:
+            return
+        if key is not None and key in found.keys:
+            found.keys.remove(key)
+        if key is None or not found.keys:
+            del self._followers[path]
             found.close()
 
     def attached(self) -> list[str]:
@@ -273,7 +295,12 @@ class LogAccumulator:
 
     def add_text(self, key: str, text: str, source: str = "") -> None:
         """Parse one raw line of text for ``key`` and record it."""
-        self._ingest_text(key, text, source, None)
+        window = self._window(key)
+        parsed = self._parse_text(text, source, window.previous)
+        if parsed is not None:
+            line, counts = parsed
+            self._append(key, line, counts=counts)
+            window.previous = line
 
     async def poll(self) -> None:
         """Read what was appended to every attached file since the last poll.
@@ -285,16 +312,21 @@ class LogAccumulator:
             self._poll_file(follower)
 
     async def run(self, interval: float = 0.5) -> None:
-        """Poll every ``interval`` seconds until cancelled."""
-        while True:
-            try:
-                await self.poll()
-            except Exception:  # a bug here must not stop log collection for good
-                log.exception("log poll failed")
-            await asyncio.sleep(interval)
+        """Poll every ``interval`` seconds until cancelled; the files are closed then."""
+        try:
+            while True:
+                try:
+                    await self.poll()
+                except Exception:  # a bug here must not stop log collection for good
+                    log.exception("log poll failed")
+                await asyncio.sleep(interval)
+        finally:
+            # Files stay open between polls (to finish rotated ones); a cancelled run must
+            # not leave them to the garbage collector.
+            self.close()
 
     def close(self) -> None:
-        """Close every followed file."""
+        """Close every followed file; a later ``poll`` reopens them where it stopped."""
         for follower in self._followers.values():
             follower.close()
 
@@ -372,14 +404,14 @@ class LogAccumulator:
         if counts and LEVELS.get(line.level, 0) >= LEVELS["ERROR"]:
             window.errors.append(line.at)
 
-    def _ingest_text(
-        self, key: str, text: str, source: str, previous: LogLine | None
-    ) -> LogLine | None:
+    def _parse_text(
+        self, text: str, source: str, previous: LogLine | None
+    ) -> tuple[LogLine, bool] | None:
+        """The parsed line and whether it starts an event (None for a blank line)."""
         if not text.strip():
-            return previous
+            return None
         line = parse_line(text, self._clock(), source, previous)
-        self._append(key, line, counts=not is_continuation(text, previous))
-        return line
+        return line, not is_continuation(text, previous)
 
     def _ingest_bytes(self, f: _Follower, data: bytes, *, final: bool) -> None:
         """Split ``data`` (after any pending partial line) into lines and record them."""
@@ -393,8 +425,14 @@ class LogAccumulator:
             rest = rest[MAX_LINE_BYTES:]
         f.partial = rest
         for raw in complete:
-            text = raw.decode("utf-8", errors="replace")
-            f.previous = self._ingest_text(f.key, text, f.source, f.previous)
+            parsed = self._parse_text(raw.decode("utf-8", errors="replace"), f.source, f.previous)
+            if parsed is None:
+                continue
+            line, counts = parsed
+            f.previous = line
+            f.history.append(parsed)
+            for key in f.keys:
+                self._append(key, line, counts=counts)
 
     def _open(self, f: _Follower) -> bool:
         """Open ``f.path`` if it exists; position at its tail on the first open only."""
@@ -404,21 +442,23 @@ class LogAccumulator:
             return False
         try:
             st = os.fstat(handle.fileno())
-            if f.start_at_tail and st.st_size > TAIL_BYTES:
+            ident = (st.st_dev, st.st_ino)
+            if ident == f.ident:
+                # The same file as before a close: resume (from the top if it was truncated).
+                handle.seek(f.offset if f.offset <= st.st_size else 0)
+            elif f.start_at_tail and st.st_size > TAIL_BYTES:
                 handle.seek(st.st_size - TAIL_BYTES)
                 handle.readline()  # the first line is cut in the middle: skip it
         except OSError:
             handle.close()
             return False
-        f.handle, f.ident = handle, (st.st_dev, st.st_ino)
+        f.handle, f.ident = handle, ident
         f.start_at_tail = False
         return True
 
     def _poll_file(self, f: _Follower) -> None:
         try:
             if f.handle is None and not self._open(f):
-                if not os.path.exists(f.path):
-                    f.start_at_tail = False  # a file that appears later is new: read it all
                 return
             assert f.handle is not None
             st = os.fstat(f.handle.fileno())
@@ -429,7 +469,7 @@ class LogAccumulator:
             self._ingest_bytes(f, f.handle.read(READ_CHUNK), final=False)
             self._check_rotation(f)
         except OSError as exc:
-            log.warning("cannot read log file %s of %s: %s", f.path, f.key, exc)
+            log.warning("cannot read log file %s of %s: %s", f.path, ", ".join(f.keys), exc)
             f.close()
 
     def _check_rotation(self, f: _Follower) -> None:

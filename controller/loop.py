@@ -28,7 +28,14 @@ from controller.model import Drift, FixAttempt, Health, Observation, Outcome
 from controller.planners.rules import Verdict, plan_rules, root_cause
 from controller.queue import WorkQueue
 from controller.settings import Settings
-from controller.spec import Container, HealingPolicy, LoadResult, PostgresDatabase, RedisCache, Resource
+from controller.spec import (
+    Container,
+    HealingPolicy,
+    LoadResult,
+    PostgresDatabase,
+    RedisCache,
+    Resource,
+)
 from controller.store import Store
 from controller.tools.base import Catalogue, ToolContext
 from controller.tools.catalogue import tool_facts
@@ -201,11 +208,15 @@ class Controller:
             result = ReconcileResult(key, Outcome.ERROR, str(exc))
         except Exception as exc:
             log.exception("bug while reconciling %s", key)
-            result = ReconcileResult(key, Outcome.ERROR, f"internal error: {type(exc).__name__}: {exc}", 5.0)
+            result = ReconcileResult(
+                key, Outcome.ERROR, f"internal error: {type(exc).__name__}: {exc}", 5.0
+            )
         duration = time.monotonic() - t0
         self.metrics.observe_reconcile(resource.kind, result.outcome.value, duration)
         if result.outcome is Outcome.ERROR:
-            self.store.record_reconciliation(key, resource.kind, started, duration, result.outcome, [], {}, result.message)
+            self.store.record_reconciliation(
+                key, resource.kind, started, duration, result.outcome, [], {}, result.message
+            )
         return result
 
     async def _reconcile(self, resource: Resource) -> ReconcileResult:
@@ -213,7 +224,9 @@ class Controller:
         if isinstance(resource, Container):
             for line in await self.runtime.ensure(resource):
                 log.info("%s", line)
-                self.store.record_action(key, "provision", "controller", {"message": line}, self.clock())
+                self.store.record_action(
+                    key, "provision", "controller", {"message": line}, self.clock()
+                )
         obs = await self.observe(resource)
         result = diff(resource, self.policies, obs, self._pending.get(key))
         self._pending[key] = result.pending
@@ -221,13 +234,22 @@ class Controller:
         self.store.record_signals(key, obs.at, obs.signals)
         spec_json = resource.model_dump(mode="json", by_alias=True)
 
-        def settle(outcome: Outcome, message: str, requeue: float | None = None, drifts: Sequence[Drift] = ()) -> ReconcileResult:
+        def settle(
+            outcome: Outcome,
+            message: str,
+            requeue: float | None = None,
+            drifts: Sequence[Drift] = (),
+        ) -> ReconcileResult:
             health = HEALTH_OF[outcome]
-            self.store.upsert_resource(key, resource.kind, spec_json, health, obs.signals, obs.at, message)
+            self.store.upsert_resource(
+                key, resource.kind, spec_json, health, obs.signals, obs.at, message
+            )
             self.metrics.set_health(key, resource.kind, health)
             # One row per pass that found something; a plain counter for the quiet ones.
             if drifts or outcome is not Outcome.IN_SYNC:
-                self.store.record_reconciliation(key, resource.kind, obs.at, 0.0, outcome, list(drifts), obs.signals)
+                self.store.record_reconciliation(
+                    key, resource.kind, obs.at, 0.0, outcome, list(drifts), obs.signals
+                )
             else:
                 self.store.count_reconciliation(key, outcome, obs.at)
             return ReconcileResult(key, outcome, message, requeue)
@@ -246,17 +268,28 @@ class Controller:
             if isinstance(host_res, Container):
                 host_obs = await self.runtime.observe(host_res)
                 if host_obs.get("container.running") is False:
-                    return settle(Outcome.WAITING, f"its host {host} is not running; the host's policy heals it", 1.0, result.drifts)
+                    return settle(
+                        Outcome.WAITING,
+                        f"its host {host} is not running; the host's policy heals it",
+                        1.0,
+                        result.drifts,
+                    )
         if (self.store.resource(key) or {}).get("paused"):
-            return settle(Outcome.PAUSED, "healing is paused for this resource", None, result.drifts)
-        reason = self.store.needs_operator(key)
-        if reason:
-            return settle(Outcome.NEEDS_OPERATOR, reason, None, result.drifts)
+            return settle(
+                Outcome.PAUSED, "healing is paused for this resource", None, result.drifts
+            )
+        if self.store.needs_operator(key):
+            reason = (self.store.resource(key) or {}).get(
+                "needs_operator_reason"
+            ) or "needs an operator"
+            return settle(Outcome.NEEDS_OPERATOR, str(reason), None, result.drifts)
 
         now = self.clock()
         decision = plan_rules(resource, self.policies, result, self.history(key), now)
         if decision.verdict is Verdict.WAIT:
-            return settle(Outcome.WAITING, decision.reason, decision.retry_after or 1.0, result.drifts)
+            return settle(
+                Outcome.WAITING, decision.reason, decision.retry_after or 1.0, result.drifts
+            )
         if decision.verdict is Verdict.NEEDS_OPERATOR:
             self.store.set_needs_operator(key, decision.reason)
             log.warning("%s needs an operator: %s", key, decision.reason)
@@ -273,14 +306,24 @@ class Controller:
         fault_at = min([d.since for d in plan.drifts] + [self._event_at.get(key, now)])
         cause = root_cause(plan.drifts)
         if verdict.dry_run:
-            fix_id = self.store.begin_fix(key, plan, obs.signals, fault_at, now, cause, dry_run=True)
-            self.store.finish_fix(fix_id, Outcome.DRY_RUN, False, obs.signals, now, None, verdict.reason)
-            return settle(Outcome.DRY_RUN, verdict.reason, self.settings.resync_period, result.drifts)
+            fix_id = self.store.begin_fix(
+                key, plan, obs.signals, fault_at, now, cause, dry_run=True
+            )
+            self.store.finish_fix(
+                fix_id, Outcome.DRY_RUN, False, obs.signals, now, None, verdict.reason
+            )
+            return settle(
+                Outcome.DRY_RUN, verdict.reason, self.settings.resync_period, result.drifts
+            )
         if not verdict.admitted:
-            return settle(Outcome.REJECTED, f"guard: {verdict.reason}", verdict.retry_after, result.drifts)
+            return settle(
+                Outcome.REJECTED, f"guard: {verdict.reason}", verdict.retry_after, result.drifts
+            )
 
         # Admitted: journal, act, verify, record.
-        self.store.upsert_resource(key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning)
+        self.store.upsert_resource(
+            key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning
+        )
         self.metrics.set_health(key, resource.kind, Health.HEALING)
         fix_id = self.store.begin_fix(key, plan, obs.signals, fault_at, now, cause)
         log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
@@ -289,17 +332,26 @@ class Controller:
             self.metrics.fix_step(step.step.tool, step.result.status.value)
         failed = next((s for s in steps if not s.result.ok), None)
         if failed is not None:
-            outcome, verified, after, recovered_at = Outcome.FAILED, False, await self.observe(resource), None
+            outcome, verified, after, recovered_at = (
+                Outcome.FAILED,
+                False,
+                await self.observe(resource),
+                None,
+            )
             message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
         else:
-            check = await verify(resource, self.policies, plan, self.observe, self.clock, asyncio.sleep)
+            check = await verify(
+                resource, self.policies, plan, self.observe, self.clock, asyncio.sleep
+            )
             verified = check.verified
             after = check.observation or obs
             recovered_at = check.at
             outcome = Outcome.FIXED if verified else Outcome.FAILED
             message = check.message
         finished = self.clock()
-        self.store.finish_fix(fix_id, outcome, verified, after.signals, finished, recovered_at, message)
+        self.store.finish_fix(
+            fix_id, outcome, verified, after.signals, finished, recovered_at, message
+        )
         ttd = now - fault_at
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
         self.metrics.fix_finished(resource.kind, plan.source, outcome.value, ttd, ttr)
@@ -349,9 +401,14 @@ class Controller:
         """Start the runtime watchers, the log reader, the resync ticker and the workers."""
         interrupted = self.store.mark_interrupted(self.clock())
         if interrupted:
-            log.warning("%d fix(es) were interrupted by a previous shutdown; see `driftmend get`", interrupted)
+            log.warning(
+                "%d fix(es) were interrupted by a previous shutdown; see `driftmend get`",
+                interrupted,
+            )
         await self.runtime.start()
-        self._tasks.append(asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs"))
+        self._tasks.append(
+            asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs")
+        )
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))

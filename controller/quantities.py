@@ -35,7 +35,9 @@ def parse_duration(value: object) -> float:
         match = _DURATION.match(value)
         if match:
             return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
-    raise ValueError(f"{value!r} is not a duration: write a number with a unit, like 30s, 5m or 500ms")
+    raise ValueError(
+        f"{value!r} is not a duration: write a number with a unit, like 30s, 5m or 500ms"
+    )
 
 
 def format_duration(seconds: float) -> str:

@@ -92,11 +92,17 @@ class RuntimeRef(Model):
 class ProcessSpec(Model):
     """How the ``process`` runtime starts one replica: argv, directory, environment, user."""
 
-    command: list[str] = Field(min_length=1, description="argv; a relative path with a slash is resolved from the directory driftmend runs in")
-    working_dir: str | None = Field(default=None, description="relative to the directory driftmend runs in")
+    command: list[str] = Field(
+        min_length=1,
+        description="argv; a relative path with a slash is resolved from the directory driftmend runs in",
+    )
+    working_dir: str | None = Field(
+        default=None, description="relative to the directory driftmend runs in"
+    )
     env: dict[str, str] = Field(default_factory=dict)
     user: str | None = Field(
-        default=None, description="run as this user when the controller runs as root (PostgreSQL refuses root)"
+        default=None,
+        description="run as this user when the controller runs as root (PostgreSQL refuses root)",
     )
     stop_signal: Literal["SIGTERM", "SIGINT", "SIGQUIT"] = "SIGTERM"
     stop_timeout: Duration = 10.0
@@ -106,7 +112,9 @@ class HttpProbe(Model):
     """An HTTP GET that must answer 2xx or 3xx."""
 
     path: str = "/healthz"
-    port: int | None = Field(default=None, ge=1, le=65535, description="defaults to the replica's port")
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="defaults to the replica's port"
+    )
 
 
 class HealthProbe(Model):
@@ -133,9 +141,14 @@ class ContainerSpec(Model):
     process: ProcessSpec
     replicas: int = Field(default=1, ge=0, le=64)
     port: int | None = Field(
-        default=None, ge=1, le=65535, description="first replica's port; replica i listens on port+i"
+        default=None,
+        ge=1,
+        le=65535,
+        description="first replica's port; replica i listens on port+i",
     )
-    port_env: str | None = Field(default=None, description="environment variable that receives the replica's port")
+    port_env: str | None = Field(
+        default=None, description="environment variable that receives the replica's port"
+    )
     health: HealthProbe | None = None
     limits: Limits = Field(default_factory=Limits)
     max_replicas: int = Field(default=8, ge=1, le=64, description="upper bound for container_scale")
@@ -143,9 +156,13 @@ class ContainerSpec(Model):
     @model_validator(mode="after")
     def _replicas_within_cap(self) -> ContainerSpec:
         if self.replicas > self.max_replicas:
-            raise ValueError(f"replicas ({self.replicas}) is above maxReplicas ({self.max_replicas})")
+            raise ValueError(
+                f"replicas ({self.replicas}) is above maxReplicas ({self.max_replicas})"
+            )
         if self.replicas > 1 and self.port is not None and self.port_env is None:
-            raise ValueError("replicas above 1 with a port need portEnv, so each replica gets its own port")
+            raise ValueError(
+                "replicas above 1 with a port need portEnv, so each replica gets its own port"
+            )
         return self
 
 
@@ -158,7 +175,9 @@ class PostgresDatabaseSpec(Model):
     user: str = "postgres"
     password_from: SecretRef | None = None
     runtime_ref: RuntimeRef | None = None
-    max_connections_cap: int = Field(default=200, ge=1, description="pg_scale_connections never goes above this")
+    max_connections_cap: int = Field(
+        default=200, ge=1, description="pg_scale_connections never goes above this"
+    )
 
 
 class RedisCacheSpec(Model):
@@ -169,7 +188,9 @@ class RedisCacheSpec(Model):
     db: int = Field(default=0, ge=0)
     password_from: SecretRef | None = None
     runtime_ref: RuntimeRef | None = None
-    maxmemory_cap: ByteSize | None = Field(default=None, description="redis_set_maxmemory never goes above this")
+    maxmemory_cap: ByteSize | None = Field(
+        default=None, description="redis_set_maxmemory never goes above this"
+    )
 
 
 # --- HealingPolicy -----------------------------------------------------------------------
@@ -211,7 +232,9 @@ class Condition(Model):
         if info.type == "bool" and not isinstance(self.value, bool):
             raise ValueError(f"{self.signal} is a flag: compare it with true or false")
         if info.type != "bool" and isinstance(self.value, bool):
-            raise ValueError(f"{self.signal} is a number: compare it with a number, not {self.value}")
+            raise ValueError(
+                f"{self.signal} is a number: compare it with a number, not {self.value}"
+            )
         if info.type == "bool" and self.operator not in ("==", "!="):
             raise ValueError(f"{self.signal} is a flag: use == or !=, not {self.operator}")
         return self
@@ -317,7 +340,7 @@ class _Resource(Model):
     @property
     def key(self) -> str:
         """``Kind/name`` (``Kind/namespace/name`` outside the default namespace)."""
-        kind: str = getattr(self, "kind")
+        kind: str = getattr(self, "kind")  # noqa: B009 - set by every subclass
         ns = self.metadata.namespace
         return f"{kind}/{self.name}" if ns == "default" else f"{kind}/{ns}/{self.name}"
 
@@ -439,7 +462,9 @@ def spec_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecIssue]
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+            files.extend(
+                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -478,22 +503,32 @@ def _message(err: Mapping[str, Any]) -> str:
     return msg
 
 
-def parse_document(raw: object, file: str, index: int) -> tuple[Resource | HealingPolicy | None, list[SpecIssue]]:
+def parse_document(
+    raw: object, file: str, index: int
+) -> tuple[Resource | HealingPolicy | None, list[SpecIssue]]:
     """Validate one decoded YAML document; never raises for bad input."""
     if not isinstance(raw, Mapping):
-        kind = type(raw).__name__
-        return None, [SpecIssue(file, index, "", message=f"a document must be a mapping with apiVersion, kind, metadata and spec, not a {kind}")]
+        got = type(raw).__name__
+        return None, [
+            SpecIssue(
+                file,
+                index,
+                "",
+                message=f"a document must be a mapping with apiVersion, kind, metadata and spec, not a {got}",
+            )
+        ]
     what = _what(raw)
     kind = raw.get("kind")
     if kind not in KINDS:
         known = ", ".join(KINDS)
-        return None, [SpecIssue(file, index, what, "kind", f"unknown kind {kind!r}; known kinds: {known}")]
+        return None, [
+            SpecIssue(file, index, what, "kind", f"unknown kind {kind!r}; known kinds: {known}")
+        ]
     try:
         return _DOCUMENT.validate_python(raw), []
     except ValidationError as exc:
         return None, [
-            SpecIssue(file, index, what, _field_path(e["loc"]), _message(e))  # type: ignore[arg-type]
-            for e in exc.errors()
+            SpecIssue(file, index, what, _field_path(e["loc"]), _message(e)) for e in exc.errors()
         ]
 
 
@@ -583,7 +618,12 @@ _PLURALS = {
     "RedisCache": "rediscaches",
     "HealingPolicy": "healingpolicies",
 }
-_SHORT = {"Container": ["dmc"], "PostgresDatabase": ["dmpg"], "RedisCache": ["dmredis"], "HealingPolicy": ["hp"]}
+_SHORT = {
+    "Container": ["dmc"],
+    "PostgresDatabase": ["dmpg"],
+    "RedisCache": ["dmredis"],
+    "HealingPolicy": ["hp"],
+}
 
 
 def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
@@ -594,17 +634,16 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
         return node
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _structural(merged, defs)
+        return _structural({**target, **{k: v for k, v in node.items() if k != "$ref"}}, defs)
     any_of = node.get("anyOf")
     if any_of is not None:
         non_null = [s for s in any_of if s.get("type") != "null"]
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         if len(non_null) == 1:
-            out = {**_structural(non_null[0], defs), **_structural(rest, defs)}
+            merged: dict[str, Any] = {**_structural(non_null[0], defs), **_structural(rest, defs)}
             if len(non_null) != len(any_of):
-                out["nullable"] = True
-            return out
+                merged["nullable"] = True
+            return merged
         # A flag-or-number (a condition's value) has no structural type: allow any scalar.
         return {**_structural(rest, defs), "x-kubernetes-preserve-unknown-fields": True}
     out: dict[str, Any] = {}
@@ -618,10 +657,18 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
             continue
         if key == "additionalProperties" and value is False:
             continue  # structural schemas prune unknown fields by default
-        out[key] = _structural(value, defs) if key not in ("enum", "required", "default", "example") else value
+        out[key] = (
+            _structural(value, defs)
+            if key not in ("enum", "required", "default", "example")
+            else value
+        )
     if out.get("pattern") == DURATION_PATTERN and isinstance(out.get("default"), int | float):
         out["default"] = format_duration(out["default"])
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if (
+        out.get("type") == "object"
+        and "properties" not in out
+        and "additionalProperties" not in out
+    ):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 

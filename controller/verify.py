@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from controller.diff import diff
+from controller.diff import diff, spec_expectations
 from controller.model import Observation, Plan
 from controller.spec import HealingPolicy, Resource
 
@@ -25,15 +25,22 @@ class Verification:
     message: str
 
 
-def cleared(resource: Resource, policies: Sequence[HealingPolicy], plan: Plan, obs: Observation) -> bool:
+def cleared(
+    resource: Resource, policies: Sequence[HealingPolicy], plan: Plan, obs: Observation
+) -> bool:
     """True when nothing the plan addressed is still wrong in ``obs``. Pure."""
     result = diff(resource, policies, obs, {})
     if result.spec_drifts:
         return False
+    if any(obs.get(signal) is not want for signal, want in spec_expectations(resource, obs)):
+        return False  # a promise not yet known to hold (no health probe passed yet)
     if plan.policy is None or plan.rule is None:
         return True
     fired = {(d.policy, d.rule) for d in result.rule_drifts}
-    return (plan.policy, plan.rule) not in fired and f"{plan.policy}/{plan.rule}" not in result.waiting
+    return (
+        plan.policy,
+        plan.rule,
+    ) not in fired and f"{plan.policy}/{plan.rule}" not in result.waiting
 
 
 async def verify(
@@ -54,5 +61,7 @@ async def verify(
         if clock() >= deadline:
             remaining = diff(resource, policies, last, {}).drifts
             what = "; ".join(d.describe() for d in remaining) or "the rule's conditions still hold"
-            return Verification(False, last, None, f"not cleared after {plan.verify_timeout:g}s: {what}")
+            return Verification(
+                False, last, None, f"not cleared after {plan.verify_timeout:g}s: {what}"
+            )
         await sleep(plan.verify_interval)

@@ -36,9 +36,13 @@ def get_registry(request: Request) -> CollectorRegistry:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-def create_app(store: Store, registry: CollectorRegistry, controller: object = None, settings: object = None) -> FastAPI:
+def create_app(
+    store: Store, registry: CollectorRegistry, controller: object = None, settings: object = None
+) -> FastAPI:
     """The FastAPI app of the controller's HTTP server."""
-    app = FastAPI(title="driftmend", version=__version__, description="What driftmend observed and fixed.")
+    app = FastAPI(
+        title="driftmend", version=__version__, description="What driftmend observed and fixed."
+    )
     app.state.store = store
     app.state.registry = registry
     app.state.controller = controller
@@ -80,7 +84,9 @@ def create_app(store: Store, registry: CollectorRegistry, controller: object = N
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview(request: Request, store: StoreDep) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(
-            request, "overview.html", {"resources": store.resources(), "fixes": store.fixes(limit=20)}
+            request,
+            "overview.html",
+            {"resources": store.resources(), "fixes": store.fixes(limit=20)},
         )
 
     return app

@@ -67,7 +67,9 @@ class PostgresDriver(Protocol):
     async def set_max_connections(self, db: PostgresDatabase, value: int) -> dict[str, Any]:
         """``ALTER SYSTEM SET max_connections``: takes effect at the next restart."""
 
-    async def vacuum(self, db: PostgresDatabase, table: str | None, analyze: bool) -> dict[str, Any]:
+    async def vacuum(
+        self, db: PostgresDatabase, table: str | None, analyze: bool
+    ) -> dict[str, Any]:
         """VACUUM (optionally ANALYZE) one table or the whole database."""
 
     async def analyze(self, db: PostgresDatabase, table: str | None) -> dict[str, Any]:

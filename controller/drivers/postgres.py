@@ -152,10 +152,11 @@ class PsycopgDriver:
             await conn.close()
 
     def _scrub(self, target: _Target, exc: BaseException) -> str:
-        """The error's text, with the password cut out should a library ever echo it."""
-        text = str(exc).strip() or type(exc).__name__
+        """The error's text on one line, with the password cut out should a library echo it."""
+        text = str(exc)
         if target.password:
             text = text.replace(target.password, "***")
+        text = " ".join(text.split()) or type(exc).__name__
         return text
 
     def _fail(self, target: _Target, what: str, exc: psycopg.Error) -> DriverError:

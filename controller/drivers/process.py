@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 _PID_FILE = re.compile(r"^replica-(\d+)\.pid$")
 _CREATE_TIME_SLACK = 0.5  # psutil's create_time is rounded to clock ticks
 _KILL_WAIT = 5.0  # after SIGKILL, how long a process may take to be reaped
+_CPU_MIN_INTERVAL = 0.5  # seconds between two CPU measurements of one replica
+# After a restart, how long a new process must live to count as started: one that dies of
+# its own startup error (bad config, port taken) is reported, not called alive.
+_STARTUP_GRACE = 0.3
 
 
 def _no_sink(key: str, reason: str) -> None:
@@ -140,6 +144,11 @@ class _Replica:
     probe_spec: HealthProbe | None = None
     failures: int = 0
     healthy: bool = True
+    # A replica counts as healthy only once a probe has passed since it started, so that
+    # verification after a restart waits for the app to answer, not just for a pid.
+    probed_ok: bool = False
+    cpu_percent: float = 0.0  # the last CPU measurement ...
+    cpu_at: float = field(default_factory=time.monotonic)  # ... and when (the priming call)
 
     def pid_json(self) -> dict[str, Any]:
         return {
@@ -295,7 +304,12 @@ class ProcessRuntime:
         else:
             threshold = spec.health.failure_threshold
             worst = max((r.failures for r in alive.values()), default=0)
-            signals["container.healthy"] = running and worst < threshold
+            # None until every replica's first probe has passed (or enough have failed):
+            # "not known yet" is neither a drift nor a successful verification.
+            healthy: bool | None = running and worst < threshold
+            if healthy and not all(r.probed_ok for r in alive.values()):
+                healthy = None
+            signals["container.healthy"] = healthy
             signals["container.health_failures"] = worst
         if spec.limits.cpu is not None:
             worst_cpu = max((u.cpu_percent for u in usage.values()), default=0.0)
@@ -320,7 +334,9 @@ class ProcessRuntime:
     async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
         """Stop (stopSignal, SIGKILL after stopTimeout) and start again; a dead one just starts.
 
-        Returns ``{"replicas": [...], "old_pids": [...], "new_pids": [...]}`` in replica order.
+        Returns ``{"replicas": [...], "old_pids": [...], "new_pids": [...], "alive": [...]}``
+        in replica order; ``alive`` is False for a new process that exited during its first
+        moments (``_STARTUP_GRACE``), which the next observation reports as an exit.
         """
         unit = self._unit(container)
         desired = self._desired(unit, container)
@@ -332,6 +348,7 @@ class ProcessRuntime:
         targets = [replica] if replica is not None else list(range(desired))
         old: list[int | None] = []
         new: list[int] = []
+        alive: list[bool] = []
         async with unit.lock:
             unit.state.stopped = False
             for i in targets:
@@ -342,8 +359,9 @@ class ProcessRuntime:
                 unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                 started = await self._spawn(unit, container, i)
                 new.append(started.pid)
+                alive.append(not await self._wait_exit(unit, started, _STARTUP_GRACE))
             self._sync_probes(unit, container)
-        return {"replicas": targets, "old_pids": old, "new_pids": new}
+        return {"replicas": targets, "old_pids": old, "new_pids": new, "alive": alive}
 
     async def stop(self, container: Container) -> dict[str, Any]:
         """Stop every replica on purpose; they stay stopped until ``restart`` or ``scale``."""
@@ -481,12 +499,12 @@ class ProcessRuntime:
                     continue
                 index = int(m.group(1))
                 r = self._adopt(index, self._read_json(pid_file))
+                state.created.add(index)  # a pid file means it was started once
                 if r is None:
                     pid_file.unlink(missing_ok=True)
                     state.exits[index] = _Exit(code=None, at=self._clock(), planned=False)
                     lost.append(index)
                     continue
-                state.created.add(index)
                 unit.replicas[index] = r
                 r.watcher = asyncio.get_running_loop().create_task(
                     self._watch_adopted(unit, r), name=f"watch {key} replica {index}"
@@ -583,6 +601,9 @@ class ProcessRuntime:
         try:
             if proc_spec.user and os.geteuid() == 0:
                 kwargs = self._as_user(container, unit.dir, log_path, env)
+            elif proc_spec.user:
+                # Only root can switch users; as anyone else the replica runs as we do.
+                log.info("%s: ignoring user %r: driftmend is not root", unit.key, proc_spec.user)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *argv,
@@ -745,10 +766,10 @@ class ProcessRuntime:
         r.stopping = True
         how = "stopped"
         if not r.exited.is_set():
-            _signal_group(r, signal.Signals[spec.stop_signal])
+            _signal_group(unit.key, r, signal.Signals[spec.stop_signal])
             if not await self._wait_exit(unit, r, spec.stop_timeout):
                 how = "killed"
-                _signal_group(r, signal.SIGKILL)
+                _signal_group(unit.key, r, signal.SIGKILL)
                 if not await self._wait_exit(unit, r, _KILL_WAIT):
                     raise DriverError(
                         f"{unit.key}: replica {r.index} (pid {r.pid}) survived SIGKILL for "
@@ -813,6 +834,7 @@ class ProcessRuntime:
     def _record_probe(self, unit: _Unit, r: _Replica, ok: bool, threshold: int) -> None:
         if ok:
             r.failures = 0
+            r.probed_ok = True
             if not r.healthy:
                 r.healthy = True
                 log.info("%s: replica %d is healthy again", unit.key, r.index)
@@ -828,15 +850,25 @@ class ProcessRuntime:
 
     @staticmethod
     def _usage(r: _Replica) -> _Usage:
-        """CPU percent (since the previous call) and RSS of a replica and its descendants."""
+        """CPU percent and RSS of a replica and its descendants.
+
+        CPU is measured between two calls; calls closer than ``_CPU_MIN_INTERVAL`` reuse the
+        last measurement, since a few milliseconds of CPU time is mostly rounding noise.
+        """
         usage = _Usage()
+        now = time.monotonic()
+        measure = now - r.cpu_at >= _CPU_MIN_INTERVAL
         for p in r.processes():
             try:
                 with p.oneshot():
-                    usage.cpu_percent += p.cpu_percent(None)
+                    if measure:
+                        usage.cpu_percent += p.cpu_percent(None)
                     usage.rss += p.memory_info().rss
             except psutil.Error:
                 continue  # exited or unreadable between listing and reading
+        if measure:
+            r.cpu_at, r.cpu_percent = now, usage.cpu_percent
+        usage.cpu_percent = r.cpu_percent
         return usage
 
 
@@ -859,7 +891,7 @@ def _alive(ps: psutil.Process | None) -> bool:
         return False
 
 
-def _signal_group(r: _Replica, sig: signal.Signals) -> None:
+def _signal_group(key: str, r: _Replica, sig: signal.Signals) -> None:
     """Signal the replica's process group, or the process alone if it left its group."""
     try:
         if not _alive(r.ps):
@@ -871,7 +903,10 @@ def _signal_group(r: _Replica, sig: signal.Signals) -> None:
     except ProcessLookupError:
         pass
     except PermissionError as exc:
-        raise DriverError(f"cannot signal pid {r.pid}: {exc}; is it still ours?") from exc
+        raise DriverError(
+            f"{key}: cannot signal replica {r.index} (pid {r.pid}): {exc}; "
+            "was it started by another user? stop it by hand"
+        ) from exc
 
 
 def _exit_reason(e: _Exit) -> str:

@@ -121,10 +121,11 @@ class RedisPyDriver:
 
     @staticmethod
     def _scrub(target: _Target, exc: BaseException) -> str:
-        """The error's text, with the password cut out should a library ever echo it."""
-        text = str(exc).strip() or type(exc).__name__
+        """The error's text on one line, with the password cut out should a library echo it."""
+        text = str(exc)
         if target.password:
             text = text.replace(target.password, "***")
+        text = " ".join(text.split()) or type(exc).__name__
         return f"{type(exc).__name__}: {text}"
 
     def _fail(self, target: _Target, what: str, exc: RedisError) -> DriverError:

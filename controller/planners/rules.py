@@ -59,7 +59,11 @@ def plan_rules(
     if result.in_sync:
         return RulesDecision(Verdict.IN_SYNC, "in sync")
     by_rule = {(d.policy, d.rule): d for d in result.rule_drifts}
-    selecting = [p for p in sorted(policies, key=lambda p: p.name) if p.selects(resource) and not p.spec.paused]
+    selecting = [
+        p
+        for p in sorted(policies, key=lambda p: p.name)
+        if p.selects(resource) and not p.spec.paused
+    ]
     exhausted: list[str] = []
     soonest: float | None = None
     cooling: list[str] = []
@@ -76,7 +80,9 @@ def plan_rules(
                     f"rule {policy.name}/{rule.name} applies",
                     Plan(
                         key=resource.key,
-                        steps=tuple(PlanStep(s.tool, resource.key, dict(s.params)) for s in rule.do),
+                        steps=tuple(
+                            PlanStep(s.tool, resource.key, dict(s.params)) for s in rule.do
+                        ),
                         source="rules",
                         reasoning=f"{drift.describe()}: policy {policy.name} declares rule {rule.name}",
                         policy=policy.name,
@@ -91,7 +97,9 @@ def plan_rules(
             else:
                 cooling.append(budget.reason)
             if budget.retry_after is not None:
-                soonest = budget.retry_after if soonest is None else min(soonest, budget.retry_after)
+                soonest = (
+                    budget.retry_after if soonest is None else min(soonest, budget.retry_after)
+                )
     if cooling:
         return RulesDecision(Verdict.WAIT, "; ".join(cooling), retry_after=soonest)
     if exhausted:
@@ -112,7 +120,13 @@ def plan_rules(
     if waits:
         left = min(waits.values())
         names = ", ".join(sorted(waits))
-        return RulesDecision(Verdict.WAIT, f"conditions hold, waiting for their `for`: {names}", retry_after=left)
+        return RulesDecision(
+            Verdict.WAIT, f"conditions hold, waiting for their `for`: {names}", retry_after=left
+        )
     # Spec drifts that rules watch but whose conditions did not fire (say a rule asks for
     # container.running == false for 5s): wait one interval for the rule to speak.
-    return RulesDecision(Verdict.WAIT, f"drift watched by a rule that has not fired: {root_cause(result.spec_drifts)}", retry_after=1.0)
+    return RulesDecision(
+        Verdict.WAIT,
+        f"drift watched by a rule that has not fired: {root_cause(result.spec_drifts)}",
+        retry_after=1.0,
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from watchfiles import awatch
 
-from controller.spec import LoadResult, Loaded, SpecIssue, check_documents, load_text, spec_files
+from controller.spec import Loaded, LoadResult, SpecIssue, check_documents, load_text, spec_files
 from controller.tools.base import Catalogue
 from controller.validate import check_tools
 
@@ -47,7 +47,15 @@ class FileSource:
             checked = check_tools(LoadResult(docs, []), self.catalogue)
             file_issues += checked.issues
             if any(i.severity == "error" for i in file_issues) and name in self._good:
-                file_issues.append(SpecIssue(name, None, "", message="keeping this file's last valid documents until it is fixed", severity="warning"))
+                file_issues.append(
+                    SpecIssue(
+                        name,
+                        None,
+                        "",
+                        message="keeping this file's last valid documents until it is fixed",
+                        severity="warning",
+                    )
+                )
                 documents.extend(self._good[name])
             else:
                 self._good[name] = checked.documents

@@ -83,7 +83,9 @@ class Tool(Generic[P]):
         """The JSON schema of the parameters, as MCP clients and the LLM see it."""
         return self.params.model_json_schema()
 
-    async def call(self, ctx: ToolContext, resource: Resource, raw: Mapping[str, Any]) -> ToolResult:
+    async def call(
+        self, ctx: ToolContext, resource: Resource, raw: Mapping[str, Any]
+    ) -> ToolResult:
         """Validate, then run; every failure comes back as a ``ToolResult``, never raised."""
         if resource.kind not in self.kinds:
             return ToolResult.refused(
@@ -93,7 +95,8 @@ class Tool(Generic[P]):
             params = self.validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                for e in exc.errors()
             )
             return ToolResult.refused(f"invalid parameters for {self.name}: {problems}")
         try:

@@ -103,8 +103,7 @@ TOOLS: tuple[Tool[Any], ...] = (
     Tool(
         name="container_stats",
         description=(
-            "CPU, memory, pid, uptime and restart count of every replica of a Container. "
-            "Read-only."
+            "CPU, memory, pid, uptime and restart count of every replica of a Container. Read-only."
         ),
         params=StatsParams,
         kinds=("Container",),

@@ -288,7 +288,7 @@ TOOLS: tuple[Tool[Any], ...] = (
             "VACUUM (by default with ANALYZE) one table or the whole database: reclaims space "
             "from dead rows and refreshes planner statistics. Use it when a table is bloated "
             "or queries slowed after heavy updates or deletes. Risk: extra I/O while it runs; "
-            "it takes no lock that blocks reads or writes."
+            "reads and writes continue, only schema changes on the table wait for it."
         ),
         params=VacuumParams,
         kinds=KIND,
@@ -300,7 +300,7 @@ TOOLS: tuple[Tool[Any], ...] = (
         description=(
             "ANALYZE one table or the whole database: refreshes the planner's statistics. Use "
             "it when queries picked bad plans after a bulk load or large change. Risk: low; "
-            "brief extra reads."
+            "brief extra reads, and schema changes on the table wait for it."
         ),
         params=AnalyzeParams,
         kinds=KIND,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -98,5 +99,5 @@ async def clear_cart(client: aioredis.Redis, session: str) -> None:
     await client.delete(_cart_key(session))
 
 
-def _quantities(raw: dict[str, str]) -> dict[int, int]:
+def _quantities(raw: Mapping[str | bytes, str | bytes]) -> dict[int, int]:
     return {int(pid): int(qty) for pid, qty in sorted(raw.items(), key=lambda kv: int(kv[0]))}

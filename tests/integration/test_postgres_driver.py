@@ -20,15 +20,24 @@ import pytest
 from controller.drivers.postgres import PsycopgDriver, redact_query
 from controller.drivers.redis import RedisPyDriver
 from controller.errors import ConfigurationError, DriverError
-from controller.model import LogLine, ToolStatus
+from controller.model import LogLine, Observation, ToolStatus
 from controller.spec import Container, PostgresDatabase, RedisCache, Resource
 from controller.tools.base import Catalogue, ToolContext
 from controller.tools.postgres import TOOLS
-from tests.services import PostgresServer
+from tests.services import PostgresServer, free_port
 
 pytestmark = pytest.mark.integration
 
 Conn = psycopg.AsyncConnection[Any]
+APP = "driftmend-test"
+NO_SECRETS: dict[str, str] = {}
+
+
+def num(obs: Observation, signal: str) -> float:
+    """A numeric signal of ``obs``; fails the test when it is missing."""
+    value = obs.get(signal)
+    assert isinstance(value, int | float), f"{signal} is {value!r}"
+    return float(value)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -56,13 +65,18 @@ def container(name: str = "pg") -> Container:
     )
 
 
-async def connect(server: PostgresServer, user: str = "postgres", autocommit: bool = True) -> Conn:
+async def connect(
+    server: PostgresServer,
+    user: str = "postgres",
+    autocommit: bool = True,
+    application_name: str = APP,
+) -> Conn:
     return await psycopg.AsyncConnection.connect(
         host="127.0.0.1",
         port=server.port,
         user=user,
         dbname="postgres",
-        application_name="driftmend-test",
+        application_name=application_name,
         autocommit=autocommit,
     )
 
@@ -78,19 +92,18 @@ async def sessions(server: PostgresServer) -> AsyncIterator[list[Conn]]:
     try:
         yield conns
     finally:
-        pids = []
         for conn in conns:
             if not conn.closed:
-                pids.append(conn.info.backend_pid)
                 with contextlib.suppress(psycopg.Error):
                     await conn.cancel_safe()
             await conn.close()
-        if pids and server.proc is not None:
-            async with await connect(server) as admin:
+        if conns and server.proc is not None:
+            # Every test connection carries APP; the admin connection below does not.
+            async with await connect(server, application_name="driftmend-test-admin") as admin:
                 deadline = time.monotonic() + 5
                 while time.monotonic() < deadline:
                     cur = await admin.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [APP]
                     )
                     row = await cur.fetchone()
                     if row is not None and row[0] == 0:
@@ -140,6 +153,7 @@ class ConfiguredPostgres(PostgresServer):
 @pytest.fixture
 def conf_postgres() -> Iterator[ConfiguredPostgres]:
     server = ConfiguredPostgres.create(max_connections=20)
+    assert isinstance(server, ConfiguredPostgres)
     with (server.datadir / "postgresql.conf").open("a") as conf:
         conf.write("\nmax_connections = 20\n")
     try:
@@ -243,7 +257,7 @@ async def test_observe_sees_a_long_query(
         obs = await observe_until(
             driver, db, lambda o: (o.get("postgres.longest_query_seconds") or 0) >= 1.0
         )
-        assert 1.0 <= obs.get("postgres.longest_query_seconds") < 10
+        assert 1.0 <= num(obs, "postgres.longest_query_seconds") < 10
         top = obs.facts["longest_queries"].splitlines()
         assert top[0].startswith(f"pid={pid} active ")
         assert "pg_sleep(30)" in top[0] and len(top[0]) < 260
@@ -265,7 +279,7 @@ async def test_observe_sees_idle_in_transaction(
             lambda o: (o.get("postgres.longest_idle_in_transaction_seconds") or 0) >= 0.5,
         )
         assert obs.get("postgres.idle_in_transaction") == 1
-        assert 0.5 <= obs.get("postgres.longest_idle_in_transaction_seconds") < 10
+        assert 0.5 <= num(obs, "postgres.longest_idle_in_transaction_seconds") < 10
         assert obs.get("postgres.longest_query_seconds") == 0.0
         await conns[0].rollback()
         after = await driver.observe(db)
@@ -289,7 +303,7 @@ async def test_observe_works_as_superuser_when_clients_are_refused(
         assert obs.error is None
         assert obs.get("postgres.up") is True
         assert obs.get("postgres.connections_used") == 17
-        assert obs.get("postgres.connections_used_ratio") >= 0.9
+        assert num(obs, "postgres.connections_used_ratio") >= 0.9
 
         # The same server seen as an ordinary user: refused, reported, not raised.
         as_app = await driver.observe(database(own_postgres.port, user="app"))
@@ -320,7 +334,7 @@ async def test_observe_a_stopped_then_restarted_server(
 async def test_missing_password_variable_is_a_configuration_error(
     postgres_server: PostgresServer,
 ) -> None:
-    drv = PsycopgDriver(secrets={}.get)
+    drv = PsycopgDriver(secrets=NO_SECRETS.get)
     db = database(postgres_server.port, passwordFrom={"env": "PG_PASSWORD"})
     with pytest.raises(ConfigurationError, match="PG_PASSWORD"):
         await drv.observe(db)
@@ -462,7 +476,7 @@ async def test_vacuum_and_analyze_quote_weird_names(
             for bad in ("missing", "public.missing", 'x"; DROP TABLE "Odd Schema"."t.x"; --'):
                 with pytest.raises(DriverError, match="no table"):
                     await driver.vacuum(db, bad, analyze=False)
-            cur = await admin.execute("SELECT to_regclass('\"Odd Schema\".\"t.x\"') IS NOT NULL")
+            cur = await admin.execute('SELECT to_regclass(\'"Odd Schema"."t.x"\') IS NOT NULL')
             assert await cur.fetchone() == (True,)
         finally:
             await admin.execute('DROP TABLE "We!rd ""Tab""; le"')
@@ -524,7 +538,12 @@ async def test_session_and_maintenance_tools(
 ) -> None:
     db = database(postgres_server.port)
     cache = RedisCache.model_validate(
-        {"apiVersion": "driftmend.dev/v1alpha1", "kind": "RedisCache", "metadata": {"name": "c"}}
+        {
+            "apiVersion": "driftmend.dev/v1alpha1",
+            "kind": "RedisCache",
+            "metadata": {"name": "c"},
+            "spec": {},
+        }
     )
     async with tool_context(driver, ServerRuntime(), db) as ctx:
         async with sessions(postgres_server) as conns:
@@ -569,8 +588,6 @@ async def test_session_and_maintenance_tools(
 
 
 async def test_tool_reports_an_unreachable_database(driver: PsycopgDriver) -> None:
-    from tests.services import free_port
-
     db = database(free_port(), runtimeRef={"name": "pg"})
     async with tool_context(driver, ServerRuntime(), db, container("pg")) as ctx:
         listed = await tool("pg_sessions").call(ctx, db, {})

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,13 @@ def poll(probe: Callable[[], T | None], deadline_s: float, what: str, every: flo
     last: Any = None
     while True:
         try:
-            last = probe()
+            result = probe()
         except (httpx.TransportError, OSError) as exc:
             last = exc
         else:
-            if last is not None and last is not False:
-                return last
+            if result is not None and result is not False:
+                return result
+            last = result
         if time.monotonic() > end:
             raise AssertionError(f"{what}: not within {deadline_s}s (last: {last!r})")
         time.sleep(every)
@@ -248,42 +250,50 @@ def test_starts_without_postgres_and_creates_the_schema_when_it_comes(
         assert len(http.get("/products").json()) == 20
 
 
-def _fill_until_refused(cache: redis.Redis, prefix: str) -> int:
-    """Write 16 KB values until Redis refuses one for lack of memory; how many it took.
+def _fill_until_refused(cache: redis.Redis) -> int:
+    """Write ballast until Redis refuses even a tiny write for lack of memory; bytes written.
 
-    Small values on purpose: Redis counts the query buffer of the command it is checking,
-    so a 1 MB SET is refused while there is still room for small writes, and the shop's
-    own small SETs would keep succeeding. A small one is refused only when Redis is full.
+    Redis counts the query buffer of the command it is admitting, so a big SET is refused
+    while there is still room for small ones: "full" for 1 MB values is not full for the
+    shop's 60-byte writes. Big values fill it fast, then ever smaller ones close the gap.
     """
-    for index in range(4096):
-        try:
-            cache.set(f"ballast:{prefix}:{index}", b"x" * (16 * 1024))
-        except redis.exceptions.OutOfMemoryError:
-            return index  # "OOM command not allowed when used memory > 'maxmemory'"
-    raise AssertionError("Redis took 64 MB of ballast with maxmemory 16mb")
+    written = 0
+    for size in (1024 * 1024, 64 * 1024, 4 * 1024, 256, 16):
+        for _ in range(4096):
+            try:
+                cache.set(f"ballast:{uuid.uuid4().hex}", b"x" * size)
+            except redis.exceptions.OutOfMemoryError:
+                break  # "OOM command not allowed when used memory > 'maxmemory'"
+            written += size
+        else:
+            raise AssertionError(f"Redis never refused {size}-byte values with maxmemory 16mb")
+    return written
 
 
 def test_healthz_names_redis_when_it_is_full(shop: ShopProcess, own_redis: RedisServer) -> None:
     # own_redis runs with maxmemory 16mb and noeviction: once full, every write is refused
     # while reads and PING still work, so only the health check's SET can notice.
     with redis.Redis.from_url(own_redis.url) as cache:
-        assert _fill_until_refused(cache, "first") > 0
+        assert _fill_until_refused(cache) > 8 * 1024 * 1024
 
-        def refused_by_redis() -> dict[str, Any] | None:
-            # Redis frees a little memory now and then (client buffers shrink): top it up.
-            _fill_until_refused(cache, f"more-{time.monotonic_ns()}")
-            status, body = shop.health()
-            return body if status == 503 else None
+        def refused(probe: Callable[[], httpx.Response]) -> Callable[[], httpx.Response | None]:
+            def attempt() -> httpx.Response | None:
+                # Redis frees a few bytes now and then (idle clients' query buffers are
+                # shrunk, keys expire): top it up first so "full" still holds.
+                _fill_until_refused(cache)
+                response = probe()
+                return response if response.status_code == 503 else None
 
-        body = poll(refused_by_redis, 20.0, "shop /healthz 503 on a full Redis")
-        assert body["failed"] == ["redis"] and body["postgres"] == "ok"
-        assert "OutOfMemoryError" in body["redis"] and "maxmemory" in body["redis"]
+            return attempt
 
-        _fill_until_refused(cache, "last")
         with shop.client() as http:
-            refused = http.post("/sessions")
-        assert refused.status_code == 503
-        assert refused.json()["detail"].startswith("redis: ")
+            health = poll(refused(lambda: http.get("/healthz")), 20.0, "/healthz 503, Redis full")
+            body = health.json()
+            assert body["failed"] == ["redis"] and body["postgres"] == "ok"
+            assert "OutOfMemoryError" in body["redis"] and "maxmemory" in body["redis"]
+
+            session = poll(refused(lambda: http.post("/sessions")), 20.0, "a session refused")
+            assert session.json()["detail"].startswith("redis: ")
         poll(
             lambda: any(
                 " ERROR shop POST /sessions failed: redis: " in x for x in shop.log_lines()

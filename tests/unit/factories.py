@@ -14,21 +14,32 @@ def container(name: str = "shop", labels: dict[str, str] | None = None, **spec: 
     """A process Container."""
     body: dict[str, Any] = {"process": {"command": ["true"]}, **spec}
     return Container.model_validate(
-        {"apiVersion": API, "kind": "Container", "metadata": {"name": name, "labels": labels or {"app": "shop"}}, "spec": body}
+        {
+            "apiVersion": API,
+            "kind": "Container",
+            "metadata": {"name": name, "labels": labels or {"app": "shop"}},
+            "spec": body,
+        }
     )
 
 
 def postgres(name: str = "db") -> PostgresDatabase:
     """A PostgresDatabase."""
-    return PostgresDatabase.model_validate({"apiVersion": API, "kind": "PostgresDatabase", "metadata": {"name": name}, "spec": {}})
+    return PostgresDatabase.model_validate(
+        {"apiVersion": API, "kind": "PostgresDatabase", "metadata": {"name": name}, "spec": {}}
+    )
 
 
 def redis(name: str = "cache") -> RedisCache:
     """A RedisCache."""
-    return RedisCache.model_validate({"apiVersion": API, "kind": "RedisCache", "metadata": {"name": name}, "spec": {}})
+    return RedisCache.model_validate(
+        {"apiVersion": API, "kind": "RedisCache", "metadata": {"name": name}, "spec": {}}
+    )
 
 
-def policy(name: str = "p", kind: str = "Container", rules: list[dict[str, Any]] | None = None, **spec: Any) -> HealingPolicy:
+def policy(
+    name: str = "p", kind: str = "Container", rules: list[dict[str, Any]] | None = None, **spec: Any
+) -> HealingPolicy:
     """A HealingPolicy; the default has one crash-restart rule."""
     rules = rules or [
         {
@@ -39,7 +50,12 @@ def policy(name: str = "p", kind: str = "Container", rules: list[dict[str, Any]]
         }
     ]
     return HealingPolicy.model_validate(
-        {"apiVersion": API, "kind": "HealingPolicy", "metadata": {"name": name}, "spec": {"selector": {"kind": kind}, "rules": rules, **spec}}
+        {
+            "apiVersion": API,
+            "kind": "HealingPolicy",
+            "metadata": {"name": name},
+            "spec": {"selector": {"kind": kind}, "rules": rules, **spec},
+        }
     )
 
 

@@ -45,7 +45,10 @@ def test_zero_replicas_promise_nothing() -> None:
 
 
 def test_database_and_cache_must_answer() -> None:
-    assert [d.signal for d in diff(postgres(), [], obs("PostgresDatabase/db", postgres__up=False)).drifts] == ["postgres.up"]
+    assert [
+        d.signal
+        for d in diff(postgres(), [], obs("PostgresDatabase/db", postgres__up=False)).drifts
+    ] == ["postgres.up"]
     assert diff(redis(), [], obs("RedisCache/cache", redis__up=True)).in_sync
     missing = diff(redis(), [], obs("RedisCache/cache"))  # unreadable is not "up"
     assert [d.signal for d in missing.drifts] == ["redis.up"]
@@ -75,7 +78,17 @@ def test_condition_that_stops_holding_resets_its_window() -> None:
 
 def test_all_conditions_must_hold() -> None:
     p = policy(rules=[RATIO_RULE])
-    result = diff(container(), [p], obs(at=100.0, container__running=True, container__healthy=False, container__cpu_used_ratio=0.99), {"p|hot|0": 0.0})
+    result = diff(
+        container(),
+        [p],
+        obs(
+            at=100.0,
+            container__running=True,
+            container__healthy=False,
+            container__cpu_used_ratio=0.99,
+        ),
+        {"p|hot|0": 0.0},
+    )
     assert result.rule_drifts == ()
 
 
@@ -90,10 +103,15 @@ def test_policy_selects_by_labels_and_kind() -> None:
     assert diff(other, [p], obs(container__running=False)).rule_drifts  # no labels: all
     from controller.spec import HealingPolicy
 
-    picky = HealingPolicy.model_validate({
-        **p.model_dump(by_alias=True),
-        "spec": {**p.model_dump(by_alias=True)["spec"], "selector": {"kind": "Container", "matchLabels": {"app": "shop"}}},
-    })
+    picky = HealingPolicy.model_validate(
+        {
+            **p.model_dump(by_alias=True),
+            "spec": {
+                **p.model_dump(by_alias=True)["spec"],
+                "selector": {"kind": "Container", "matchLabels": {"app": "shop"}},
+            },
+        }
+    )
     assert diff(other, [picky], obs(container__running=False)).rule_drifts == ()
     assert diff(container(), [picky], obs(container__running=False)).rule_drifts
 
@@ -109,3 +127,15 @@ def test_diff_is_pure() -> None:
     p = policy(rules=[RATIO_RULE])
     o = running(at=100.0, container__cpu_used_ratio=0.95)
     assert diff(container(), [p], o, {}) == diff(container(), [p], o, {})
+
+
+def test_health_not_yet_known_is_not_a_drift_but_does_not_verify() -> None:
+    from controller.model import Plan, PlanStep
+    from controller.verify import cleared
+
+    c = container(health={"http": {"path": "/healthz"}}, port=8000)
+    pending = obs(container__running=True, container__healthy=None)
+    assert diff(c, [policy()], pending).in_sync
+    plan = Plan(c.key, (PlanStep("container_restart", c.key),), "rules", "t", "p", "restart")
+    assert not cleared(c, [policy()], plan, pending)
+    assert cleared(c, [policy()], plan, obs(container__running=True, container__healthy=True))

@@ -22,7 +22,15 @@ def step(tool: str = "container_restart", target: str = KEY, **params: Any) -> P
 
 
 def check(p: Plan, pol: Any = None, history: Any = (), **kw: Any):  # type: ignore[no-untyped-def]
-    return admit(p, kind=kw.pop("kind", "Container"), policy=policy() if pol is None else pol, tools=FACTS, history=list(history), now=1000.0, **kw)
+    return admit(
+        p,
+        kind=kw.pop("kind", "Container"),
+        policy=policy() if pol is None else pol,
+        tools=FACTS,
+        history=list(history),
+        now=1000.0,
+        **kw,
+    )
 
 
 def test_a_good_plan_is_admitted() -> None:
@@ -46,7 +54,10 @@ def test_unknown_tool() -> None:
 
 def test_tool_outside_the_allowlist() -> None:
     d = check(plan(step("container_scale", replicas=2)))
-    assert not d.admitted and "the policy does not allow this tool (allowed: container_restart)" in d.reason
+    assert (
+        not d.admitted
+        and "the policy does not allow this tool (allowed: container_restart)" in d.reason
+    )
 
 
 def test_other_target() -> None:
@@ -55,7 +66,13 @@ def test_other_target() -> None:
 
 
 def test_tool_of_another_kind() -> None:
-    rules = [{"name": "restart", "when": [{"signal": "container.running", "value": False}], "do": [{"tool": "redis_flush"}]}]
+    rules = [
+        {
+            "name": "restart",
+            "when": [{"signal": "container.running", "value": False}],
+            "do": [{"tool": "redis_flush"}],
+        }
+    ]
     d = check(plan(step("redis_flush")), policy(rules=rules))
     assert not d.admitted and "acts on RedisCache, not Container" in d.reason
 
@@ -71,28 +88,64 @@ def test_unknown_params() -> None:
 
 
 def destructive_policy(approval: str = "operator") -> Any:
-    rules = [{"name": "flush", "when": [{"signal": "redis.up", "value": False}], "do": [{"tool": "redis_flush"}]}]
+    rules = [
+        {
+            "name": "flush",
+            "when": [{"signal": "redis.up", "value": False}],
+            "do": [{"tool": "redis_flush"}],
+        }
+    ]
     return policy(kind="RedisCache", rules=rules, approval=approval)
 
 
 def test_destructive_needs_approval() -> None:
-    p = Plan("RedisCache/cache", (PlanStep("redis_flush", "RedisCache/cache"),), "rules", "t", "p", "flush")
-    refused = admit(p, kind="RedisCache", policy=destructive_policy(), tools=FACTS, history=[], now=0.0)
+    p = Plan(
+        "RedisCache/cache",
+        (PlanStep("redis_flush", "RedisCache/cache"),),
+        "rules",
+        "t",
+        "p",
+        "flush",
+    )
+    refused = admit(
+        p, kind="RedisCache", policy=destructive_policy(), tools=FACTS, history=[], now=0.0
+    )
     assert not refused.admitted and "destructive and not approved" in refused.reason
-    auto = admit(p, kind="RedisCache", policy=destructive_policy("auto"), tools=FACTS, history=[], now=0.0)
+    auto = admit(
+        p, kind="RedisCache", policy=destructive_policy("auto"), tools=FACTS, history=[], now=0.0
+    )
     assert auto.admitted
-    by_operator = admit(p, kind="RedisCache", policy=destructive_policy(), tools=FACTS, history=[], now=0.0, approved=True)
+    by_operator = admit(
+        p,
+        kind="RedisCache",
+        policy=destructive_policy(),
+        tools=FACTS,
+        history=[],
+        now=0.0,
+        approved=True,
+    )
     assert by_operator.admitted
 
 
 def test_attempts_per_window() -> None:
-    history = [FixAttempt(KEY, 900.0, "failed", "p", "restart"), FixAttempt(KEY, 950.0, "fixed", "p", "restart")]
+    history = [
+        FixAttempt(KEY, 900.0, "failed", "p", "restart"),
+        FixAttempt(KEY, 950.0, "fixed", "p", "restart"),
+    ]
     d = check(plan(step()), history=history)
     assert not d.admitted and "used 2/2 attempts" in d.reason
 
 
 def test_cooldown() -> None:
-    rules = [{"name": "restart", "when": [{"signal": "container.running", "value": False}], "do": [{"tool": "container_restart"}], "cooldown": "60s", "attempts": {"max": 10}}]
+    rules = [
+        {
+            "name": "restart",
+            "when": [{"signal": "container.running", "value": False}],
+            "do": [{"tool": "container_restart"}],
+            "cooldown": "60s",
+            "attempts": {"max": 10},
+        }
+    ]
     d = check(plan(step()), policy(rules=rules), [FixAttempt(KEY, 990.0, "fixed", "p", "restart")])
     assert not d.admitted and "cooling down" in d.reason and d.retry_after == 50.0
 

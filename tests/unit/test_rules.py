@@ -40,7 +40,9 @@ def test_in_sync() -> None:
 def test_crash_gives_the_declared_plan() -> None:
     d = decide([policy()], obs(container__running=False))
     assert d.verdict is Verdict.PLAN and d.plan is not None
-    assert [(s.tool, s.target, dict(s.params)) for s in d.plan.steps] == [("container_restart", "Container/shop", {})]
+    assert [(s.tool, s.target, dict(s.params)) for s in d.plan.steps] == [
+        ("container_restart", "Container/shop", {})
+    ]
     assert d.plan.source == "rules" and (d.plan.policy, d.plan.rule) == ("p", "restart")
     assert {x.signal for x in d.plan.drifts} == {"container.running"}
 
@@ -82,7 +84,21 @@ def test_spec_drift_without_any_rule_needs_operator() -> None:
 
 
 def test_waiting_for_the_for_window() -> None:
-    p = policy(rules=[{**LADDER[0], "when": [{"signal": "container.memory_used_ratio", "operator": ">=", "value": 0.9, "for": "30s"}]}])
+    p = policy(
+        rules=[
+            {
+                **LADDER[0],
+                "when": [
+                    {
+                        "signal": "container.memory_used_ratio",
+                        "operator": ">=",
+                        "value": 0.9,
+                        "for": "30s",
+                    }
+                ],
+            }
+        ]
+    )
     d = decide([p], running(container__memory_used_ratio=0.95))
     assert d.verdict is Verdict.WAIT and d.retry_after == 30.0
 

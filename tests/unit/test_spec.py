@@ -66,8 +66,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_unknown_kind_lists_known_kinds(tmp_path: Path) -> None:
-    out = messages(tmp_path, "apiVersion: driftmend.dev/v1alpha1\nkind: Pod\nmetadata: {name: x}\nspec: {}\n")
-    assert out == ["%s: document 0 (Pod/x): kind: unknown kind 'Pod'; known kinds: Container, PostgresDatabase, RedisCache, HealingPolicy" % (tmp_path / "specs.yaml")]
+    out = messages(
+        tmp_path, "apiVersion: driftmend.dev/v1alpha1\nkind: Pod\nmetadata: {name: x}\nspec: {}\n"
+    )
+    assert out == [
+        "%s: document 0 (Pod/x): kind: unknown kind 'Pod'; known kinds: Container, PostgresDatabase, RedisCache, HealingPolicy"
+        % (tmp_path / "specs.yaml")
+    ]
 
 
 def test_wrong_type_names_field_path(tmp_path: Path) -> None:
@@ -83,11 +88,16 @@ def test_unknown_field_is_refused_with_a_hint(tmp_path: Path) -> None:
 
 def test_unknown_signal(tmp_path: Path) -> None:
     out = messages(tmp_path, GOOD.replace("container.running", "container.runing"))
-    assert any("spec.rules[0].when[0].signal: unknown signal 'container.runing'" in m for m in out), out
+    assert any(
+        "spec.rules[0].when[0].signal: unknown signal 'container.runing'" in m for m in out
+    ), out
 
 
 def test_signal_of_another_kind(tmp_path: Path) -> None:
-    out = messages(tmp_path, GOOD.replace("signal: container.running, value: false", "signal: redis.up, value: false"))
+    out = messages(
+        tmp_path,
+        GOOD.replace("signal: container.running, value: false", "signal: redis.up, value: false"),
+    )
     assert any("redis.up is not a signal of Container" in m for m in out), out
 
 
@@ -98,17 +108,26 @@ def test_flag_compared_with_number(tmp_path: Path) -> None:
 
 def test_unknown_tool_suggests_the_closest(tmp_path: Path) -> None:
     out = messages(tmp_path, GOOD.replace("tool: container_restart", "tool: container_restrat"))
-    assert any("spec.rules[0].do[0].tool: unknown tool 'container_restrat'; did you mean container_restart?" in m for m in out), out
+    assert any(
+        "spec.rules[0].do[0].tool: unknown tool 'container_restrat'; did you mean container_restart?"
+        in m
+        for m in out
+    ), out
 
 
 def test_tool_params_are_validated(tmp_path: Path) -> None:
-    out = messages(tmp_path, GOOD.replace("tool: container_restart}", "tool: container_scale, params: {replicas: -1}}"))
+    out = messages(
+        tmp_path,
+        GOOD.replace("tool: container_restart}", "tool: container_scale, params: {replicas: -1}}"),
+    )
     assert any("spec.rules[0].do[0].params.replicas" in m for m in out), out
 
 
 def test_tool_of_another_kind(tmp_path: Path) -> None:
     out = messages(tmp_path, GOOD.replace("tool: container_restart", "tool: redis_flush"))
-    assert any("redis_flush acts on RedisCache, but the policy selects Container" in m for m in out), out
+    assert any(
+        "redis_flush acts on RedisCache, but the policy selects Container" in m for m in out
+    ), out
 
 
 @pytest.mark.parametrize("bad", ["2 seconds", "-1s", "5x", "true"])
@@ -127,7 +146,10 @@ def test_duplicate_names_keep_the_first(tmp_path: Path) -> None:
 
 
 def test_policy_selecting_nothing_is_a_warning(tmp_path: Path) -> None:
-    result = load_and_check([write(tmp_path, GOOD.replace("matchLabels: {app: shop}", "matchLabels: {app: nope}"))], default_catalogue())
+    result = load_and_check(
+        [write(tmp_path, GOOD.replace("matchLabels: {app: shop}", "matchLabels: {app: nope}"))],
+        default_catalogue(),
+    )
     assert result.errors == []
     assert len(result.warnings) == 1 and "selects no resource" in str(result.warnings[0])
 
@@ -141,7 +163,16 @@ def test_one_bad_document_never_stops_the_others(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "just a string", "- a\n- list", "42", "apiVersion: v1\n", "kind: Container\n", "\x00\x01", "spec: [1, 2]\nkind: HealingPolicy"],
+    [
+        "",
+        "just a string",
+        "- a\n- list",
+        "42",
+        "apiVersion: v1\n",
+        "kind: Container\n",
+        "\x00\x01",
+        "spec: [1, 2]\nkind: HealingPolicy",
+    ],
 )
 def test_garbage_never_raises(tmp_path: Path, text: str) -> None:
     result = load_and_check([write(tmp_path, text)], default_catalogue())
@@ -151,7 +182,9 @@ def test_garbage_never_raises(tmp_path: Path, text: str) -> None:
 
 def test_missing_path_is_an_issue(tmp_path: Path) -> None:
     result = load_paths([tmp_path / "nope.yaml"])
-    assert [str(e) for e in result.errors] == [f"{tmp_path / 'nope.yaml'}: no such file or directory"]
+    assert [str(e) for e in result.errors] == [
+        f"{tmp_path / 'nope.yaml'}: no such file or directory"
+    ]
 
 
 def test_directories_are_searched(tmp_path: Path) -> None:

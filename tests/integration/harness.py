@@ -1,0 +1,100 @@
+"""A controller wired with the real drivers, on a temporary state directory, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from controller.drivers.postgres import PsycopgDriver
+from controller.drivers.process import ProcessRuntime
+from controller.drivers.redis import RedisPyDriver
+from controller.logs import LogAccumulator
+from controller.loop import Controller
+from controller.metrics import Metrics
+from controller.settings import Settings
+from controller.spec import Container, LoadResult
+from controller.store import Store
+from controller.tools.catalogue import default_catalogue
+from controller.validate import load_and_check
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    *,
+    deadline: float = 20.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    last: Any = None
+    while time.monotonic() < end:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} not reached within {deadline}s (last: {last!r})")
+
+
+def write_specs(path: Path, docs: list[dict[str, Any]]) -> Path:
+    """Write documents as one multi-document YAML file."""
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def load(path: Path) -> LoadResult:
+    """Load and check specs; fail the test on any error."""
+    result = load_and_check([path], default_catalogue())
+    assert not result.errors, [str(e) for e in result.errors]
+    return result
+
+
+def build(state_dir: Path, **settings: Any) -> Controller:
+    """A controller with every real driver, its own store and a fresh registry."""
+    s = Settings(state_dir=state_dir, resync_period=settings.pop("resync_period", 2.0), **settings)
+    return Controller(
+        settings=s,
+        runtime=ProcessRuntime(state_dir, base_dir=REPO),
+        postgres=PsycopgDriver(),
+        redis=RedisPyDriver(),
+        logs=LogAccumulator(),
+        store=Store(s.store_path),
+        metrics=Metrics(CollectorRegistry()),
+        catalogue=default_catalogue(),
+    )
+
+
+@asynccontextmanager
+async def running(
+    state_dir: Path, result: LoadResult, **settings: Any
+) -> AsyncIterator[Controller]:
+    """A started controller; stopped (its processes left running) on exit."""
+    controller = build(state_dir, **settings)
+    controller.apply(result)
+    await controller.start()
+    try:
+        yield controller
+    finally:
+        await controller.stop()
+        controller.store.close()
+
+
+async def down_all(state_dir: Path, result: LoadResult) -> None:
+    """Stop every Container of ``result`` for good."""
+    runtime = ProcessRuntime(state_dir, base_dir=REPO)
+    for res in result.resources:
+        if isinstance(res, Container):
+            await runtime.down(res)
+    await runtime.close()
