@@ -148,7 +148,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         if fix:
             ttr = fix.get("time_to_recover")
             ttr_s = f" in {ttr:.2f}s" if isinstance(ttr, int | float) else ""
-            last = f"{fix.get('outcome')}{ttr_s} by {fix.get('rule') or fix.get('source')} {_age(fix.get('detected_at'))}"
+            last = f"{fix.get('outcome') or fix.get('status')}{ttr_s} by {fix.get('rule') or fix.get('source')} {_age(fix.get('detected_at'))}"
         print(
             f"{kind:18} {name:14} {r['health']:15} {_age(r.get('observed_at')):10} {shown:58} {last}"
         )

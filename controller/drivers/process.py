@@ -216,8 +216,10 @@ class ProcessRuntime:
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.2,
     ) -> None:
-        self._root = Path(state_dir) / "containers"
-        self._base = Path(base_dir)
+        # Absolute: supervised processes run in their own working directories, and paths we
+        # hand them (DRIFTMEND_STATE_DIR, log files) must mean the same thing there.
+        self._root = Path(state_dir).resolve() / "containers"
+        self._base = Path(base_dir).resolve()
         self._clock = clock
         self._poll = poll_interval
         self._sink: EventSink = _no_sink

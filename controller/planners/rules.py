@@ -44,8 +44,11 @@ def root_cause(drifts: Sequence[Drift]) -> str:
     """One sentence naming what is wrong, from the drifts' evidence."""
     if not drifts:
         return ""
-    parts = [d.describe() for d in drifts[:3]]
-    return "; ".join(parts)
+    # A spec drift and the rule drift on the same signal say the same thing: say it once.
+    seen: dict[str, str] = {}
+    for d in drifts:
+        seen.setdefault(d.signal, d.describe())
+    return "; ".join(list(seen.values())[:3])
 
 
 def plan_rules(
