@@ -36,6 +36,7 @@ class GuardDecision:
     reason: str
     dry_run: bool = False
     retry_after: float | None = None
+    needs_approval: bool = False  # only an operator's approval is missing
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ def admit(
             auto = policy is not None and policy.spec.approval == "auto"
             if not auto:
                 return GuardDecision(
-                    False, f"{where}: destructive and not approved (approval: operator)"
+                    False,
+                    f"{where}: destructive and not approved (approval: operator)",
+                    needs_approval=True,
                 )
     if policy is not None and plan.source == "rules" and plan.rule is not None:
         rule = policy.spec.rule(plan.rule)

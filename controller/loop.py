@@ -24,7 +24,7 @@ from controller.errors import PermanentError, TemporaryError
 from controller.guard import admit
 from controller.logs import LogAccumulator
 from controller.metrics import Metrics
-from controller.model import Drift, FixAttempt, Health, Observation, Outcome
+from controller.model import Drift, FixAttempt, Health, Observation, Outcome, Plan
 from controller.planners.rules import Verdict, plan_rules, root_cause
 from controller.queue import WorkQueue
 from controller.settings import Settings
@@ -36,7 +36,7 @@ from controller.spec import (
     RedisCache,
     Resource,
 )
-from controller.store import Store
+from controller.store import Store, plan_from_dict
 from controller.tools.base import Catalogue, ToolContext
 from controller.tools.catalogue import tool_facts
 from controller.verify import verify
@@ -315,12 +315,33 @@ class Controller:
             return settle(
                 Outcome.DRY_RUN, verdict.reason, self.settings.resync_period, result.drifts
             )
+        if verdict.needs_approval:
+            if not self.store.pending_plans(key=key):
+                self.store.add_pending_plan(key, plan, verdict.reason, now)
+            reason = f"awaiting an operator's approval: {verdict.reason}"
+            self.store.set_needs_operator(key, reason)
+            return settle(Outcome.NEEDS_OPERATOR, reason, None, result.drifts)
         if not verdict.admitted:
             return settle(
                 Outcome.REJECTED, f"guard: {verdict.reason}", verdict.retry_after, result.drifts
             )
+        outcome, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
+        if outcome is Outcome.FIXED:
+            res = settle(Outcome.FIXED, f"fixed: {cause}", 0.5, result.drifts)
+        else:
+            n = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (n - 1))
+            log.warning("fix %d of %s failed (%s); next look in %.1fs", fix_id, key, message, delay)
+            res = settle(Outcome.FAILED, message, delay, result.drifts)
+        return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
 
-        # Admitted: journal, act, verify, record.
+    async def execute(
+        self, resource: Resource, plan: Plan, obs: Observation, fault_at: float, now: float
+    ) -> tuple[Outcome, str, int]:
+        """Run an admitted plan: journal, act, verify, record. Returns outcome, message, fix id."""
+        key = resource.key
+        cause = root_cause(plan.drifts) or plan.reasoning
+        spec_json = resource.model_dump(mode="json", by_alias=True)
         self.store.upsert_resource(
             key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning
         )
@@ -331,42 +352,95 @@ class Controller:
         for step in steps:
             self.metrics.fix_step(step.step.tool, step.result.status.value)
         failed = next((s for s in steps if not s.result.ok), None)
+        recovered_at: float | None = None
         if failed is not None:
-            outcome, verified, after, recovered_at = (
-                Outcome.FAILED,
-                False,
-                await self.observe(resource),
-                None,
-            )
+            outcome, verified, after = Outcome.FAILED, False, await self.observe(resource)
             message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
         else:
             check = await verify(
                 resource, self.policies, plan, self.observe, self.clock, asyncio.sleep
             )
-            verified = check.verified
-            after = check.observation or obs
-            recovered_at = check.at
+            verified, after, recovered_at = check.verified, check.observation or obs, check.at
             outcome = Outcome.FIXED if verified else Outcome.FAILED
             message = check.message
-        finished = self.clock()
         self.store.finish_fix(
-            fix_id, outcome, verified, after.signals, finished, recovered_at, message
+            fix_id, outcome, verified, after.signals, self.clock(), recovered_at, message
         )
-        ttd = now - fault_at
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
-        self.metrics.fix_finished(resource.kind, plan.source, outcome.value, ttd, ttr)
+        self.metrics.fix_finished(resource.kind, plan.source, outcome.value, now - fault_at, ttr)
         self._event_at.pop(key, None)
         self._pending.pop(key, None)
         if outcome is Outcome.FIXED:
             self._failures.pop(key, None)
-            log.info("fixed %s in %.2fs (fix %d)", key, (ttr or 0.0), fix_id)
-            res = settle(Outcome.FIXED, f"fixed: {cause}", 0.5, result.drifts)
-        else:
-            n = self._failures[key] = self._failures.get(key, 0) + 1
-            delay = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (n - 1))
-            log.warning("fix %d of %s failed (%s); next look in %.1fs", fix_id, key, message, delay)
-            res = settle(Outcome.FAILED, message, delay, result.drifts)
-        return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
+            self.store.set_needs_operator(key, None)
+            log.info("fixed %s in %.2fs (fix %d)", key, ttr or 0.0, fix_id)
+        return outcome, message, fix_id
+
+    # --- operator actions (dashboard, CLI) -----------------------------------------------
+
+    async def trigger_fix(self, key: str, actor: str) -> ReconcileResult:
+        """The Fix button: forget needs-operator and backoff, and reconcile ``key`` now."""
+        self._require(key)
+        self.store.record_action(key, "fix", actor, {}, self.clock())
+        self.store.set_needs_operator(key, None)
+        self._failures.pop(key, None)
+        return await self.reconcile(key)
+
+    def set_paused(self, key: str, paused: bool, actor: str) -> None:
+        """Pause or resume healing of ``key`` (observation goes on)."""
+        self._require(key)
+        self.store.set_paused(key, paused)
+        self.store.record_action(key, "pause" if paused else "resume", actor, {}, self.clock())
+        self.queue.add(key)
+
+    async def approve_plan(self, plan_id: int, actor: str) -> ReconcileResult:
+        """Run a pending plan with an operator's approval, through the guard, act and verify."""
+        pending = self.store.pending_plan(plan_id)
+        if pending is None:
+            raise PermanentError(f"no pending plan {plan_id}")
+        now = self.clock()
+        if not self.store.set_pending_status(plan_id, "approved", actor, now, expected="pending"):
+            raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
+        plan = plan_from_dict(pending["plan"])
+        resource = self._require(plan.key)
+        self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, now)
+        policy = next((p for p in self.policies if p.name == plan.policy), None)
+        verdict = admit(
+            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            history=self.history(plan.key), now=now, dry_run=self.settings.dry_run, approved=True,
+        )  # fmt: skip
+        self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
+        self.metrics.guard_decision(verdict.admitted)
+        if not verdict.admitted:
+            self.store.set_pending_status(plan_id, "failed", actor, now)
+            return ReconcileResult(plan.key, Outcome.REJECTED, f"guard: {verdict.reason}")
+        obs = await self.observe(resource)
+        fault_at = min([d.since for d in plan.drifts] + [now])
+        outcome, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
+        self.store.set_pending_status(
+            plan_id, "executed" if outcome is Outcome.FIXED else "failed", actor, self.clock()
+        )
+        self.queue.add(plan.key)
+        return ReconcileResult(plan.key, outcome, message, None, fix_id)
+
+    def reject_plan(self, plan_id: int, actor: str) -> None:
+        """Reject a pending plan; the resource stays with the operator."""
+        pending = self.store.pending_plan(plan_id)
+        if pending is None:
+            raise PermanentError(f"no pending plan {plan_id}")
+        if not self.store.set_pending_status(
+            plan_id, "rejected", actor, self.clock(), expected="pending"
+        ):
+            raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
+        self.store.record_action(
+            pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
+        )
+
+    def _require(self, key: str) -> Resource:
+        resource = self.resources.get(key)
+        if resource is None:
+            raise PermanentError(f"no resource {key} is declared")
+        return resource
 
     # --- running -------------------------------------------------------------------------
 

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     # Token that dashboard actions (fix, approve, pause) require; reading is open on localhost.
     dashboard_token: SecretStr | None = None
 
+    # MCP server (`driftmend mcp`): outside clients get read tools only unless writes are allowed.
+    mcp_allow_writes: bool = False
+    # Bearer tokens for the streamable HTTP transport: read scope, write scope, and the
+    # approval token that a destructive tool call must carry. Unset: HTTP refuses everything.
+    mcp_read_token: SecretStr | None = None
+    mcp_write_token: SecretStr | None = None
+    mcp_approval_token: SecretStr | None = None
+    # External MCP servers whose tools policies may allow as `external.<name>/<tool>`:
+    # a JSON list of {"name": ..., "command": [...]} or {"name": ..., "url": ...}.
+    mcp_servers: list[dict[str, object]] = Field(default_factory=list)
+
     @property
     def store_path(self) -> Path:
         """The SQLite file in use."""
