@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("chaos", help="break the demo stack in a known way")
-    p.add_argument("scenario", choices=["app-crash"])
+    from controller.chaos import SCENARIOS
+
+    p.add_argument("scenario", choices=SCENARIOS)
     p.add_argument("--stop", action="store_true", help="undo the fault")
     p.add_argument("-f", "--filename", action="append")
     state(p)
@@ -260,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe is noise
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftmend get | head` ends quietly
     try:
         return int(args.func(args))

@@ -227,6 +227,9 @@ class Controller:
                 self.store.record_action(
                     key, "provision", "controller", {"message": line}, self.clock()
                 )
+        # An event (an exit seen by the runtime) dates the fault better than the observation
+        # that follows it; it only speaks for the pass right after it.
+        event_at = self._event_at.pop(key, None)
         obs = await self.observe(resource)
         result = diff(resource, self.policies, obs, self._pending.get(key))
         self._pending[key] = result.pending
@@ -303,7 +306,7 @@ class Controller:
         )  # fmt: skip
         self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
         self.metrics.guard_decision(verdict.admitted)
-        fault_at = min([d.since for d in plan.drifts] + [self._event_at.get(key, now)])
+        fault_at = min([d.since for d in plan.drifts] + ([event_at] if event_at else []))
         cause = root_cause(plan.drifts)
         if verdict.dry_run:
             fix_id = self.store.begin_fix(
@@ -368,7 +371,6 @@ class Controller:
         )
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
         self.metrics.fix_finished(resource.kind, plan.source, outcome.value, now - fault_at, ttr)
-        self._event_at.pop(key, None)
         self._pending.pop(key, None)
         if outcome is Outcome.FIXED:
             self._failures.pop(key, None)

@@ -26,8 +26,10 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     # Reconcile workers: resources are reconciled in parallel, one worker per resource at a time.
     workers: int = Field(default=4, ge=1, le=64)
-    # Every resource is reconciled at least this often (seconds), events or not.
-    resync_period: float = Field(default=10.0, gt=0)
+    # Every resource is reconciled at least this often (seconds), events or not. Exits and
+    # health changes are events and come at once; drifts seen only in signals (CPU, memory,
+    # connections, queries) are seen within this period.
+    resync_period: float = Field(default=2.0, gt=0)
     # Backoff after a failed fix: base * 2^(failures-1), capped (seconds).
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_cap: float = Field(default=60.0, gt=0)

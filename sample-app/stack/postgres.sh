@@ -39,14 +39,13 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
 fi
 
 # max_connections is the one setting driftmend changes on this server: its remedy writes
-# `ALTER SYSTEM SET max_connections = N` (into postgresql.auto.conf) and restarts us. But a
-# `-c` option on the command line outranks every configuration file, auto.conf included, so
-# passing our default unconditionally would silently undo the fix on each restart. Pass it
-# only while auto.conf does not set it; from then on the ALTER SYSTEM value wins.
-max_connections_args=()
-if ! grep -Eqs '^[[:space:]]*max_connections[[:space:]]*=' "$PGDATA/postgresql.auto.conf"; then
-    max_connections_args=(-c "max_connections=$PG_MAX_CONNECTIONS")
-fi
+# `ALTER SYSTEM SET max_connections = N` (into postgresql.auto.conf) and restarts us. A `-c`
+# option on the command line would outrank every configuration file, auto.conf included,
+# and the controller rightly refuses to change a setting it cannot make stick. So the
+# default goes into postgresql.conf (a file auto.conf overrides), written on every start so
+# that PG_MAX_CONNECTIONS still means something after the first.
+sed -i '/^max_connections = .* # driftmend default$/d' "$PGDATA/postgresql.conf"
+echo "max_connections = $PG_MAX_CONNECTIONS # driftmend default" >> "$PGDATA/postgresql.conf"
 
 # -k puts the Unix socket in PGDATA (the default /var/run/postgresql may not exist or be
 # writable); logging_collector=off keeps the server log on stderr, where the runtime reads it.
@@ -55,6 +54,5 @@ exec "$BINDIR/postgres" \
     -p "$PGPORT" \
     -k "$PGDATA" \
     -c listen_addresses=127.0.0.1 \
-    "${max_connections_args[@]}" \
     -c "log_line_prefix=%m [%p] " \
     -c logging_collector=off
