@@ -23,6 +23,7 @@ demo: system $(STAMP)
 
 ## test: lint, types, import contracts, then every test (unit, integration on real servers)
 test: system $(STAMP) lint
+	@bash scripts/docker-engine.sh
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ import psycopg
 import redis.asyncio as aioredis
 from psycopg import sql
 
-from controller.drivers.process import ProcessRuntime
+from controller.drivers.runtimes import RuntimeRouter
 from controller.errors import PermanentError
 from controller.settings import Settings
 from controller.sources.files import FileSource
@@ -95,19 +94,22 @@ def _pidfile(state_dir: Path, scenario: str) -> Path:
 def _spawn(state_dir: Path, scenario: str, args: list[str]) -> int:
     pidfile = _pidfile(state_dir, scenario)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
-    log = open(pidfile.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.chaos", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # outlives `driftmend chaos`
-        )
-    finally:
-        log.close()
-    pidfile.write_text(str(proc.pid))
-    return proc.pid
+    log = str(pidfile.with_suffix(".log"))
+    # posix_spawn in a new session, not Popen: the worker must outlive `driftmend chaos`,
+    # and nothing here will ever wait for it (`--stop` ends it by its pid file).
+    pid = os.posix_spawn(
+        sys.executable,
+        [sys.executable, "-m", "controller.chaos", *args],
+        dict(os.environ),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+        ],
+        setsid=True,
+    )
+    pidfile.write_text(str(pid))
+    return pid
 
 
 def _kill_worker(state_dir: Path, scenario: str) -> bool:
@@ -169,7 +171,7 @@ def _hold(conninfo: str, mode: str, count: int, duration: float) -> int:
 async def app_crash(stack: Stack, settings: Settings) -> str:
     """Kill every replica of the app with SIGKILL, as a crash would end it."""
     app: Container = _need(stack.app, "web Container")
-    runtime = ProcessRuntime(settings.state_dir, base_dir=Path.cwd())
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
     try:
         stats = await runtime.stats(app)
     finally:

@@ -62,7 +62,7 @@ def spec_expectations(resource: Resource, observation: Observation) -> list[tupl
             return []
         if observation.get("container.running") is False:
             return [("container.running", True)]
-        if resource.spec.health is not None:
+        if resource.spec.declares_health:
             return [("container.running", True), ("container.healthy", True)]
         return [("container.running", True)]
     if isinstance(resource, PostgresDatabase):

@@ -41,10 +41,15 @@ class ContainerRuntime(Protocol):
         """Restart one replica, or all (one after another) when ``replica`` is None."""
 
     async def stop(self, container: Container) -> dict[str, Any]:
-        """Stop every replica; they stay stopped until ``ensure`` or ``restart``."""
+        """Stop every replica; they stay stopped until ``restart`` or ``scale``."""
 
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
         """Run exactly ``replicas`` replicas (within ``spec.maxReplicas``)."""
+
+    async def set_limits(
+        self, container: Container, cpu: float | None = None, memory: int | None = None
+    ) -> dict[str, Any]:
+        """Update CPU (cores) and memory (bytes) limits, within the spec's caps."""
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per-replica pid, CPU, memory, uptime, restarts."""

@@ -357,7 +357,7 @@ class ProcessRuntime:
                 current = unit.replicas.get(i)
                 old.append(current.pid if current else None)
                 if current is not None:
-                    await self._terminate(unit, current, container.spec.process)
+                    await self._terminate(unit, current, _process_spec(container))
                 unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                 started = await self._spawn(unit, container, i)
                 new.append(started.pid)
@@ -371,7 +371,7 @@ class ProcessRuntime:
         async with unit.lock:
             unit.state.stopped = True
             self._save(unit)
-            stopped = await self._terminate_all(unit, container.spec.process)
+            stopped = await self._terminate_all(unit, _process_spec(container))
         return {"stopped": stopped}
 
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
@@ -396,7 +396,7 @@ class ProcessRuntime:
             for i in sorted(unit.replicas, reverse=True):
                 if i >= replicas:
                     r = unit.replicas[i]
-                    how = await self._terminate(unit, r, container.spec.process)
+                    how = await self._terminate(unit, r, _process_spec(container))
                     stopped.append({"replica": i, "pid": r.pid, "how": how})
             # Replicas scaled away are forgotten: raising the count later starts them afresh.
             for i in [i for i in unit.state.created if i >= replicas]:
@@ -456,12 +456,22 @@ class ProcessRuntime:
                     indexes.add(int(path.stem.removeprefix("replica-")))
         return [str(unit.dir / f"replica-{i}.log") for i in sorted(indexes)]
 
+    async def set_limits(
+        self, container: Container, cpu: float | None = None, memory: int | None = None
+    ) -> dict[str, Any]:
+        """Refused: a local process has no CPU or memory limit to update."""
+        raise PermanentError(
+            f"{container.key} runs on the process runtime, which cannot enforce CPU or memory "
+            "limits (spec.limits are only watched as signals there); restart or scale it "
+            "instead, or run it with runtime: docker"
+        )
+
     async def down(self, container: Container) -> dict[str, Any]:
         """Stop every replica for good and forget the container's state (logs are kept)."""
         unit = self._unit(container)
         async with unit.lock:
             unit.state.stopped = True
-            stopped = await self._terminate_all(unit, container.spec.process)
+            stopped = await self._terminate_all(unit, _process_spec(container))
             for r in list(unit.replicas.values()):
                 self._cancel_tasks(r)
             with contextlib.suppress(FileNotFoundError):
@@ -583,7 +593,7 @@ class ProcessRuntime:
     async def _spawn(self, unit: _Unit, container: Container, index: int) -> _Replica:
         """Start replica ``index``; returns once the process exists."""
         spec = container.spec
-        proc_spec = spec.process
+        proc_spec = _process_spec(container)
         port = spec.port + index if spec.port is not None else None
         argv = self._argv(container)
         cwd = self._cwd(container)
@@ -647,7 +657,7 @@ class ProcessRuntime:
 
     def _argv(self, container: Container) -> list[str]:
         """argv with command[0] resolved: relative paths against base_dir, bare names on PATH."""
-        command = list(container.spec.process.command)
+        command = list(_process_spec(container).command)
         exe = command[0]
         where = "spec.process.command[0]"
         if "/" in exe:
@@ -663,7 +673,7 @@ class ProcessRuntime:
                 )
             command[0] = str(path)
             return command
-        env_path = container.spec.process.env.get("PATH", os.environ.get("PATH", os.defpath))
+        env_path = _process_spec(container).env.get("PATH", os.environ.get("PATH", os.defpath))
         found = shutil.which(exe, path=env_path)
         if found is None:
             raise DriverError(
@@ -674,7 +684,7 @@ class ProcessRuntime:
         return command
 
     def _cwd(self, container: Container) -> str:
-        raw = container.spec.process.working_dir
+        raw = _process_spec(container).working_dir
         cwd = self._base if raw is None else Path(raw)
         if not cwd.is_absolute():
             cwd = self._base / cwd
@@ -689,7 +699,7 @@ class ProcessRuntime:
         self, container: Container, directory: Path, log_path: Path, env: dict[str, str]
     ) -> dict[str, Any]:
         """Popen arguments that run the replica as ``process.user``; its files become its own."""
-        name = container.spec.process.user
+        name = _process_spec(container).user
         assert name is not None
         try:
             pw = pwd.getpwnam(name)
@@ -706,7 +716,7 @@ class ProcessRuntime:
                 f"{container.key}: cannot chown {directory} to {name}: {exc}"
             ) from exc
         for var, value in (("HOME", pw.pw_dir), ("USER", name), ("LOGNAME", name)):
-            if var not in container.spec.process.env:
+            if var not in _process_spec(container).env:
                 env[var] = value
         return {
             "user": pw.pw_uid,
@@ -872,6 +882,17 @@ class ProcessRuntime:
             r.cpu_at, r.cpu_percent = now, usage.cpu_percent
         usage.cpu_percent = r.cpu_percent
         return usage
+
+
+def _process_spec(container: Container) -> ProcessSpec:
+    """``spec.process``, which validation guarantees for ``runtime: process``."""
+    if container.spec.process is None:
+        # Only reachable when a docker Container is handed to this runtime by mistake.
+        raise PermanentError(
+            f"{container.key}: the process runtime needs spec.process (runtime is "
+            f"{container.spec.runtime})"
+        )
+    return container.spec.process
 
 
 async def _probe_once(client: httpx.AsyncClient, url: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from controller.model import ToolResult
+from controller.quantities import parse_bytes
 from controller.spec import Container
 from controller.tools.base import Effect, Params, Tool, ToolContext
 
@@ -55,6 +56,25 @@ async def _logs(ctx: ToolContext, c: Container, p: LogsParams) -> ToolResult:
     return ToolResult.success(lines=out, count=len(out))
 
 
+class LimitsParams(Params):
+    """New limits; omit one to keep it."""
+
+    cpu: float | None = Field(default=None, gt=0, le=64, description="CPU limit in cores, e.g. 1.5")
+    memory: str | int | None = Field(
+        default=None, description="memory limit: bytes, or a size like 512Mi or 1gb"
+    )
+
+
+async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolResult:
+    if p.cpu is None and p.memory is None:
+        return ToolResult.refused("give cpu, memory or both")
+    try:
+        memory = parse_bytes(p.memory) if p.memory is not None else None
+    except ValueError as exc:
+        return ToolResult.refused(str(exc))
+    return ToolResult.success(**await ctx.runtime.set_limits(c, p.cpu, memory))
+
+
 class StatsParams(Params):
     """No parameters: statistics of every replica."""
 
@@ -87,6 +107,19 @@ TOOLS: tuple[Tool[Any], ...] = (
         kinds=("Container",),
         effect=Effect.REVERSIBLE,
         fn=_scale,
+    ),
+    Tool(
+        name="container_set_limits",
+        description=(
+            "Raise or lower a Container's CPU and memory limits, within the caps its spec "
+            "declares (limits.cpuCap, limits.memoryCap); the container restarts with them. Use "
+            "it when a container is OOM-killed or throttled under legitimate load. Docker "
+            "runtime only. Reversible: set the old limits back."
+        ),
+        params=LimitsParams,
+        kinds=("Container",),
+        effect=Effect.REVERSIBLE,
+        fn=_set_limits,
     ),
     Tool(
         name="container_logs",

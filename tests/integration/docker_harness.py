@@ -1,0 +1,255 @@
+"""A real Docker engine for the Docker tests, and a controller wired with the runtime router.
+
+Nothing is faked: the engine is Debian's dockerd (``scripts/docker-engine.sh`` installs and
+starts it as root), the image is ``local/hostbase`` (an empty root filesystem; containers
+mount the host's own /usr, /lib, /bin and /etc read-only), and containers use host
+networking, so tests talk to 127.0.0.1 only. Every container a test creates carries the label
+``driftmend.test=1`` and is removed when the test ends.
+
+Where no engine can be had (not root and none running), the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controller.drivers.docker import DockerRuntime
+from controller.drivers.postgres import PsycopgDriver
+from controller.drivers.process import ProcessRuntime
+from controller.drivers.redis import RedisPyDriver
+from controller.drivers.runtimes import RuntimeRouter
+from controller.logs import LogAccumulator
+from controller.loop import Controller
+from controller.metrics import Metrics
+from controller.settings import Settings
+from controller.spec import LoadResult
+from controller.store import Store
+from controller.tools.catalogue import default_catalogue
+from tests.integration.harness import REPO
+
+API = "driftmend.dev/v1alpha1"
+IMAGE = "local/hostbase"
+TEST_LABEL = "driftmend.test"
+HOST_MOUNTS = ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro", "/bin:/bin:ro", "/etc:/etc:ro"]
+PIDFILE = Path(os.environ.get("DRIFTMEND_DOCKERD_PIDFILE", "/var/run/driftmend-dockerd.pid"))
+SCRIPT = REPO / "scripts" / "docker-engine.sh"
+
+# A tiny web app: every path answers 200; one INFO line per request on stdout.
+WEB = (
+    "import http.server, os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+    "    def log_message(self, *a): print('INFO request', self.path, flush=True)\n"
+    "print('INFO web starting on', os.environ['PORT'], flush=True)\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Docker engine that answers, with ``local/hostbase`` on it."""
+
+    api: Any  # docker.APIClient
+    version: str
+
+
+def engine_or_skip() -> Engine:
+    """The engine, started by ``scripts/docker-engine.sh`` when needed; else skip, saying why."""
+    api = _ping()
+    if api is None and os.geteuid() == 0 and SCRIPT.exists():
+        # Outside `make test` (a bare pytest run): the same script installs and starts it.
+        subprocess.run(["bash", str(SCRIPT)], check=False, timeout=600)
+        api = _ping()
+    if api is None:
+        why = (
+            "no Docker engine answers and scripts/docker-engine.sh could not start one "
+            "(see its output)"
+            if os.geteuid() == 0
+            else "no Docker engine answers and only root can install and start dockerd"
+        )
+        pytest.skip(why)
+    try:
+        api.inspect_image(IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.skip(f"the engine has no {IMAGE} image: run scripts/docker-engine.sh")
+    return Engine(api, api.version()["Version"])
+
+
+def _ping() -> Any:
+    api = None
+    try:
+        api = docker.APIClient(version="auto", timeout=10)
+        api.ping()
+        return api
+    except Exception:  # any failure to reach the engine means "no engine here"
+        if api is not None:
+            api.close()
+        return None
+
+
+def remove_test_containers(api: Any) -> None:
+    """Remove every container a test created (they all carry ``driftmend.test=1``)."""
+    for c in api.containers(all=True, filters={"label": [f"{TEST_LABEL}=1"]}):
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(c["Id"], force=True)
+
+
+def docker_container(
+    name: str,
+    *,
+    command: list[str],
+    port: int | None = None,
+    health: dict[str, Any] | None = None,
+    docker_extra: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A ``runtime: docker`` Container document running ``command`` on local/hostbase."""
+    body: dict[str, Any] = {
+        "runtime": "docker",
+        "docker": {
+            "image": IMAGE,
+            "command": command,
+            "volumes": list(HOST_MOUNTS),
+            "labels": {TEST_LABEL: "1"},
+            "init": True,  # PID 1 forwards SIGTERM: a restart need not wait for SIGKILL
+            **(docker_extra or {}),
+        },
+        **spec,
+    }
+    if port is not None:
+        body |= {"port": port, "portEnv": "PORT"}
+    if health is not None:
+        body["health"] = health
+    return {
+        "apiVersion": API,
+        "kind": "Container",
+        "metadata": {"name": name, "labels": labels or {"app": "web"}},
+        "spec": body,
+    }
+
+
+def policy(name: str, rules: list[dict[str, Any]], app: str = "web") -> dict[str, Any]:
+    """A HealingPolicy over Containers labelled ``app``."""
+    return {
+        "apiVersion": API,
+        "kind": "HealingPolicy",
+        "metadata": {"name": name},
+        "spec": {"selector": {"kind": "Container", "matchLabels": {"app": app}}, "rules": rules},
+    }
+
+
+def router(state_dir: Path) -> RuntimeRouter:
+    """Both runtimes under ``state_dir``."""
+    return RuntimeRouter(ProcessRuntime(state_dir, base_dir=REPO), lambda: DockerRuntime(state_dir))
+
+
+def build(state_dir: Path, **settings: Any) -> Controller:
+    """A controller with the runtime router and every real driver."""
+    s = Settings(state_dir=state_dir, resync_period=settings.pop("resync_period", 2.0), **settings)
+    return Controller(
+        settings=s,
+        runtime=router(state_dir),
+        postgres=PsycopgDriver(),
+        redis=RedisPyDriver(),
+        logs=LogAccumulator(),
+        store=Store(s.store_path),
+        metrics=Metrics(CollectorRegistry()),
+        catalogue=default_catalogue(),
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(
+    state_dir: Path, result: LoadResult, **settings: Any
+) -> AsyncIterator[Controller]:
+    """A started controller; stopped (its containers left running) on exit."""
+    controller = build(state_dir, **settings)
+    controller.apply(result)
+    await controller.start()
+    try:
+        yield controller
+    finally:
+        await controller.stop()
+        controller.store.close()
+
+
+def docker_runtime(controller: Controller) -> DockerRuntime:
+    """The Docker runtime behind a controller built by ``build``."""
+    assert isinstance(controller.runtime, RuntimeRouter)
+    return controller.runtime.docker
+
+
+# --- restarting the engine ---------------------------------------------------------------
+
+
+def own_dockerd_pid() -> int | None:
+    """The pid of the dockerd that scripts/docker-engine.sh started, if it still runs."""
+    try:
+        pid = int(PIDFILE.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if cmdline and cmdline[0].endswith(b"dockerd") else None
+
+
+def restart_dockerd(pid: int, deadline: float = 60.0) -> int:
+    """Stop the engine ``pid`` (SIGTERM) and start it again with the same command line.
+
+    Only ever called on the engine our script started (``own_dockerd_pid``). Returns the new
+    pid once the engine answers; fails the test after ``deadline`` seconds.
+    """
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    os.kill(pid, 15)
+    end = time.monotonic() + deadline
+    while Path(f"/proc/{pid}").exists():
+        # A zombie is gone for our purpose: the socket is closed.
+        with contextlib.suppress(OSError):
+            if "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+                break
+        if time.monotonic() > end:
+            raise AssertionError(f"dockerd (pid {pid}) did not stop within {deadline}s")
+        time.sleep(0.1)
+    with open("/var/log/driftmend-dockerd.log", "ab") as log:
+        # `setsid -f` forks the engine off and returns at once: it outlives this test run
+        # (as the one the script started would), and there is no child left to reap.
+        subprocess.run(
+            ["setsid", "-f", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            check=True,
+            timeout=10,
+        )
+    while (api := _ping()) is None:
+        if time.monotonic() > end:
+            raise AssertionError(f"dockerd did not answer within {deadline}s of its restart")
+        time.sleep(0.2)
+    api.close()
+    new = own_dockerd_pid()
+    assert new is not None and new != pid, "the restarted dockerd wrote no pid file"
+    return new
+
+
+@contextlib.contextmanager
+def engine_session() -> Iterator[Engine]:
+    """The engine for a module's tests (or a skip); its test containers removed around them."""
+    engine = engine_or_skip()
+    remove_test_containers(engine.api)
+    try:
+        yield engine
+    finally:
+        remove_test_containers(engine.api)
+        engine.api.close()

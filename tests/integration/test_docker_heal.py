@@ -1,0 +1,268 @@
+"""The same policies heal the same failures on Docker containers, through the real Controller.
+
+A real engine, real containers on local/hostbase with host networking: a crash (``docker
+kill``) healed by restart, an OOM kill detected as an OOM kill and healed by its own rung, a
+failing Docker healthcheck healed, and a removed container reported as a drift and
+recreated. The resync period is long in these tests, so a fast heal proves the Docker event
+stream (``die``, ``oom``, ``health_status``, ``destroy``) put the resource on the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.loop import Controller
+from controller.spec import Container, LoadResult
+from tests.integration.docker_harness import (
+    HOST_MOUNTS,
+    WEB,
+    Engine,
+    docker_container,
+    engine_session,
+    policy,
+    remove_test_containers,
+    running,
+)
+from tests.integration.harness import eventually, load, write_specs
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+
+RESYNC = 60.0  # longer than any wait below: only events (and requeues) drive these passes
+
+
+@pytest.fixture(scope="module")
+def engine_once() -> Iterator[Engine]:
+    with engine_session() as e:
+        yield e
+
+
+@pytest.fixture
+def engine(engine_once: Engine) -> Iterator[Engine]:
+    """The engine, with no test container left over from an earlier test."""
+    remove_test_containers(engine_once.api)
+    yield engine_once
+    remove_test_containers(engine_once.api)
+
+
+def restart_rule(name: str, signal: str, value: bool, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "when": [{"signal": signal, "value": value}],
+        "do": [{"tool": "container_restart"}],
+        "verify": {"timeout": "20s", "interval": "100ms"},
+        "attempts": {"max": 3, "window": "5m"},
+        **extra,
+    }
+
+
+def container_of(result: LoadResult, name: str) -> Container:
+    return next(r for r in result.resources if isinstance(r, Container) and r.name == name)
+
+
+async def finished_fix(controller: Controller, key: str, after: int = 0) -> dict[str, Any]:
+    """The newest fix of ``key`` with an id above ``after``, once it has finished."""
+
+    def check() -> dict[str, Any] | None:
+        fix = controller.store.last_fix(key)
+        return fix if fix and fix["id"] > after and fix["status"] == "done" else None
+
+    return await eventually(check, deadline=30, what=f"a finished fix of {key}")
+
+
+async def observed(controller: Controller, c: Container, **want: Any) -> dict[str, Any]:
+    """Observe until every ``signal=value`` in ``want`` holds (dots spelled as ``__``)."""
+    names = {k.replace("__", "."): v for k, v in want.items()}
+
+    async def check() -> dict[str, Any] | None:
+        obs = await controller.runtime.observe(c)
+        ok = all(obs.signals.get(n) == v for n, v in names.items())
+        return dict(obs.signals) if ok else None
+
+    return await eventually(check, deadline=20, interval=0.1, what=f"{c.key} with {names}")
+
+
+async def test_crash_is_healed_by_restart(engine: Engine, tmp_path: Path) -> None:
+    port = free_port()
+    docs = [
+        docker_container(
+            "web",
+            command=["python3", "-u", "-c", WEB],
+            port=port,
+            health={"http": {"path": "/healthz"}, "interval": "200ms", "failureThreshold": 2},
+        ),
+        policy("app-crash", [restart_rule("restart-on-exit", "container.running", False)]),
+    ]
+    result = load(write_specs(tmp_path / "specs.yaml", docs))
+    web = container_of(result, "web")
+    async with running(tmp_path / "state", result, resync_period=RESYNC) as controller:
+        await observed(controller, web, container__healthy=True)
+        before = (await controller.runtime.stats(web))["replicas"][0]
+
+        await asyncio.to_thread(engine.api.kill, before["container"])  # SIGKILL
+
+        fix = await finished_fix(controller, "Container/web")
+        assert fix["outcome"] == "fixed", fix
+        assert fix["verified"]
+        assert (fix["policy"], fix["rule"]) == ("app-crash", "restart-on-exit")
+        assert "container.running is false" in fix["root_cause"]
+        assert [(s["tool"], s["status"]) for s in fix["steps"]] == [("container_restart", "ok")]
+        assert fix["signals_before"]["container.running"] is False
+        assert fix["signals_before"]["container.exit_code"] == 137  # Docker's code for SIGKILL
+        assert fix["signals_before"]["container.oom_killed"] is False
+        assert fix["signals_after"]["container.running"] is True
+        assert fix["signals_after"]["container.healthy"] is True  # our probe passed again
+        assert 0 <= fix["time_to_detect"] < 2.0
+        assert fix["time_to_recover"] is not None and fix["time_to_recover"] < 10.0
+
+        # The same container, restarted: a new process that answers.
+        after = (await controller.runtime.stats(web))["replicas"][0]
+        assert after["container"] == before["container"] and after["pid"] != before["pid"]
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        # The container's own output reached the log accumulator, from both of its runs.
+        lines = await eventually(
+            lambda: [
+                line
+                for line in controller.logs.recent("Container/web", 200)
+                if "web starting" in line.message
+            ][1:],
+            what="the log lines of both runs",
+        )
+        assert lines
+
+
+# Allocates 512 MiB on its first run (over its 48 MiB limit: the OOM killer ends it); on the
+# next run the marker file says it already tried, so it just serves.
+OOM_ONCE = (
+    "import os, pathlib, time\n"
+    "flag = pathlib.Path('/data/ran')\n"
+    "if not flag.exists():\n"
+    "    flag.write_text('1')\n"
+    "    print('INFO allocating 512 MiB', flush=True)\n"
+    "    hog = bytearray(512 << 20)\n"
+    "print('INFO running', flush=True)\n"
+    "time.sleep(3600)\n"
+)
+
+
+async def test_oom_kill_is_detected_as_oom_and_healed_by_its_rung(
+    engine: Engine, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    docs = [
+        docker_container(
+            "hog",
+            command=["python3", "-u", "-c", OOM_ONCE],
+            docker_extra={"volumes": [*HOST_MOUNTS, f"{data}:/data"]},
+            limits={"memory": "48Mi", "memoryCap": "96Mi"},
+        ),
+        policy(
+            "app-crash",
+            [
+                restart_rule("restart-after-oom-kill", "container.oom_killed", True),
+                restart_rule("restart-on-exit", "container.running", False),
+            ],
+        ),
+    ]
+    result = load(write_specs(tmp_path / "specs.yaml", docs))
+    async with running(tmp_path / "state", result, resync_period=RESYNC) as controller:
+        fix = await finished_fix(controller, "Container/hog")
+        assert fix["outcome"] == "fixed", fix
+        # Detected as an OOM kill, not as a plain crash: its own rung ran.
+        assert fix["rule"] == "restart-after-oom-kill"
+        assert fix["signals_before"]["container.oom_killed"] is True
+        assert fix["signals_before"]["container.exit_code"] == 137
+        assert fix["signals_before"]["container.running"] is False
+        assert "container.oom_killed is true" in fix["root_cause"]
+        assert fix["signals_after"]["container.running"] is True
+        assert fix["signals_after"]["container.oom_killed"] is False
+        stats = (await controller.runtime.stats(container_of(result, "hog")))["replicas"][0]
+        assert stats["running"] and stats["memory_limit"] == 48 << 20
+
+
+# Healthy (per its Docker healthcheck) only from its second run on: the first run marks that
+# it started and stays unhealthy until restarted.
+SICK_ONCE = (
+    "import pathlib, time\n"
+    "d = pathlib.Path('/data')\n"
+    "if (d / 'started').exists(): (d / 'healthy').write_text('1')\n"
+    "else: (d / 'started').write_text('1')\n"
+    "print('INFO up', flush=True)\n"
+    "time.sleep(3600)\n"
+)
+
+
+async def test_failing_docker_healthcheck_is_healed(engine: Engine, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    docs = [
+        docker_container(
+            "sick",
+            command=["python3", "-u", "-c", SICK_ONCE],
+            docker_extra={
+                "volumes": [*HOST_MOUNTS, f"{data}:/data"],
+                "healthcheck": {
+                    "test": ["CMD", "test", "-f", "/data/healthy"],
+                    "interval": "300ms",
+                    "timeout": "2s",
+                    "retries": 2,
+                },
+            },
+        ),
+        policy(
+            "app-health",
+            [restart_rule("restart-when-unhealthy", "container.healthy", False)],
+        ),
+    ]
+    result = load(write_specs(tmp_path / "specs.yaml", docs))
+    sick = container_of(result, "sick")
+    async with running(tmp_path / "state", result, resync_period=RESYNC) as controller:
+        fix = await finished_fix(controller, "Container/sick")
+        assert fix["outcome"] == "fixed", fix
+        assert fix["rule"] == "restart-when-unhealthy"
+        assert fix["signals_before"]["container.healthy"] is False
+        assert fix["signals_before"]["container.running"] is True
+        assert fix["signals_before"]["container.health_failures"] >= 2
+        signals = await observed(controller, sick, container__healthy=True)
+        assert signals["container.health_failures"] == 0
+        assert len(controller.store.fixes(key="Container/sick")) == 1
+
+
+async def test_removed_container_is_a_drift_and_is_recreated(
+    engine: Engine, tmp_path: Path
+) -> None:
+    port = free_port()
+    docs = [
+        docker_container("web", command=["python3", "-u", "-c", WEB], port=port),
+        policy("app-crash", [restart_rule("restart-on-exit", "container.running", False)]),
+    ]
+    result = load(write_specs(tmp_path / "specs.yaml", docs))
+    web = container_of(result, "web")
+    async with running(tmp_path / "state", result, resync_period=RESYNC) as controller:
+        await observed(controller, web, container__running=True)
+        old = (await controller.runtime.stats(web))["replicas"][0]
+
+        await asyncio.to_thread(engine.api.remove_container, old["container"], force=True)
+
+        # Seen as a replica that is not running (no error of the controller), and healed.
+        fix = await finished_fix(controller, "Container/web")
+        assert fix["outcome"] == "fixed", fix
+        assert fix["signals_before"]["container.running"] is False
+        assert fix["signals_before"]["container.replicas_running"] == 0
+        assert fix["steps"][0]["result"]["data"]["how"] == ["created"]
+        new = (await controller.runtime.stats(web))["replicas"][0]
+        assert new["running"] and new["id"] != old["id"] and new["container"] == old["container"]
+        errors = [
+            r
+            for r in controller.store.reconciliations(key="Container/web", limit=100)
+            if r["outcome"] == "error"
+        ]
+        assert errors == []

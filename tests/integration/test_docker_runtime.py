@@ -1,0 +1,250 @@
+"""The Docker runtime's tools against a real engine: scale, limits, stop, a watched container.
+
+These call the runtime directly (as the tools do); test_docker_heal.py drives the same
+runtime through the Controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.drivers.docker import DockerRuntime
+from controller.drivers.runtimes import RuntimeRouter
+from controller.errors import PermanentError
+from controller.spec import Container
+from tests.integration.docker_harness import (
+    HOST_MOUNTS,
+    WEB,
+    Engine,
+    docker_container,
+    engine_session,
+    remove_test_containers,
+    router,
+)
+from tests.integration.harness import eventually
+from tests.integration.test_process_runtime import free_ports
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def engine_once() -> Iterator[Engine]:
+    with engine_session() as e:
+        yield e
+
+
+@pytest.fixture
+def engine(engine_once: Engine) -> Iterator[Engine]:
+    """The engine, with no test container left over from an earlier test."""
+    remove_test_containers(engine_once.api)
+    yield engine_once
+    remove_test_containers(engine_once.api)
+
+
+@pytest.fixture
+async def rt(engine: Engine, tmp_path: Path) -> AsyncIterator[RuntimeRouter]:
+    runtime = router(tmp_path / "state")
+    runtime.set_event_sink(lambda key, reason: None)
+    await runtime.start()
+    yield runtime
+    await runtime.close()
+
+
+def container(name: str, **kw: Any) -> Container:
+    return Container.model_validate(docker_container(name, **kw))
+
+
+def names(engine: Engine, key: str) -> list[str]:
+    found = engine.api.containers(all=True, filters={"label": [f"driftmend.key={key}"]})
+    return sorted(c["Names"][0].lstrip("/") for c in found)
+
+
+async def answers(port: int) -> bool:
+    async with httpx.AsyncClient(trust_env=False, timeout=1) as client:
+        try:
+            return (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+async def test_scale_up_and_down(engine: Engine, rt: RuntimeRouter) -> None:
+    port = free_ports(3)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port, maxReplicas=3)
+    assert await rt.ensure(web) == ["created Container/web replica 0 (driftmend-default-web-0)"]
+    assert await rt.ensure(web) == []  # level-triggered: nothing more to create
+
+    out = await rt.scale(web, 3)
+    assert out["started"] == [1, 2] and out["removed"] == []
+    assert names(engine, "Container/web") == [f"driftmend-default-web-{i}" for i in range(3)]
+    for i in range(3):  # replica i listens on port+i (portEnv)
+        await eventually(lambda i=i: answers(port + i), what=f"replica {i} answers")
+    obs = await rt.observe(web)
+    assert obs.signals["container.replicas_running"] == 3
+    assert obs.signals["container.replicas_desired"] == 3
+    assert obs.signals["container.running"] is True
+    assert await rt.ensure(web) == []  # the override holds: ensure does not undo it
+
+    out = await rt.scale(web, 1)
+    assert out["started"] == []
+    assert [r["replica"] for r in out["removed"]] == [2, 1]
+    assert names(engine, "Container/web") == ["driftmend-default-web-0"]
+    obs = await rt.observe(web)
+    assert (obs.signals["container.replicas_running"], obs.signals["container.running"]) == (
+        1,
+        True,
+    )
+    assert not await answers(port + 1)
+
+    with pytest.raises(PermanentError, match="maxReplicas"):
+        await rt.scale(web, 4)
+
+
+# Allocates 40 MiB and keeps it: more than a 32 MiB limit allows, well within 96 MiB.
+HOG = "import time\nhog = bytearray(40 << 20)\nprint('INFO holding 40 MiB', flush=True)\ntime.sleep(3600)\n"
+
+
+async def test_oom_then_raise_the_limit_within_its_cap(engine: Engine, rt: RuntimeRouter) -> None:
+    hog = container(
+        "hog",
+        command=["python3", "-u", "-c", HOG],
+        limits={"memory": "32Mi", "memoryCap": "96Mi", "cpu": 0.5, "cpuCap": 1},
+    )
+    await rt.ensure(hog)
+
+    async def oom_killed() -> Any:
+        obs = await rt.observe(hog)
+        return obs if obs.signals["container.oom_killed"] else None
+
+    obs = await eventually(oom_killed, what="the OOM kill")
+    assert obs.signals["container.running"] is False
+    assert obs.signals["container.exit_code"] == 137
+    assert obs.facts["last_exit_reason"] == "killed by the out-of-memory killer (memory limit 32Mi)"
+
+    with pytest.raises(PermanentError, match="memoryCap"):
+        await rt.set_limits(hog, memory=128 << 20)
+    with pytest.raises(PermanentError, match="cpuCap"):
+        await rt.set_limits(hog, cpu=1.5)
+    out = await rt.set_limits(hog, cpu=1.0, memory=96 << 20)
+    assert out["previous"] == {"cpu": 0.5, "memory": 32 << 20}
+    assert (out["cpu"], out["memory"]) == (1.0, 96 << 20)
+    host = engine.api.inspect_container("driftmend-default-hog-0")["HostConfig"]
+    assert host["Memory"] == 96 << 20 and host["CpuQuota"] == 100_000
+
+    await rt.restart(hog)
+    await asyncio.sleep(1.0)
+    stats = (await rt.stats(hog))["replicas"][0]  # waits for a fresh stats reading
+    assert stats["memory_limit"] == 96 << 20 and stats["memory_bytes"] > 40 << 20
+    obs = await rt.observe(hog)
+    assert obs.signals["container.running"] is True, obs
+    assert obs.signals["container.oom_killed"] is False
+    assert 0.4 < obs.signals["container.memory_used_ratio"] < 1  # of the raised limit
+
+    # The process runtime has no limits to update: it refuses, and says what to do instead.
+    proc = Container.model_validate(
+        {
+            "apiVersion": "driftmend.dev/v1alpha1",
+            "kind": "Container",
+            "metadata": {"name": "p"},
+            "spec": {"process": {"command": ["true"]}},
+        }
+    )
+    with pytest.raises(PermanentError, match="cannot enforce CPU or memory"):
+        await rt.set_limits(proc, memory=64 << 20)
+
+
+async def test_stop_is_a_drift_until_restart(engine: Engine, rt: RuntimeRouter) -> None:
+    port = free_ports(1)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port)
+    await rt.ensure(web)
+    await eventually(lambda: answers(port), what="web answers")
+    out = await rt.stop(web)
+    assert [s["container"] for s in out["stopped"]] == ["driftmend-default-web-0"]
+    obs = await rt.observe(web)
+    assert obs.signals["container.running"] is False and obs.facts["stopped"] == "true"
+    assert await rt.ensure(web) == []  # stopped on purpose: ensure leaves it alone
+    out = await rt.restart(web)
+    assert out["how"] == ["restarted"] and out["alive"] == [True]
+    assert (await rt.observe(web)).signals["container.running"] is True
+
+
+async def test_changed_spec_is_applied_by_the_next_restart(
+    engine: Engine, rt: RuntimeRouter
+) -> None:
+    port = free_ports(1)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port)
+    await rt.ensure(web)
+    old_id = engine.api.inspect_container("driftmend-default-web-0")["Id"]
+    edited = container(
+        "web",
+        command=["python3", "-u", "-c", WEB],
+        port=port,
+        docker_extra={"env": {"GREETING": "hello"}},
+    )
+    obs = await rt.observe(edited)
+    assert "config_outdated" in obs.facts
+    out = await rt.restart(edited)
+    assert out["how"] == ["recreated"]
+    attrs = engine.api.inspect_container("driftmend-default-web-0")
+    assert attrs["Id"] != old_id and "GREETING=hello" in attrs["Config"]["Env"]
+    assert "config_outdated" not in (await rt.observe(edited)).facts
+
+
+async def test_missing_watched_container_is_a_drift_not_an_error(
+    engine: Engine, rt: RuntimeRouter
+) -> None:
+    ghost = Container.model_validate(
+        {
+            "apiVersion": "driftmend.dev/v1alpha1",
+            "kind": "Container",
+            "metadata": {"name": "ghost"},
+            "spec": {"runtime": "docker", "docker": {"containerName": "driftmend-no-such"}},
+        }
+    )
+    assert await rt.ensure(ghost) == []  # a watched container is never created by driftmend
+    obs = await rt.observe(ghost)
+    assert obs.error is None
+    assert obs.signals["container.running"] is False
+    assert obs.signals["container.replicas_running"] == 0
+    assert obs.signals["container.exit_code"] is None
+    assert obs.facts["missing"] == "replica 0 (driftmend-no-such)"
+    with pytest.raises(PermanentError, match="cannot create it"):
+        await rt.restart(ghost)
+
+    # Once it exists (made by someone else), the same spec watches it.
+    engine.api.create_container(
+        "local/hostbase",
+        ["python3", "-c", "import time; time.sleep(3600)"],
+        name="driftmend-no-such",
+        labels={"driftmend.test": "1"},
+        host_config=engine.api.create_host_config(
+            network_mode="host", binds=HOST_MOUNTS, init=True
+        ),
+    )
+    engine.api.start("driftmend-no-such")
+    obs = await rt.observe(ghost)
+    assert obs.signals["container.running"] is True
+    assert obs.facts["containers"] == "driftmend-no-such"
+
+
+async def test_docker_events_reach_the_sink(engine: Engine, tmp_path: Path) -> None:
+    runtime = DockerRuntime(tmp_path / "state")
+    seen: list[tuple[str, str]] = []
+    runtime.set_event_sink(lambda key, reason: seen.append((key, reason)))
+    await runtime.start()
+    try:
+        web = container("web", command=["python3", "-u", "-c", "import time; time.sleep(3600)"])
+        await runtime.ensure(web)
+        await eventually(lambda: runtime.event_stream_connects >= 1, what="the event stream")
+        await runtime.restart(web)  # driftmend's own restart: not news
+        await asyncio.sleep(0.5)
+        assert seen == []
+        await asyncio.to_thread(engine.api.kill, "driftmend-default-web-0")
+        await eventually(lambda: ("Container/web", "exit") in seen, what="the die event")
+    finally:
+        await runtime.close()

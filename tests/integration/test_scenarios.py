@@ -1,0 +1,213 @@
+"""The five classic failures, each injected into the demo stack and healed by its policy.
+
+One stack (the example specs on free ports: a supervised PostgreSQL, Redis and the shop
+app) and one controller serve the whole module; each test injects a fault with the same
+code as `driftmend chaos`, then asserts on the stored fix: the drift and its evidence, the
+tools that ran, verification, signals before and after, and both times.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import pytest_asyncio
+from shop.loadgen import run_load
+
+from controller.chaos import Stack, inject, revert
+from controller.loop import Controller
+from controller.settings import Settings
+from tests.demo_stack import DemoStack, demo_stack
+from tests.integration.harness import down_all, eventually, load, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def demo() -> AsyncIterator[tuple[DemoStack, Controller]]:
+    stack = demo_stack()
+    result = load(stack.specs)
+    try:
+        async with running(stack.state, result) as controller:
+            await eventually(
+                lambda: all(
+                    (controller.store.resource(k) or {}).get("health") == "healthy"
+                    for k in controller.resources
+                ),
+                deadline=60,
+                what="the whole demo stack healthy",
+            )
+            yield stack, controller
+    finally:
+        await down_all(stack.state, result)
+        stack.cleanup()
+
+
+def chaos_settings(stack: DemoStack) -> Settings:
+    return Settings(state_dir=stack.state)
+
+
+async def healed(
+    controller: Controller, key: str, rule: str, after_id: int, deadline: float = 60
+) -> dict[str, Any]:
+    """The first finished fix of ``rule`` on ``key`` newer than ``after_id``."""
+
+    def find() -> dict[str, Any] | None:
+        for fix in controller.store.fixes(key=key, limit=20):
+            if fix["id"] > after_id and fix["rule"] == rule and fix["status"] == "done":
+                return controller.store.fix(fix["id"])
+        return None
+
+    return await eventually(find, deadline=deadline, interval=0.1, what=f"{rule} fixed {key}")
+
+
+def last_id(controller: Controller) -> int:
+    fixes = controller.store.fixes(limit=1)
+    return int(fixes[0]["id"]) if fixes else 0
+
+
+def assert_recorded(fix: dict[str, Any], tools: list[str]) -> None:
+    assert fix["outcome"] == "fixed", fix["message"]
+    assert fix["verified"]
+    assert fix["source"] == "rules"
+    assert [s["tool"] for s in fix["steps"]] == tools
+    assert all(s["status"] == "ok" for s in fix["steps"]), fix["steps"]
+    assert fix["root_cause"]
+    assert fix["signals_before"] and fix["signals_after"]
+    assert fix["time_to_detect"] is not None and fix["time_to_detect"] >= 0
+    assert fix["time_to_recover"] is not None and fix["time_to_recover"] >= fix["time_to_detect"]
+
+
+async def app_answers(stack: DemoStack) -> bool:
+    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+        try:
+            return (
+                await client.get(f"http://127.0.0.1:{stack.app_port}/healthz")
+            ).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+async def test_app_crash(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    since = last_id(controller)
+    await inject("app-crash", Stack.of(list(controller.resources.values())), chaos_settings(stack))
+    fix = await healed(controller, "Container/shop", "restart-on-exit", since)
+    assert_recorded(fix, ["container_restart"])
+    assert fix["signals_before"]["container.running"] is False
+    assert fix["signals_after"]["container.healthy"] is True
+    assert fix["time_to_detect"] < 1.0
+    assert await app_answers(stack)
+
+
+async def test_app_cpu_burn(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    since = last_id(controller)
+    await inject(
+        "app-cpu-burn", Stack.of(list(controller.resources.values())), chaos_settings(stack)
+    )
+    fix = await healed(controller, "Container/shop", "restart-on-cpu-burn", since)
+    assert_recorded(fix, ["container_restart"])
+    assert fix["signals_before"]["container.cpu_used_ratio"] >= 0.9
+    assert fix["signals_after"]["container.cpu_used_ratio"] < 0.9
+    assert await app_answers(stack)
+
+
+async def test_app_memory_leak(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    since = last_id(controller)
+    await inject(
+        "app-memory-leak", Stack.of(list(controller.resources.values())), chaos_settings(stack)
+    )
+    fix = await healed(controller, "Container/shop", "restart-on-memory-leak", since)
+    assert_recorded(fix, ["container_restart"])
+    assert fix["signals_before"]["container.memory_used_ratio"] >= 0.9
+    assert fix["signals_after"]["container.memory_used_ratio"] < 0.9
+
+
+async def test_pool_exhaustion_then_its_return(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    chaos = Stack.of(list(controller.resources.values()))
+    since = last_id(controller)
+    await inject("pool-exhaustion", chaos, chaos_settings(stack))
+    fix = await healed(controller, "PostgresDatabase/shop-db", "terminate-idle-sessions", since)
+    assert_recorded(fix, ["pg_terminate_queries"])
+    assert fix["signals_before"]["postgres.connections_used_ratio"] >= 0.9
+    assert fix["signals_after"]["postgres.connections_used_ratio"] < 0.9
+    ended = fix["steps"][0]["result"]["data"]["terminated"]
+    assert len(ended) >= 5 and all(s["state"].startswith("idle in transaction") for s in ended)
+
+    # It comes back within the window: the next rung raises max_connections, restarting
+    # PostgreSQL through its runtime.
+    since = last_id(controller)
+    await revert("pool-exhaustion", chaos, chaos_settings(stack))
+    await inject("pool-exhaustion", chaos, chaos_settings(stack))
+    fix = await healed(
+        controller, "PostgresDatabase/shop-db", "raise-max-connections", since, deadline=90
+    )
+    assert_recorded(fix, ["pg_scale_connections"])
+    assert fix["signals_after"]["postgres.max_connections"] == 60
+    await revert("pool-exhaustion", chaos, chaos_settings(stack))
+    await eventually(lambda: app_answers(stack), deadline=30, what="the app answers again")
+
+
+async def test_long_queries(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    chaos = Stack.of(list(controller.resources.values()))
+    since = last_id(controller)
+    await inject("long-queries", chaos, chaos_settings(stack))
+    fix = await healed(controller, "PostgresDatabase/shop-db", "terminate-long-queries", since)
+    assert_recorded(fix, ["pg_terminate_queries"])
+    assert fix["signals_before"]["postgres.longest_query_seconds"] >= 10
+    assert fix["signals_after"]["postgres.longest_query_seconds"] < 10
+    queries = " ".join(s["query"] for s in fix["steps"][0]["result"]["data"]["terminated"])
+    assert "pg_sleep" in queries
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{stack.pg_port}/postgres") as conn:
+        left = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3600)%' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert left == (0,)
+    await revert("long-queries", chaos, chaos_settings(stack))
+    assert await app_answers(stack)
+
+
+async def test_redis_memory_full(demo: tuple[DemoStack, Controller]) -> None:
+    stack, controller = demo
+    chaos = Stack.of(list(controller.resources.values()))
+    since = last_id(controller)
+    await inject("redis-memory-full", chaos, chaos_settings(stack))
+    fix = await healed(controller, "RedisCache/shop-cache", "purge-and-evict", since)
+    assert_recorded(fix, ["redis_memory_purge", "redis_set_policy"])
+    assert fix["signals_before"]["redis.memory_used_ratio"] >= 0.95
+    assert fix["signals_before"]["redis.evicting_policy"] is False
+    assert fix["signals_after"]["redis.evicting_policy"] is True
+    # Writes work again: the app's health check writes to Redis.
+    await eventually(lambda: app_answers(stack), deadline=15, what="the app answers again")
+    await revert("redis-memory-full", chaos, chaos_settings(stack))
+
+
+async def test_no_fault_means_no_fix_and_no_drift(demo: tuple[DemoStack, Controller]) -> None:
+    """The control: normal load and no fault give no fix and no drift (a short version of
+    the ten-minute control that bench/no_fault.py runs)."""
+    stack, controller = demo
+    await eventually(
+        lambda: all(
+            (controller.store.resource(k) or {}).get("health") == "healthy"
+            for k in controller.resources
+        ),
+        deadline=60,
+        what="healthy before the control",
+    )
+    fixes_before = last_id(controller)
+    started = time.time()
+    summary = await run_load(
+        f"http://127.0.0.1:{stack.app_port}", rps=10, duration=15, concurrency=4
+    )
+    assert summary["errors"] == 0, summary
+    assert last_id(controller) == fixes_before
+    drifted = [r for r in controller.store.reconciliations(limit=50) if r["started_at"] >= started]
+    assert drifted == [], drifted
