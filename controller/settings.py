@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -50,6 +50,25 @@ class Settings(BaseSettings):
     # External MCP servers whose tools policies may allow as `external.<name>/<tool>`:
     # a JSON list of {"name": ..., "command": [...]} or {"name": ..., "url": ...}.
     mcp_servers: list[dict[str, object]] = Field(default_factory=list)
+
+    # LLM planners. The Gemini key comes from GEMINI_API_KEY (also read as DRIFTMEND_GEMINI_API_KEY);
+    # without it the controller runs on rules alone and says so.
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DRIFTMEND_GEMINI_API_KEY", "GEMINI_API_KEY")
+    )
+    gemini_model: str = "gemini-2.5-flash"
+    # Where the Gemini REST API is (tests point it at a local server speaking the same protocol).
+    gemini_base_url: str | None = None
+    # An OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp server) and its model and key.
+    openai_base_url: str | None = None
+    openai_model: str = "llama3.1"
+    openai_api_key: SecretStr | None = None
+    # Sampling temperature, request timeout (seconds) and retries on 429/5xx, for both.
+    llm_temperature: float = Field(default=0.1, ge=0, le=2)
+    llm_timeout: float = Field(default=30.0, gt=0)
+    llm_retries: int = Field(default=3, ge=0, le=10)
+    # Recorded plans for the replay planner (tests, evals): a JSON file.
+    replay_file: Path | None = None
 
     @property
     def store_path(self) -> Path:

@@ -454,11 +454,38 @@ class Rule(Model):
     cooldown: Duration = 0.0
 
 
+class Escalate(Model):
+    """When the rules cannot fix a drift: ask an LLM planner for a plan of tool calls.
+
+    ``mode`` says what happens to its plan: ``auto`` runs it once the guard admits it,
+    ``approve`` waits for an operator, ``shadow`` only records it beside what the rules or
+    the operator did, so its agreement can be measured before it is trusted.
+    """
+
+    planner: Literal["gemini", "openai", "replay"] = "gemini"
+    mode: Literal["auto", "approve", "shadow"] = "approve"
+    when: Literal["no-rule", "always"] = Field(
+        default="no-rule",
+        description="no-rule: when no rung applies or the ladder is exhausted; always: on every drift",
+    )
+    allowed_tools: list[str] = Field(
+        default_factory=list,
+        description="tools the LLM may call (read tools to investigate, others to fix); "
+        "empty: the tools of this policy's rules plus every read tool of the kind",
+    )
+    max_steps: int = Field(default=5, ge=1, le=16, description="steps of the proposed plan")
+    max_turns: int = Field(default=4, ge=1, le=10, description="model calls, read tools included")
+    token_budget_per_day: int = Field(
+        default=200_000, ge=1000, description="tokens per resource per day; over it, needs-operator"
+    )
+
+
 class HealingPolicySpec(Model):
     """Which resources, an ordered ladder of rules, and what happens when it is exhausted."""
 
     selector: Selector
-    rules: list[Rule] = Field(min_length=1)
+    rules: list[Rule] = Field(default_factory=list)
+    escalate: Escalate | None = None
     on_exhausted: Literal["needs-operator"] = "needs-operator"
     approval: Literal["operator", "auto"] = Field(
         default="operator",
@@ -470,6 +497,12 @@ class HealingPolicySpec(Model):
     def allowed_tools(self) -> set[str]:
         """The allowlist: every tool named by a rule of this policy."""
         return {step.tool for rule in self.rules for step in rule.do}
+
+    @model_validator(mode="after")
+    def _rules_or_escalation(self) -> HealingPolicySpec:
+        if not self.rules and self.escalate is None:
+            raise ValueError("rules: a policy needs at least one rule, or an escalate block")
+        return self
 
     def rule(self, name: str | None) -> Rule | None:
         """The rule called ``name``, if any."""
