@@ -17,8 +17,9 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from controller.drivers.postgres import PsycopgDriver
-from controller.drivers.process import ProcessRuntime
 from controller.drivers.redis import RedisPyDriver
+from controller.drivers.runtimes import RuntimeRouter
+from controller.errors import DriftmendError
 from controller.logs import LogAccumulator
 from controller.loop import Controller
 from controller.metrics import Metrics
@@ -40,11 +41,17 @@ class _QuietServer(uvicorn.Server):
 
 
 def build_controller(settings: Settings, registry: CollectorRegistry | None = None) -> Controller:
-    """A controller with the real drivers, store and metrics of ``settings``."""
+    """A controller with the real drivers, store and metrics of ``settings``.
+
+    Its tools travel through MCP (``McpInvoker``): an in-memory session to its own server,
+    and sessions to the external MCP servers of ``settings.mcp_servers``.
+    """
+    from controller.mcp.client import McpInvoker, external_servers
+
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return Controller(
+    controller = Controller(
         settings=settings,
-        runtime=ProcessRuntime(settings.state_dir, base_dir=Path.cwd()),
+        runtime=RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd()),
         postgres=PsycopgDriver(),
         redis=RedisPyDriver(),
         logs=LogAccumulator(),
@@ -52,13 +59,21 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
         metrics=Metrics(registry or CollectorRegistry()),
         catalogue=default_catalogue(),
     )
+    # The invoker needs the controller's own ToolContext (its live resources), so it is
+    # set after construction; DirectInvoker stays the default for tests that build their own.
+    controller.invoker = McpInvoker(
+        controller.catalogue,
+        controller.tool_context,
+        externals=external_servers(settings.mcp_servers),
+    )
+    return controller
 
 
 async def run_controller(
     settings: Settings, paths: Sequence[str], *, once: bool = False, watch: bool = True
 ) -> int:
     """``driftmend run``: load specs, reconcile until SIGINT/SIGTERM (or once), serve HTTP."""
-    from dashboard.app import create_app
+    from dashboard.app import close_streams, create_app
 
     catalogue = default_catalogue()
     source = FileSource(paths, catalogue)
@@ -109,9 +124,14 @@ async def run_controller(
     )
     await stop.wait()
     log.info("stopping: the supervised processes keep running; `driftmend down` stops them")
+    # Live streams first: uvicorn waits for open responses before it exits.
+    close_streams(app)
     server.should_exit = True
+    http_task, *other_tasks = tasks
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(http_task, timeout=5)
     await controller.stop()
-    for task in tasks:
+    for task in other_tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -120,13 +140,30 @@ async def run_controller(
 
 
 async def down(settings: Settings, paths: Sequence[str]) -> int:
-    """``driftmend down``: stop every Container of the specs and forget its process state."""
+    """``driftmend down``: stop every Container of the specs and forget its runtime state.
+
+    Processes are stopped; Docker containers that driftmend created are removed; containers
+    made elsewhere (``containerName``, ``compose``) are left to their owner.
+    """
     source = FileSource(paths, default_catalogue())
     result = source.load()
-    runtime = ProcessRuntime(settings.state_dir, base_dir=Path.cwd())
-    for res in result.resources:
-        if isinstance(res, Container):
-            await runtime.down(res)
-            print(f"stopped {res.key}")
-    await runtime.close()
-    return 0
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
+    failed = 0
+    try:
+        for res in result.resources:
+            if not isinstance(res, Container):
+                continue
+            try:
+                await runtime.down(res)
+            except DriftmendError as exc:
+                # One unreachable runtime (no Docker engine) must not keep the rest running.
+                print(f"could not stop {res.key}: {exc}")
+                failed += 1
+                continue
+            if res.spec.docker is not None and res.spec.docker.image is None:
+                print(f"left {res.key} to its owner (not created by driftmend)")
+            else:
+                print(f"stopped {res.key}")
+    finally:
+        await runtime.close()
+    return 1 if failed else 0

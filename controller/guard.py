@@ -8,7 +8,7 @@ dry-run admits nothing and says so. Every decision carries its reason, for the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,16 @@ def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: flo
     return Budget(True, "within budget")
 
 
+def named_targets(policy: HealingPolicy | None) -> frozenset[str]:
+    """The resources ``policy`` names by ``selector.names``: steps may target these too."""
+    if policy is None:
+        return frozenset()
+    sel, ns = policy.spec.selector, policy.metadata.namespace
+    return frozenset(
+        f"{sel.kind}/{name}" if ns == "default" else f"{sel.kind}/{ns}/{name}" for name in sel.names
+    )
+
+
 def admit(
     plan: Plan,
     *,
@@ -86,11 +96,15 @@ def admit(
     now: float,
     dry_run: bool = False,
     approved: bool = False,
+    targets: Collection[str] = (),
+    allowed_tools: Collection[str] | None = None,
 ) -> GuardDecision:
     """Decide whether ``plan`` may run on the resource ``plan.key`` of ``kind``.
 
     ``approved`` is an operator's approval of this very plan (from the dashboard); it
     satisfies the destructive-step rule and widens the allowlist to every tool of the kind.
+    ``targets`` are the other resources a step may act on besides the one that drifted:
+    those the policy names (``named_targets(policy)``); by default none.
     Pure: the caller passes the clock's value, the history and the tool facts.
     """
     if not plan.steps:
@@ -104,7 +118,11 @@ def admit(
         return GuardDecision(
             False, f"no policy governs {plan.key}: only an operator-approved plan may run"
         )
-    allowed = policy.spec.allowed_tools() if policy else set()
+    # An LLM's plan is held to the escalation's allowlist, not to the rules' tools.
+    if allowed_tools is not None:
+        allowed = set(allowed_tools)
+    else:
+        allowed = policy.spec.allowed_tools() if policy else set()
     for i, step in enumerate(plan.steps):
         where = f"step {i + 1} ({step.tool})"
         facts = tools.get(step.tool)
@@ -115,12 +133,17 @@ def admit(
             return GuardDecision(
                 False, f"{where}: the policy does not allow this tool (allowed: {names})"
             )
-        if step.target != plan.key:
+        if step.target != plan.key and step.target not in targets:
+            named = f" (the policy also names {', '.join(sorted(targets))})" if targets else ""
             return GuardDecision(
-                False, f"{where}: targets {step.target}, but only {plan.key} drifted"
+                False, f"{where}: targets {step.target}, but only {plan.key} drifted{named}"
             )
-        if kind not in facts.kinds:
-            return GuardDecision(False, f"{where}: acts on {', '.join(facts.kinds)}, not {kind}")
+        # A key starts with its kind, so a step on another named resource is checked on its own.
+        step_kind = kind if step.target == plan.key else step.target.split("/", 1)[0]
+        if step_kind not in facts.kinds:
+            return GuardDecision(
+                False, f"{where}: acts on {', '.join(facts.kinds)}, not {step_kind}"
+            )
         try:
             facts.validate(step.params)
         except Exception as exc:  # a pydantic ValidationError, worded for the reason column

@@ -21,10 +21,12 @@ from controller.act import DirectInvoker, ToolInvoker, act
 from controller.diff import diff
 from controller.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
 from controller.errors import PermanentError, TemporaryError
-from controller.guard import admit
+from controller.escalation import Escalator, escalation_policy
+from controller.guard import admit, named_targets
 from controller.logs import LogAccumulator
 from controller.metrics import Metrics
 from controller.model import Drift, FixAttempt, Health, Observation, Outcome, Plan
+from controller.planners.base import Planner
 from controller.planners.rules import Verdict, plan_rules, root_cause
 from controller.queue import WorkQueue
 from controller.settings import Settings
@@ -82,6 +84,8 @@ class Controller:
         metrics: Metrics,
         catalogue: Catalogue,
         invoker: ToolInvoker | None = None,
+        planners: Mapping[str, Planner] | None = None,
+        unconfigured_planners: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -104,6 +108,19 @@ class Controller:
         self._attached: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._busy = 0
+        # One pass at a time per resource: workers are kept apart by the queue, but operator
+        # actions (Fix now, approve) come from the dashboard and must wait their turn.
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.escalator = Escalator(
+            planners=planners or {},
+            unconfigured=unconfigured_planners,
+            store=store,
+            metrics=metrics,
+            catalogue=catalogue,
+            invoker=lambda: self.invoker,
+            logs=logs,
+            clock=clock,
+        )
         self.runtime.set_event_sink(self.on_event)
 
     # --- desired state -------------------------------------------------------------------
@@ -201,7 +218,8 @@ class Controller:
         started = self.clock()
         t0 = time.monotonic()
         try:
-            result = await self._reconcile(resource)
+            async with self._lock(key):
+                result = await self._reconcile(resource)
         except TemporaryError as exc:
             result = ReconcileResult(key, Outcome.ERROR, str(exc), requeue_after=exc.delay)
         except PermanentError as exc:
@@ -293,6 +311,22 @@ class Controller:
             return settle(
                 Outcome.WAITING, decision.reason, decision.retry_after or 1.0, result.drifts
             )
+        esc_policy = escalation_policy(resource, self.policies)
+        esc = esc_policy.spec.escalate if esc_policy else None
+        if esc_policy is not None and esc is not None:
+            hand_over = decision.verdict is Verdict.NEEDS_OPERATOR or esc.when == "always"
+            if hand_over and not (decision.verdict is Verdict.PLAN and esc.mode == "shadow"):
+                outcome, message, fix_id = await self._escalate(
+                    resource, esc_policy, result.drifts, obs, decision.reason, now, event_at
+                )
+                res = settle(
+                    outcome, message, 0.5 if outcome is Outcome.FIXED else None, result.drifts
+                )
+                return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
+            if hand_over:  # shadow beside a rule: record what the LLM would have done
+                await self._escalate(
+                    resource, esc_policy, result.drifts, obs, decision.reason, now, event_at
+                )
         if decision.verdict is Verdict.NEEDS_OPERATOR:
             self.store.set_needs_operator(key, decision.reason)
             log.warning("%s needs an operator: %s", key, decision.reason)
@@ -303,6 +337,7 @@ class Controller:
         verdict = admit(
             plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
             history=self.history(key), now=now, dry_run=self.settings.dry_run,
+            targets=named_targets(policy),
         )  # fmt: skip
         self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
         self.metrics.guard_decision(verdict.admitted)
@@ -378,6 +413,80 @@ class Controller:
             log.info("fixed %s in %.2fs (fix %d)", key, ttr or 0.0, fix_id)
         return outcome, message, fix_id
 
+    # --- escalation ----------------------------------------------------------------------
+
+    async def _escalate(
+        self,
+        resource: Resource,
+        policy: HealingPolicy,
+        drifts: Sequence[Drift],
+        obs: Observation,
+        why: str,
+        now: float,
+        event_at: float | None,
+    ) -> tuple[Outcome, str, int | None]:
+        """Ask the LLM, put its plan through the guard, and act as the policy's mode says."""
+        key = resource.key
+        esc = policy.spec.escalate
+        assert esc is not None
+        asked = await self.escalator.ask(resource, policy, drifts, obs, why)
+
+        def operator(reason: str) -> tuple[Outcome, str, int | None]:
+            self.store.set_needs_operator(key, reason)
+            log.warning("%s needs an operator: %s", key, reason)
+            return Outcome.NEEDS_OPERATOR, reason, None
+
+        def outcome(decision: str, reason: str, fix_id: int | None = None) -> None:
+            if asked.interaction_id is not None:
+                self.store.set_llm_outcome(
+                    asked.interaction_id, mode=esc.mode, decision=decision, reason=reason,
+                    fix_id=fix_id, cost_usd=asked.cost_usd,
+                )  # fmt: skip
+
+        plan = asked.plan
+        if plan is None:
+            outcome("no-plan", asked.reason)
+            return operator(f"{why}; {asked.reason}" if why else asked.reason)
+        plan = Plan(
+            plan.key, plan.steps, plan.source, plan.reasoning, policy.name, None,
+            tuple(drifts), plan.verify_timeout, plan.verify_interval,
+        )  # fmt: skip
+        verdict = admit(
+            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            history=self.history(key), now=now, dry_run=self.settings.dry_run,
+            targets=named_targets(policy), allowed_tools=asked.allowed,
+        )  # fmt: skip
+        self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
+        self.metrics.guard_decision(verdict.admitted)
+        if esc.mode == "shadow":
+            outcome("shadow", f"recorded, not run (guard: {verdict.reason})")
+            return operator(f"{why}; the {plan.source} plan is recorded in shadow mode")
+        if verdict.dry_run:
+            outcome("dry-run", verdict.reason)
+            return Outcome.DRY_RUN, verdict.reason, None
+        if esc.mode == "approve" or verdict.needs_approval:
+            if not verdict.admitted and not verdict.needs_approval:
+                outcome("rejected", verdict.reason)
+                return operator(
+                    f"the {plan.source} plan was rejected by the guard: {verdict.reason}"
+                )
+            pending = self.store.add_pending_plan(
+                key, plan, f"{plan.source} plan, mode {esc.mode}", now
+            )
+            outcome("pending", f"waiting for an operator (pending plan {pending})")
+            return operator(
+                f"a {plan.source} plan waits for an operator's approval (plan {pending})"
+            )
+        if not verdict.admitted:
+            outcome("rejected", verdict.reason)
+            return operator(f"the {plan.source} plan was rejected by the guard: {verdict.reason}")
+        fault_at = min([d.since for d in drifts] + ([event_at] if event_at else []))
+        result, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
+        outcome("admitted", message, fix_id)
+        if result is not Outcome.FIXED:
+            return operator(f"the {plan.source} plan ran but did not fix it: {message}")
+        return result, f"fixed by the {plan.source} plan", fix_id
+
     # --- operator actions (dashboard, CLI) -----------------------------------------------
 
     async def trigger_fix(self, key: str, actor: str) -> ReconcileResult:
@@ -416,9 +525,10 @@ class Controller:
         if not verdict.admitted:
             self.store.set_pending_status(plan_id, "failed", actor, now)
             return ReconcileResult(plan.key, Outcome.REJECTED, f"guard: {verdict.reason}")
-        obs = await self.observe(resource)
-        fault_at = min([d.since for d in plan.drifts] + [now])
-        outcome, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
+        async with self._lock(plan.key):
+            obs = await self.observe(resource)
+            fault_at = min([d.since for d in plan.drifts] + [now])
+            outcome, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
         self.store.set_pending_status(
             plan_id, "executed" if outcome is Outcome.FIXED else "failed", actor, self.clock()
         )
@@ -437,6 +547,9 @@ class Controller:
         self.store.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
         )
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
 
     def _require(self, key: str) -> Resource:
         resource = self.resources.get(key)

@@ -63,7 +63,12 @@ class Drift:
 
     def describe(self) -> str:
         """``container.running is false, expected == true``."""
-        observed = str(self.observed).lower() if isinstance(self.observed, bool) else self.observed
+        if isinstance(self.observed, bool):
+            observed: object = str(self.observed).lower()
+        elif isinstance(self.observed, float):
+            observed = f"{self.observed:.4g}"
+        else:
+            observed = self.observed
         return f"{self.signal} is {observed}, expected {self.expected}"
 
 

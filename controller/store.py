@@ -182,6 +182,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX llm_interactions_key_at ON llm_interactions (key, at)",
         "CREATE INDEX llm_interactions_at ON llm_interactions (at)",
     ),
+    (
+        # What became of an LLM's plan: the mode it ran under, the guard's decision, the fix.
+        "ALTER TABLE llm_interactions ADD COLUMN mode TEXT",
+        "ALTER TABLE llm_interactions ADD COLUMN decision TEXT",
+        "ALTER TABLE llm_interactions ADD COLUMN reason TEXT",
+        "ALTER TABLE llm_interactions ADD COLUMN fix_id INTEGER",
+        "ALTER TABLE llm_interactions ADD COLUMN cost_usd REAL",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -1115,9 +1123,52 @@ class Store:
                 "tokens_out": r["tokens_out"],
                 "latency_s": r["latency_s"],
                 "error": r["error"],
+                "mode": r["mode"],
+                "decision": r["decision"],
+                "reason": r["reason"],
+                "fix_id": r["fix_id"],
+                "cost_usd": r["cost_usd"],
             }
             for r in rows
         ]
+
+    def llm_interaction(self, interaction_id: int) -> dict[str, Any] | None:
+        """One LLM exchange, with the fix its plan became (if any)."""
+        rows = self._read("SELECT key FROM llm_interactions WHERE id = ?", (interaction_id,))
+        if not rows:
+            return None
+        for item in self.llm_interactions(key=rows[0]["key"], limit=10_000):
+            if item["id"] == interaction_id:
+                item["fix"] = self.fix(item["fix_id"]) if item["fix_id"] else None
+                return item
+        return None
+
+    def set_llm_outcome(
+        self,
+        interaction_id: int,
+        *,
+        mode: str,
+        decision: str,
+        reason: str,
+        fix_id: int | None = None,
+        cost_usd: float | None = None,
+    ) -> None:
+        """Record what became of an interaction's plan (admitted, rejected, shadow, pending)."""
+        with self._tx() as db:
+            db.execute(
+                """UPDATE llm_interactions SET mode = ?, decision = ?, reason = ?, fix_id = ?,
+                       cost_usd = ? WHERE id = ?""",
+                (mode, decision, reason, fix_id, cost_usd, interaction_id),
+            )
+
+    def llm_tokens_since(self, key: str, since: float) -> int:
+        """Tokens (in and out) spent on ``key`` since ``since``: the per-day budget reads this."""
+        rows = self._read(
+            """SELECT COALESCE(SUM(tokens_in + tokens_out), 0) AS n FROM llm_interactions
+               WHERE key = ? AND at >= ?""",
+            (key, since),
+        )
+        return int(rows[0]["n"])
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

@@ -63,8 +63,10 @@ def load(path: Path) -> LoadResult:
 
 def build(state_dir: Path, **settings: Any) -> Controller:
     """A controller with every real driver, its own store and a fresh registry."""
+    extra = {k: settings.pop(k) for k in ("planners", "unconfigured_planners") if k in settings}
     s = Settings(state_dir=state_dir, resync_period=settings.pop("resync_period", 2.0), **settings)
     return Controller(
+        **extra,
         settings=s,
         runtime=ProcessRuntime(state_dir, base_dir=REPO),
         postgres=PsycopgDriver(),

@@ -158,3 +158,10 @@ def test_dry_run_admits_nothing() -> None:
 def test_no_policy_needs_an_operator() -> None:
     d = admit(plan(step()), kind="Container", policy=None, tools=FACTS, history=[], now=0.0)
     assert not d.admitted and "only an operator-approved plan" in d.reason
+
+
+def test_an_llm_plan_is_held_to_the_escalation_allowlist() -> None:
+    llm = Plan(KEY, (step("container_scale", replicas=2),), "gemini", "t", "p", None)
+    refused = check(llm, allowed_tools={"container_restart", "container_logs"})
+    assert not refused.admitted and "does not allow this tool" in refused.reason
+    assert check(llm, allowed_tools={"container_scale"}).admitted

@@ -1,0 +1,223 @@
+"""Escalation through the real loop: the rules hand over, a planner proposes, the guard
+decides, and the policy's mode (auto, approve, shadow) says what runs.
+
+The planner here is a scripted one at our own ``Planner`` Protocol (the Gemini and
+OpenAI-compatible planners are tested against servers speaking their protocols); the
+processes, the runtime, the guard, act, verify and the store are the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.model import Plan, PlanStep
+from controller.planners.base import PlannerAnswer, PlanRequest
+from controller.spec import LoadResult
+from tests.integration.harness import down_all, eventually, load, running, write_specs
+from tests.integration.test_heal_crash import crash_policy, web_container
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+KEY = "Container/web"
+
+
+class ScriptedPlanner:
+    """Answers every request with the same steps; remembers what it was asked."""
+
+    name = "replay"
+
+    def __init__(self, *steps: tuple[str, dict[str, Any]], target: str = KEY) -> None:
+        self.steps = steps
+        self.target = target
+        self.requests: list[PlanRequest] = []
+
+    async def plan(self, request: PlanRequest) -> PlannerAnswer:
+        self.requests.append(request)
+        plan = Plan(
+            request.resource.key,
+            tuple(PlanStep(tool, self.target, params) for tool, params in self.steps),
+            "replay",
+            "scripted",
+        )
+        return PlannerAnswer(plan, "replay", "scripted-1", "prompt", "response", 100, 20, 0.01)
+
+    async def close(self) -> None:
+        return None
+
+
+def escalating_policy(
+    mode: str, rules: bool = False, when: str = "no-rule", **esc: Any
+) -> dict[str, Any]:
+    policy = crash_policy()
+    if not rules:
+        policy["spec"]["rules"] = []
+    tools = ["container_restart", "container_logs", "container_stats"]
+    policy["spec"]["escalate"] = {
+        "planner": "replay",
+        "mode": mode,
+        "when": when,
+        "allowedTools": tools,
+        **esc,
+    }
+    return policy
+
+
+@pytest.fixture
+async def specs(tmp_path: Path) -> AsyncIterator[tuple[Path, int]]:
+    yield tmp_path, free_port()
+
+
+async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) -> dict[str, Any]:
+    await eventually(
+        lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy", what="healthy"
+    )
+    pid = (await controller.runtime.stats(result.resources[0]))["replicas"][0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    return await eventually(
+        lambda: (r := controller.store.resource(KEY)) and r["health"] == health and r,
+        deadline=30,
+        what=health,
+    )
+
+
+async def test_auto_mode_runs_an_admitted_plan_and_records_it(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            await crash_and_wait(controller, result, health="healthy")
+            fix = await eventually(
+                lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+                what="fix",
+            )
+            assert fix["source"] == "replay" and fix["outcome"] == "fixed" and fix["verified"]
+            [asked] = planner.requests
+            assert "no HealingPolicy has a rule for container.running" in asked.reason
+            assert {t.name for t in asked.tools} >= {"container_logs", "container_stats"}
+            [interaction] = controller.store.llm_interactions(key=KEY)
+            assert interaction["decision"] == "admitted" and interaction["fix_id"] == fix["id"]
+            assert interaction["tokens_in"] == 100
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    policy = escalating_policy("auto", allowedTools=["container_logs", "container_restart"])
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_scale", {"replicas": 3}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert (
+                "rejected by the guard" in row["message"]
+                and "does not allow this tool" in row["message"]
+            )
+            assert controller.store.fixes(key=KEY) == []
+            [interaction] = controller.store.llm_interactions(key=KEY)
+            assert interaction["decision"] == "rejected"
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}), target="Container/other")
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "targets Container/other, but only Container/web drifted" in row["message"]
+            assert controller.store.fixes(key=KEY) == []
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("approve")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "waits for an operator's approval" in row["message"]
+            assert controller.store.fixes(key=KEY) == []
+            [pending] = controller.store.pending_plans(key=KEY)
+            done = await controller.approve_plan(pending["id"], "test-operator")
+            assert done.outcome.value == "fixed"
+            assert controller.store.pending_plan(pending["id"])["status"] == "executed"
+            await eventually(
+                lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
+                what="healthy",
+            )
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    policy = escalating_policy("shadow", rules=True, when="always")
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            await crash_and_wait(controller, result, health="healthy")
+            fix = await eventually(
+                lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+                what="fix",
+            )
+            assert fix["source"] == "rules" and fix["outcome"] == "fixed"
+            [interaction] = controller.store.llm_interactions(key=KEY)
+            assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
+            assert [s["tool"] for s in interaction["plan"]["steps"]] == ["container_restart"]
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    unconfigured = {"replay": "no GEMINI_API_KEY"}
+    try:
+        async with running(tmp / "state", result, unconfigured_planners=unconfigured) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "rules only: no GEMINI_API_KEY" in row["message"]
+            assert controller.store.llm_interactions(key=KEY) == []
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    policy = escalating_policy("auto", tokenBudgetPerDay=1000)
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            controller.store.record_llm_interaction(
+                KEY, "replay", "m", "p", "r", None, 900, 200, 0.1, controller.clock()
+            )
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "token budget spent: 1100 of 1000" in row["message"]
+            assert planner.requests == []
+    finally:
+        await down_all(tmp / "state", result)
