@@ -17,9 +17,13 @@ system:
 	@bash scripts/install-system.sh
 
 ## demo: the sample stack on the process runtime, the controller, and the dashboard on :8080
+# A dashboard token for this run (actions need one), unless one is already set; the link
+# carries it in the URL fragment, which the browser never sends to the server.
 demo: system $(STAMP)
 	$(VENV)/bin/driftmend validate $(SPECS)
-	$(VENV)/bin/driftmend run -f $(SPECS)
+	@token="$${DRIFTMEND_DASHBOARD_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))')}"; \
+	echo "dashboard: http://127.0.0.1:8080/#token=$$token   (break the app: .venv/bin/driftmend chaos app-crash)"; \
+	DRIFTMEND_DASHBOARD_TOKEN="$$token" exec $(VENV)/bin/driftmend run -f $(SPECS)
 
 ## test: lint, types, import contracts, then every test (unit, integration on real servers)
 test: system $(STAMP) lint

@@ -108,6 +108,8 @@ _SHOWN = {
 
 def _fmt_signal(name: str, value: object) -> str:
     short = name.split(".", 1)[1]
+    if value is None:
+        return f"{short}=?"
     if isinstance(value, bool):
         return f"{short}={str(value).lower()}"
     if isinstance(value, float):

@@ -105,7 +105,12 @@ def to_tool_result(result: types.CallToolResult) -> ToolResult:
     """An MCP result as a ``ToolResult``: ours carry one whole; others are wrapped."""
     text = "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
     structured = result.structured_content
-    if isinstance(structured, dict) and structured.get("status") in {s.value for s in ToolStatus}:
+    # A driftmend server's shape (ours, or another driftmend reached as an external server).
+    if (
+        isinstance(structured, dict)
+        and structured.keys() <= {"status", "data", "error"}
+        and structured.get("status") in {s.value for s in ToolStatus}
+    ):
         data = structured.get("data")
         error = structured.get("error")
         return ToolResult(
@@ -160,9 +165,11 @@ class McpInvoker:
                 server.name, server.transport, self._open(server), remote, dict(params)
             )
         arguments = {RESOURCE_ARG: resource.key, **params}
-        return await self._call(
-            SERVER_NAME, "memory", Client(self._server, client_info=_CLIENT_INFO), tool, arguments
-        )
+        # "legacy" frames every message as JSON-RPC over in-memory streams, as a stdio or HTTP
+        # client would; the SDK's default for an in-process server skips serialization, and
+        # then a plan could pass what no outside client can.
+        client = Client(self._server, mode="legacy", client_info=_CLIENT_INFO)
+        return await self._call(SERVER_NAME, "memory", client, tool, arguments)
 
     async def _call(
         self,

@@ -5,7 +5,7 @@ The fakes sit at our own driver Protocols; the MCP client, server and store are 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ def ctx() -> ToolContext:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AsyncIterator[Store]:
+def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "audit.db") as s:
         yield s
 
@@ -343,3 +343,14 @@ def test_results_of_other_servers_are_wrapped() -> None:
     assert plain.ok and plain.data == {"text": "boom"}
     structured = to_tool_result(types.CallToolResult(content=[], structured_content={"rows": 3}))
     assert structured.data == {"rows": 3}
+
+
+def test_a_status_field_of_another_server_is_its_data() -> None:
+    other = types.CallToolResult(content=[], structured_content={"status": "ok", "rows": 3})
+    assert to_tool_result(other).data == {"status": "ok", "rows": 3}
+    ours = types.CallToolResult(
+        content=[],
+        structured_content={"status": "refused", "data": {}, "error": "no"},
+        is_error=True,
+    )
+    assert to_tool_result(ours) == ToolResult(ToolStatus.REFUSED, {}, "no")

@@ -223,3 +223,23 @@ def test_crds_are_structural() -> None:
     for text in crds_yaml().values():
         crd = yaml.safe_load(text)
         walk(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "schema")
+
+
+def test_examples_validate_against_the_crd_schemas() -> None:
+    """What `kubectl apply` would check: every example document against its CRD's schema."""
+    import jsonschema
+
+    schemas = {
+        crd["spec"]["names"]["kind"]: crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for crd in (yaml.safe_load(t) for t in crds_yaml().values())
+    }
+    checked = 0
+    for path in sorted((REPO / "manifests" / "examples").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                jsonschema.validate(doc, schemas[doc["kind"]])
+                checked += 1
+    assert checked >= 10
+    bad = {"apiVersion": "driftmend.dev/v1alpha1", "kind": "Container", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schemas["Container"])

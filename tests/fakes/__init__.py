@@ -1,0 +1,1 @@
+"""Local HTTP servers that speak outside APIs (Gemini, OpenAI-compatible) for the tests."""
