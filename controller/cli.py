@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     state(p)
     p.set_defaults(func=cmd_chaos)
 
+    from controller.mcp.cli import add_mcp_parser
+
+    add_mcp_parser(sub)
+
     p = sub.add_parser("down", help="stop the supervised processes of the demo stack")
     p.add_argument("-f", "--filename", action="append")
     state(p)

@@ -22,7 +22,7 @@ from controller.diff import diff
 from controller.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
 from controller.errors import PermanentError, TemporaryError
 from controller.escalation import Escalator, escalation_policy
-from controller.guard import admit, named_targets
+from controller.guard import ToolFacts, admit, named_targets
 from controller.logs import LogAccumulator
 from controller.metrics import Metrics
 from controller.model import Drift, FixAttempt, Health, Observation, Outcome, Plan
@@ -335,7 +335,7 @@ class Controller:
         assert plan is not None
         policy = next((p for p in self.policies if p.name == plan.policy), None)
         verdict = admit(
-            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(key), now=now, dry_run=self.settings.dry_run,
             targets=named_targets(policy),
         )  # fmt: skip
@@ -452,7 +452,7 @@ class Controller:
             tuple(drifts), plan.verify_timeout, plan.verify_interval,
         )  # fmt: skip
         verdict = admit(
-            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(key), now=now, dry_run=self.settings.dry_run,
             targets=named_targets(policy), allowed_tools=asked.allowed,
         )  # fmt: skip
@@ -517,7 +517,7 @@ class Controller:
         self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, now)
         policy = next((p for p in self.policies if p.name == plan.policy), None)
         verdict = admit(
-            plan, kind=resource.kind, policy=policy, tools=tool_facts(self.catalogue),
+            plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(plan.key), now=now, dry_run=self.settings.dry_run, approved=True,
         )  # fmt: skip
         self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
@@ -547,6 +547,11 @@ class Controller:
         self.store.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
         )
+
+    def tool_facts(self) -> Mapping[str, ToolFacts]:
+        """What the guard knows of every tool: the catalogue's, plus external MCP tools."""
+        external = getattr(self.invoker, "tool_facts", None)
+        return dict(external()) if callable(external) else dict(tool_facts(self.catalogue))
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
@@ -595,6 +600,11 @@ class Controller:
                 interrupted,
             )
         await self.runtime.start()
+        discover = getattr(self.invoker, "discover", None)
+        if callable(discover):  # external MCP servers: their tools join the guard's facts
+            for server, status in (await discover()).items():
+                log.info("external MCP server %s: %s", server, status)
+        log.info("%s", self.escalator.describe())
         self._tasks.append(
             asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs")
         )

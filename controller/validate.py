@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from controller.spec import HealingPolicy, LoadResult, SpecIssue, load_paths
 from controller.tools.base import Catalogue
 
+# Tools of external MCP servers (`settings.mcp_servers`) are named `external.<server>/<tool>`.
+EXTERNAL_PREFIX = "external."
+
 
 def check_tools(result: LoadResult, catalogue: Catalogue) -> LoadResult:
     """Drop policies whose steps name unknown tools or bad parameters, with one issue each."""
@@ -31,6 +34,8 @@ def check_tools(result: LoadResult, catalogue: Catalogue) -> LoadResult:
         for i, rule in enumerate(doc.spec.rules):
             for j, step in enumerate(rule.do):
                 where = f"spec.rules[{i}].do[{j}]"
+                if step.tool.startswith(EXTERNAL_PREFIX) and "/" in step.tool:
+                    continue  # served by an external MCP server: checked when it is reached
                 tool = catalogue.get(step.tool)
                 if tool is None:
                     close = difflib.get_close_matches(step.tool, catalogue.names(), n=1)

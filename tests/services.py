@@ -98,6 +98,7 @@ class PostgresServer:
         ]  # fmt: skip
 
     def start(self) -> None:
+        self.stop()  # never leave a running server behind an overwritten handle
         self.proc = subprocess.Popen(
             self.command(),
             stdout=subprocess.DEVNULL,
@@ -171,6 +172,7 @@ class RedisServer:
         ]  # fmt: skip
 
     def start(self) -> None:
+        self.stop()  # never leave a running server behind an overwritten handle
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

@@ -226,7 +226,7 @@ class _Handlers:
     ) -> tuple[ToolResult, str | None]:
         tool = self.catalogue.get(name)
         if tool is None:
-            return ToolResult.refused(f"no such tool: {name}; tools/list names them"), None
+            return ToolResult.refused(f"no such tool: {name[:100]}; tools/list names them"), None
         approval = args.pop(APPROVAL_ARG, None)
         reason = self.rules.check(
             tool.name, tool.effect, caller, approval if isinstance(approval, str) else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ class Request:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived, to see backoff
 
     def json(self) -> Any:
         """The body decoded as JSON."""

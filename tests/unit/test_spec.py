@@ -243,3 +243,10 @@ def test_examples_validate_against_the_crd_schemas() -> None:
     bad = {"apiVersion": "driftmend.dev/v1alpha1", "kind": "Container", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schemas["Container"])
+
+
+def test_external_mcp_tools_are_accepted_by_name(tmp_path: Path) -> None:
+    text = GOOD.replace("tool: container_restart", "tool: external.postgres-mcp/explain_query")
+    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    assert result.errors == []
+    assert result.policies[0].spec.allowed_tools() == {"external.postgres-mcp/explain_query"}

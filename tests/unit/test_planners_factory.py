@@ -1,0 +1,77 @@
+"""Which planner settings give, why none, and the token budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from controller.planners.factory import (
+    Planners,
+    build_planner,
+    configured_planners,
+    unavailable_reason,
+)
+from controller.planners.gemini import GeminiPlanner, price_of
+from controller.planners.openai_compat import OpenAICompatPlanner
+from controller.planners.replay import ReplayPlanner
+from controller.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for var in ("GEMINI_API_KEY", "DRIFTMEND_GEMINI_API_KEY", "DRIFTMEND_OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return Settings(state_dir=tmp_path)
+
+
+def test_without_configuration_each_planner_says_why(settings: Settings) -> None:
+    assert "no Gemini API key (set GEMINI_API_KEY)" in (unavailable_reason("gemini", settings) or "")
+    assert "DRIFTMEND_OPENAI_BASE_URL" in (unavailable_reason("openai", settings) or "")
+    assert "DRIFTMEND_REPLAY_FILE" in (unavailable_reason("replay", settings) or "")
+    assert "unknown planner 'claude'" in (unavailable_reason("claude", settings) or "")
+    for name in ("gemini", "openai", "replay", "claude"):
+        assert build_planner(name, settings) is None
+
+
+def test_a_blank_key_is_no_key(settings: Settings) -> None:
+    settings.gemini_api_key = SecretStr("  ")
+    assert unavailable_reason("gemini", settings) is not None
+
+
+async def test_configured_planners_are_built_and_closed(settings: Settings, tmp_path: Path) -> None:
+    settings.gemini_api_key = SecretStr("AIzaSy-test")
+    settings.gemini_base_url = "http://127.0.0.1:9"
+    settings.openai_base_url = "http://127.0.0.1:9/v1"
+    replays = tmp_path / "r.json"
+    replays.write_text(json.dumps([{"steps": [{"tool": "redis_memory_purge"}]}]))
+    settings.replay_file = replays
+    planners = Planners(settings)
+    assert isinstance(planners.get("gemini"), GeminiPlanner)
+    assert isinstance(planners.get("openai"), OpenAICompatPlanner)
+    assert isinstance(planners.get("replay"), ReplayPlanner)
+    assert planners.get("gemini") is planners.get("gemini")
+    assert planners.reason("gemini") is None
+    await planners.close()
+    ready, missing = configured_planners(settings)
+    assert sorted(ready) == ["gemini", "openai", "replay"] and missing == {}
+    for planner in ready.values():
+        await planner.close()
+
+
+def test_configured_planners_name_the_missing(settings: Settings) -> None:
+    ready, missing = configured_planners(settings)
+    assert ready == {} and sorted(missing) == ["gemini", "openai", "replay"]
+
+
+def test_a_missing_replay_file_is_named(settings: Settings, tmp_path: Path) -> None:
+    settings.replay_file = tmp_path / "nope.json"
+    assert f"replay file {tmp_path / 'nope.json'} does not exist" == unavailable_reason("replay", settings)
+
+
+def test_prices_by_longest_model_prefix() -> None:
+    assert price_of("gemini-2.5-flash") == (0.30, 2.50)
+    assert price_of("models/gemini-2.5-flash-lite-preview") == (0.10, 0.40)
+    assert price_of("my-local-model") == (0.0, 0.0)
