@@ -23,6 +23,7 @@ from controller.errors import DriftmendError
 from controller.logs import LogAccumulator
 from controller.loop import Controller
 from controller.metrics import Metrics
+from controller.planners.factory import configured_planners
 from controller.settings import Settings
 from controller.sources.files import FileSource
 from controller.spec import Container
@@ -49,6 +50,7 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
     from controller.mcp.client import McpInvoker, external_servers
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    planners, unconfigured = configured_planners(settings)
     controller = Controller(
         settings=settings,
         runtime=RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd()),
@@ -58,6 +60,8 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
         store=Store(settings.store_path),
         metrics=Metrics(registry or CollectorRegistry()),
         catalogue=default_catalogue(),
+        planners=planners,
+        unconfigured_planners=unconfigured,
     )
     # The invoker needs the controller's own ToolContext (its live resources), so it is
     # set after construction; DirectInvoker stays the default for tests that build their own.

@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mcp_parser(sub)
 
+    from controller.eval import add_eval_parser
+
+    add_eval_parser(sub)
+
     p = sub.add_parser("down", help="stop the supervised processes of the demo stack")
     p.add_argument("-f", "--filename", action="append")
     state(p)

@@ -20,6 +20,7 @@ from controller.logs import LogAccumulator
 from controller.metrics import Metrics
 from controller.model import Drift, Observation, Plan, ToolResult
 from controller.planners.base import Planner, PlanRequest
+from controller.planners.conversation import outcome_of
 from controller.spec import Escalate, HealingPolicy, Resource
 from controller.store import Store
 from controller.tools.base import Catalogue, Effect
@@ -41,17 +42,17 @@ class Escalation:
 
 
 def escalation_policy(
-    resource: Resource, policies: Sequence[HealingPolicy]
+    resource: Resource, policies: Sequence[HealingPolicy], drifts: Sequence[Drift] = ()
 ) -> HealingPolicy | None:
-    """The first policy (by name) that selects ``resource`` and declares ``escalate``."""
-    return next(
-        (
-            p
-            for p in sorted(policies, key=lambda p: p.name)
-            if p.spec.escalate is not None and not p.spec.paused and p.selects(resource)
-        ),
-        None,
-    )
+    """The policy that escalates for ``resource``: one whose own rule drifted, else the
+    first (by name) that selects it and declares ``escalate``."""
+    candidates = [
+        p
+        for p in sorted(policies, key=lambda p: p.name)
+        if p.spec.escalate is not None and not p.spec.paused and p.selects(resource)
+    ]
+    drifted = {d.policy for d in drifts if d.policy}
+    return next((p for p in candidates if p.name in drifted), None) or next(iter(candidates), None)
 
 
 def allowed_tools(policy: HealingPolicy, catalogue: Catalogue, kind: str) -> frozenset[str]:
@@ -87,6 +88,11 @@ class Escalator:
         self._invoker = invoker
         self.logs = logs
         self.clock = clock
+
+    async def close(self) -> None:
+        """Close every planner's client."""
+        for planner in self.planners.values():
+            await planner.close()
 
     def describe(self) -> str:
         """One line for the start-up log: which planners answer, which do not and why."""
@@ -143,12 +149,18 @@ class Escalator:
             read_tool=read_tool,
         )
         answer = await planner.plan(request)
+        # The read calls the model made on the way (and their results) are part of the record.
+        response: Any = (
+            {"response": answer.response, "turns": list(answer.turns)}
+            if answer.turns
+            else answer.response
+        )
         interaction = self.store.record_llm_interaction(
             resource.key,
             answer.planner,
             answer.model,
             answer.prompt,
-            answer.response,
+            response,
             answer.plan,
             answer.tokens_in,
             answer.tokens_out,
@@ -156,9 +168,12 @@ class Escalator:
             self.clock(),
             answer.error,
         )
-        outcome = "error" if answer.error else ("plan" if answer.plan else "no-plan")
         self.metrics.llm_request(
-            answer.planner, outcome, answer.latency_s, answer.tokens_in, answer.tokens_out
+            answer.planner,
+            outcome_of(answer),
+            answer.latency_s,
+            answer.tokens_in,
+            answer.tokens_out,
         )
         if answer.plan is None:
             return Escalation(

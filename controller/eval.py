@@ -34,7 +34,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from controller.planners.factory import PLANNERS, build_planner, unavailable_rea
 from controller.planners.replay import Recorded, ReplayPlanner
 from controller.settings import Settings
 from controller.spec import Escalate, HealingPolicy, Loaded, LoadResult, Resource
+from controller.tools.base import Catalogue, Effect
 
 log = logging.getLogger("driftmend.eval")
 
@@ -65,44 +65,50 @@ TARGET = {
 }
 
 # The plans an operator would record for each scenario: the replay baseline.
+_KIND = {"app": "Container/*", "db": "PostgresDatabase/*", "cache": "RedisCache/*"}
+_Steps = list[dict[str, Any]]
+_RECORDED: tuple[tuple[str, str, _Steps], ...] = (
+    ("app-crash", "the app exited: restart it", [{"tool": "container_restart"}]),
+    ("app-cpu-burn", "a CPU burn with no traffic: restart", [{"tool": "container_restart"}]),
+    ("app-memory-leak", "memory grows to the limit: restart", [{"tool": "container_restart"}]),
+    (
+        "pool-exhaustion",
+        "sessions idle in a transaction hold every slot: end them",
+        [
+            {
+                "tool": "pg_terminate_queries",
+                "params": {
+                    "min_duration_seconds": 2,
+                    "states": ["idle in transaction", "idle in transaction (aborted)"],
+                },
+            }
+        ],
+    ),
+    (
+        "long-queries",
+        "queries running for minutes and the transaction holding their lock: end them",
+        [
+            {
+                "tool": "pg_terminate_queries",
+                "params": {
+                    "min_duration_seconds": 10,
+                    "states": ["active", "idle in transaction"],
+                },
+            }
+        ],
+    ),
+    (
+        "redis-memory-full",
+        "a full cache under noeviction: return memory and evict",
+        [
+            {"tool": "redis_memory_purge"},
+            {"tool": "redis_set_policy", "params": {"policy": "allkeys-lru"}},
+        ],
+    ),
+)
 DEFAULT_REPLAYS: tuple[Recorded, ...] = tuple(
-    Recorded(steps=tuple(steps), reasoning=why, scenario=scenario)
-    for scenario, why, steps in (
-        ("app-crash", "the app exited: restart it", [{"tool": "container_restart"}]),
-        ("app-cpu-burn", "a CPU burn with no traffic: restart", [{"tool": "container_restart"}]),
-        ("app-memory-leak", "memory grows to the limit: restart", [{"tool": "container_restart"}]),
-        (
-            "pool-exhaustion",
-            "sessions idle in a transaction hold every slot: end them",
-            [
-                {
-                    "tool": "pg_terminate_queries",
-                    "params": {
-                        "min_duration_seconds": 2,
-                        "states": ["idle in transaction", "idle in transaction (aborted)"],
-                    },
-                }
-            ],
-        ),
-        (
-            "long-queries",
-            "queries running for minutes and the transaction holding their lock: end them",
-            [
-                {
-                    "tool": "pg_terminate_queries",
-                    "params": {"min_duration_seconds": 10, "states": ["active", "idle in transaction"]},
-                }
-            ],
-        ),
-        (
-            "redis-memory-full",
-            "a full cache under noeviction: return memory and evict",
-            [
-                {"tool": "redis_memory_purge"},
-                {"tool": "redis_set_policy", "params": {"policy": "allkeys-lru"}},
-            ],
-        ),
-    )
+    Recorded(steps=tuple(steps), reasoning=why, scenario=scenario, key=_KIND[TARGET[scenario]])
+    for scenario, why, steps in _RECORDED
 )
 
 
@@ -115,7 +121,8 @@ class ScenarioResult:
     outcome: str = "timeout"  # fixed | not-fixed | no-plan | rejected | pending | timeout | error
     fixed: bool = False  # the eval's own check: the resource is in sync after the fix
     controller_verified: bool | None = None  # what the controller's verification said
-    time_to_recover_s: float | None = None
+    time_to_recover_s: float | None = None  # injection -> the controller's verification passed
+    in_sync_after_s: float | None = None  # injection -> the eval saw the resource in sync
     steps: list[str] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -211,14 +218,33 @@ def private_stack(specs: Path, root: Path) -> tuple[Path, Path]:
     return out, root / "state"
 
 
-def armed(result: LoadResult, planner: str) -> LoadResult:
-    """``result`` with every policy escalating to ``planner`` on every drift, in auto mode."""
+def armed(result: LoadResult, planner: str, catalogue: Catalogue) -> LoadResult:
+    """``result`` with every policy escalating to ``planner`` on every drift, in auto mode.
+
+    The allowlist of each is every tool that some policy of its kind names, plus the read
+    tools of the kind: whichever policy the controller escalates under, the planner gets
+    the remedies the operator declared for that kind of resource, and only those.
+    """
+    tools: dict[str, set[str]] = {}
+    for pol in result.policies:
+        kind = pol.spec.selector.kind
+        reads = {t.name for t in catalogue.for_kind(kind) if t.effect is Effect.READ}
+        tools.setdefault(kind, set()).update(pol.spec.allowed_tools() | reads)
     docs = []
     for loaded in result.documents:
         doc = loaded.doc
         if isinstance(doc, HealingPolicy):
-            escalate = Escalate(planner=planner, mode="auto", when="always")  # type: ignore[arg-type]
-            doc = doc.model_copy(update={"spec": doc.spec.model_copy(update={"escalate": escalate})})
+            escalate = Escalate.model_validate(
+                {
+                    "planner": planner,
+                    "mode": "auto",
+                    "when": "always",
+                    "allowedTools": sorted(tools[doc.spec.selector.kind]),
+                }
+            )
+            doc = doc.model_copy(
+                update={"spec": doc.spec.model_copy(update={"escalate": escalate})}
+            )
         docs.append(Loaded(doc, loaded.file, loaded.index))
     return LoadResult(docs, list(result.issues))
 
@@ -262,7 +288,9 @@ async def run_eval(
 
     unknown = [s for s in options.scenarios if s not in SCENARIOS]
     if unknown:
-        raise DriftmendError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+        raise DriftmendError(
+            f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}"
+        )
     own_planner = planner is None
     planner = planner or make_planner(options, settings)
     root = Path(tempfile.mkdtemp(prefix="driftmend-eval-"))
@@ -273,7 +301,9 @@ async def run_eval(
         original = load_and_check([specs], default_catalogue())
         if original.errors:
             raise DriftmendError("; ".join(str(e) for e in original.errors))
-        run_settings = settings.model_copy(update={"state_dir": state, "db_path": None, "dry_run": False})
+        run_settings = settings.model_copy(
+            update={"state_dir": state, "db_path": None, "dry_run": False}
+        )
         controller = build_controller(run_settings)
         controller.escalator.planners[planner.name] = planner
         controller.apply(original)
@@ -285,7 +315,9 @@ async def run_eval(
                 if isinstance(planner, ReplayPlanner):
                     planner.scenario = scenario
                 results.append(
-                    await _scenario(controller, scenario, planner.name, original, run_settings, options)
+                    await _scenario(
+                        controller, scenario, planner.name, original, run_settings, options
+                    )
                 )
         finally:
             await controller.stop()
@@ -298,7 +330,13 @@ async def run_eval(
             log.warning("eval state kept in %s", root)
         else:
             shutil.rmtree(root, ignore_errors=True)
-    return EvalReport(planner.name, getattr(planner, "model", planner.name), started, time.monotonic() - t0, results)
+    return EvalReport(
+        planner.name,
+        getattr(planner, "model", planner.name),
+        started,
+        time.monotonic() - t0,
+        results,
+    )
 
 
 async def _scenario(
@@ -318,7 +356,7 @@ async def _scenario(
     store = controller.store
     last_fix = max((f["id"] for f in store.fixes(limit=1)), default=0)
     last_llm = max((i["id"] for i in store.llm_interactions(limit=1)), default=0)
-    controller.apply(armed(original, planner))
+    controller.apply(armed(original, planner, controller.catalogue))
     injected = time.time()
     try:
         detail = await inject(scenario, stack, settings)
@@ -364,17 +402,26 @@ async def _outcome(
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         fix = next(
-            (f for f in store.fixes(key=key, limit=5) if f["id"] > last_fix and f["status"] == "done"),
+            (
+                f
+                for f in store.fixes(key=key, limit=5)
+                if f["id"] > last_fix and f["status"] == "done"
+            ),
             None,
         )
         if fix is not None:
             full = store.fix(fix["id"]) or fix
             result.steps = [s["tool"] for s in full.get("steps") or []]
             result.controller_verified = bool(full.get("verified"))
-            result.fixed = full.get("outcome") == "fixed" and await _in_sync(controller, key)
+            seen = await _in_sync(controller, key) if full.get("outcome") == "fixed" else None
+            result.fixed = seen is not None
             result.outcome = "fixed" if result.fixed else "not-fixed"
-            if result.fixed and full.get("recovered_at") is not None:
-                result.time_to_recover_s = round(float(full["recovered_at"]) - injected, 3)
+            if seen is not None:
+                result.in_sync_after_s = round(seen - injected, 3)
+                recovered = full.get("recovered_at")
+                result.time_to_recover_s = round(
+                    (float(recovered) if recovered is not None else seen) - injected, 3
+                )
             result.detail = str(full.get("message") or "")
             return
         ended = next(
@@ -395,16 +442,17 @@ async def _outcome(
     result.outcome, result.detail = "timeout", f"no outcome within {deadline_s:g}s"
 
 
-async def _in_sync(controller: Any, key: str, within_s: float = 5.0) -> bool:
-    """The eval's own check: ``key`` is in sync with its spec and its original policies."""
+async def _in_sync(controller: Any, key: str, within_s: float = 10.0) -> float | None:
+    """The eval's own check: when ``key`` was seen in sync with its spec and policies (the
+    ``for`` windows not counted: a condition that holds at all is not in sync), or None."""
     resource = controller.resources[key]
     end = time.monotonic() + within_s
     while True:
         obs = await controller.observe(resource)
         if diff(resource, controller.policies, obs, {}).in_sync:
-            return True
+            return time.time()
         if time.monotonic() >= end:
-            return False
+            return None
         await asyncio.sleep(0.25)
 
 
@@ -415,7 +463,11 @@ async def _healthy(controller: Any, deadline_s: float) -> None:
         if rows and all(r.get("health") == Health.HEALTHY for r in rows):
             return
         await asyncio.sleep(0.25)
-    sick = [k for k in controller.resources if (controller.store.resource(k) or {}).get("health") != Health.HEALTHY]
+    sick = [
+        k
+        for k in controller.resources
+        if (controller.store.resource(k) or {}).get("health") != Health.HEALTHY
+    ]
     raise DriftmendError(f"the stack is not healthy after {deadline_s:g}s: {', '.join(sick)}")
 
 

@@ -311,7 +311,7 @@ class Controller:
             return settle(
                 Outcome.WAITING, decision.reason, decision.retry_after or 1.0, result.drifts
             )
-        esc_policy = escalation_policy(resource, self.policies)
+        esc_policy = escalation_policy(resource, self.policies, result.drifts)
         esc = esc_policy.spec.escalate if esc_policy else None
         if esc_policy is not None and esc is not None:
             hand_over = decision.verdict is Verdict.NEEDS_OPERATOR or esc.when == "always"
@@ -447,14 +447,16 @@ class Controller:
         if plan is None:
             outcome("no-plan", asked.reason)
             return operator(f"{why}; {asked.reason}" if why else asked.reason)
+        # Keep the rule the planner answered: verification then checks that rule's
+        # conditions too, not only the spec's promises.
         plan = Plan(
-            plan.key, plan.steps, plan.source, plan.reasoning, policy.name, None,
+            plan.key, plan.steps, plan.source, plan.reasoning, plan.policy or policy.name, plan.rule,
             tuple(drifts), plan.verify_timeout, plan.verify_interval,
         )  # fmt: skip
         verdict = admit(
             plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(key), now=now, dry_run=self.settings.dry_run,
-            targets=named_targets(policy), allowed_tools=asked.allowed,
+            targets=named_targets(policy), allowed_tools=asked.allowed, max_steps=esc.max_steps,
         )  # fmt: skip
         self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
         self.metrics.guard_decision(verdict.admitted)
@@ -622,5 +624,6 @@ class Controller:
                 await task
         self._tasks.clear()
         await self.runtime.close()
+        await self.escalator.close()
         await self.postgres.close()
         await self.redis.close()

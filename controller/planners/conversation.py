@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -119,7 +119,7 @@ async def converse(
     model: str,
     secrets: Sequence[str] = (),
     prices: tuple[float, float] = (0.0, 0.0),
-    clock: Any = time.monotonic,
+    clock: Callable[[], float] = time.monotonic,
 ) -> LLMAnswer:
     """Run the escalation protocol (see the module docstring) and answer, never raising."""
     started = clock()

@@ -187,7 +187,9 @@ class _GeminiChat:
         if candidate is None:
             feedback = response.prompt_feedback
             blocked = (
-                f" (blocked: {feedback.block_reason.value})" if feedback and feedback.block_reason else ""
+                f" (blocked: {feedback.block_reason.value})"
+                if feedback and feedback.block_reason
+                else ""
             )
             return ModelReply(
                 (), f"the answer has no candidate{blocked}", tokens_in, tokens_out, raw

@@ -232,19 +232,21 @@ def _fmt_drift(d: Drift) -> str:
 
 
 def _fmt_history(entry: Mapping[str, Any]) -> str:
+    """One earlier fix (a ``Store.fixes`` row, or any subset of its keys) as one line."""
     at = entry.get("detected_at") or entry.get("started_at") or entry.get("at")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(at))) if at else "?"
-    who = entry.get("source") or "?"
+    parts = [time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(at)))] if at else []
     rule = entry.get("rule")
+    parts.append(f"by {entry.get('source') or '?'}" + (f" rule {rule}" if rule else ""))
     steps = entry.get("steps") or (entry.get("plan") or {}).get("steps") or []
     tools = ", ".join(str(s.get("tool")) for s in steps if isinstance(s, Mapping))
-    parts = [f"{when} UTC", f"by {who}" + (f" rule {rule}" if rule else "")]
     if tools:
         parts.append(f"ran {tools}")
     parts.append(f"outcome {entry.get('outcome') or entry.get('status') or '?'}")
-    message = entry.get("message")
     line = "- " + "; ".join(parts)
-    return f"{line}; message: {quote(str(message), 200)}" if message else line
+    for name in ("root_cause", "message"):
+        if entry.get(name):
+            line += f"; {name.replace('_', ' ')}: {quote(str(entry[name]), 200)}"
+    return line
 
 
 def _fmt_log(line: LogLine) -> str:

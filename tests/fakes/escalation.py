@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from controller.escalation import allowed_tools
 from controller.guard import GuardDecision, admit
 from controller.model import Drift, LogLine, Plan, ToolResult
 from controller.planners.base import PlanRequest, ReadTool
-from controller.escalation import allowed_tools
 from controller.spec import HealingPolicy, RedisCache
 from controller.tools.base import Tool
 from controller.tools.catalogue import default_catalogue, tool_facts

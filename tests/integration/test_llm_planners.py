@@ -67,9 +67,13 @@ def _gemini(server: ScriptedServer) -> Backend:
         key=GEMINI_KEY,
         server=server,
         planner=GeminiPlanner(
-            api_key=GEMINI_KEY, base_url=server.url, timeout_s=TIMEOUT_S, retries=RETRIES,
-            retry_initial_delay=0.05, retry_max_delay=0.1,
-        ),  # fmt: skip
+            api_key=GEMINI_KEY,
+            base_url=server.url,
+            timeout_s=TIMEOUT_S,
+            retries=RETRIES,
+            retry_initial_delay=0.05,
+            retry_max_delay=0.1,
+        ),
         calls=_gemini_calls,
         text=gem.text,
         error=gem.error,
@@ -77,14 +81,30 @@ def _gemini(server: ScriptedServer) -> Backend:
         malformed={
             "not json": gem.raw(b"<html>502 Bad Gateway</html>"),
             "args not an object": gem.raw(
-                {"candidates": [{"content": {"role": "model", "parts": [
-                    {"functionCall": {"name": "redis_flush", "args": "all of it"}}]}}]}
-            ),  # fmt: skip
+                {
+                    "candidates": [
+                        {
+                            "content": {
+                                "role": "model",
+                                "parts": [
+                                    {"functionCall": {"name": "redis_flush", "args": "all of it"}}
+                                ],
+                            }
+                        }
+                    ]
+                }
+            ),
             "a call without a name": gem.raw(
-                {"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"args": {}}}]}}]}
+                {
+                    "candidates": [
+                        {"content": {"role": "model", "parts": [{"functionCall": {"args": {}}}]}}
+                    ]
+                }
             ),
             "no candidate": gem.raw({"promptFeedback": {"blockReason": "SAFETY"}}),
-            "empty candidate": gem.raw({"candidates": [{**completion, "finishReason": "MALFORMED_FUNCTION_CALL"}]}),
+            "empty candidate": gem.raw(
+                {"candidates": [{**completion, "finishReason": "MALFORMED_FUNCTION_CALL"}]}
+            ),
         },
         user_text=lambda r: r.json()["contents"][0]["parts"][0]["text"],
         declared=gem.declared,
@@ -111,21 +131,46 @@ def _openai(server: ScriptedServer) -> Backend:
         key=OPENAI_KEY,
         server=server,
         planner=OpenAICompatPlanner(
-            base_url=f"{server.url}/v1", model="llama3.1", api_key=OPENAI_KEY,
-            timeout_s=TIMEOUT_S, retries=RETRIES,
-        ),  # fmt: skip
+            base_url=f"{server.url}/v1",
+            model="llama3.1",
+            api_key=OPENAI_KEY,
+            timeout_s=TIMEOUT_S,
+            retries=RETRIES,
+        ),
         calls=_openai_calls,
         text=oai.text,
         error=error,
         slow=lambda s: oai.slow(s),
         malformed={
             "not json": oai.raw(b"<html>502 Bad Gateway</html>"),
-            "arguments not JSON": choice({"role": "assistant", "tool_calls": [
-                {"id": "a", "type": "function", "function": {"name": "redis_flush", "arguments": "{all"}}]}),  # fmt: skip
-            "arguments not an object": choice({"role": "assistant", "tool_calls": [
-                {"id": "a", "type": "function", "function": {"name": "redis_flush", "arguments": "[1]"}}]}),  # fmt: skip
+            "arguments not JSON": choice(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "a",
+                            "type": "function",
+                            "function": {"name": "redis_flush", "arguments": "{all"},
+                        }
+                    ],
+                }
+            ),
+            "arguments not an object": choice(
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "a",
+                            "type": "function",
+                            "function": {"name": "redis_flush", "arguments": "[1]"},
+                        }
+                    ],
+                }
+            ),
             "not a completion": oai.raw([1, 2, 3]),
-            "no choice": oai.raw({"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}),
+            "no choice": oai.raw(
+                {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}
+            ),
         },
         user_text=lambda r: r.json()["messages"][1]["content"],
         declared=oai.declared,
@@ -150,6 +195,11 @@ async def backend(server: tuple[str, ScriptedServer]) -> AsyncIterator[Backend]:
         yield b
     finally:
         await b.planner.close()
+
+
+def files_in(directory: Path) -> list[tuple[str, bytes]]:
+    """Every file of ``directory`` and its bytes."""
+    return [(p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()]
 
 
 def steps(answer: PlannerAnswer) -> list[tuple[str, str, dict[str, Any]]]:
@@ -191,9 +241,15 @@ async def test_a_good_plan_after_investigating(backend: Backend) -> None:
     ("calls", "reason"),
     [
         ([("rm_rf", {"path": "/"})], "step 1 (rm_rf): no such tool"),
-        ([("redis_set_policy", {"policy": "delete-everything"})], "step 1 (redis_set_policy): invalid parameters"),
+        (
+            [("redis_set_policy", {"policy": "delete-everything"})],
+            "step 1 (redis_set_policy): invalid parameters",
+        ),
         ([("redis_set_maxmemory", {})], "step 1 (redis_set_maxmemory): invalid parameters"),
-        ([("redis_flush", {})], "step 1 (redis_flush): destructive and not approved (approval: operator)"),
+        (
+            [("redis_flush", {})],
+            "step 1 (redis_flush): destructive and not approved (approval: operator)",
+        ),
         (
             [("redis_set_policy", {"policy": "allkeys-lru", "target": "RedisCache/other-cache"})],
             "targets RedisCache/other-cache, but only RedisCache/shop-cache drifted",
@@ -201,7 +257,15 @@ async def test_a_good_plan_after_investigating(backend: Backend) -> None:
         ([("redis_memory_purge", {})] * 4, "the plan has 4 steps; at most 3 are allowed"),
         ([("container_scale", {"replicas": 3})], "the policy does not allow this tool"),
     ],
-    ids=["unknown-tool", "bad-param", "missing-param", "destructive", "other-resource", "too-many", "not-allowed"],
+    ids=[
+        "unknown-tool",
+        "bad-param",
+        "missing-param",
+        "destructive",
+        "other-resource",
+        "too-many",
+        "not-allowed",
+    ],
 )
 async def test_the_guard_rejects_with_its_reason(
     backend: Backend, calls: list[tuple[str, dict[str, Any]]], reason: str
@@ -328,8 +392,8 @@ async def test_the_key_is_never_logged_prompted_or_stored(
         )  # fmt: skip
     assert len(store.llm_interactions(KEY)) == 2
     store.close()
-    for path in tmp_path.iterdir():  # the database and its WAL, byte by byte
-        assert backend.key.encode() not in path.read_bytes(), path.name
+    for name, data in files_in(tmp_path):  # the database and its WAL, byte by byte
+        assert backend.key.encode() not in data, name
     assert backend.key not in repr(good) + repr(bad)
     assert backend.key not in caplog.text
     assert "[REDACTED]" in (bad.error or "")

@@ -111,13 +111,19 @@ async def test_undeclared_and_unknown_tools_are_plan_steps_not_reads() -> None:
     reads = ReadTools()
     answer = await run(Scripted(reply(ToolCall("pg_sessions"), ToolCall("rm_rf"))), read_tool=reads)
     assert reads.calls == []
-    assert answer.plan is not None and [s.tool for s in answer.plan.steps] == ["pg_sessions", "rm_rf"]
+    assert answer.plan is not None and [s.tool for s in answer.plan.steps] == [
+        "pg_sessions",
+        "rm_rf",
+    ]
 
 
 async def test_a_text_answer_says_why_there_is_no_plan() -> None:
     answer = await run(Scripted(reply(text="No declared tool can add memory to the host.")))
     assert answer.plan is None and answer.outcome == "no-plan"
-    assert answer.error == "the model proposed no tool call: No declared tool can add memory to the host."
+    assert (
+        answer.error
+        == "the model proposed no tool call: No declared tool can add memory to the host."
+    )
 
 
 async def test_model_errors_and_bugs_become_error_answers() -> None:
@@ -154,7 +160,9 @@ async def test_the_secret_is_scrubbed_from_everything_the_answer_holds() -> None
     assert answer.plan is not None
     assert SECRET not in repr(answer)
     assert SECRET not in repr(chat.answered)  # nor was it sent back to the model
-    error_answer = await run(Scripted(ModelError("error", f"HTTP 400: bad key {SECRET}")), secrets=[SECRET])
+    error_answer = await run(
+        Scripted(ModelError("error", f"HTTP 400: bad key {SECRET}")), secrets=[SECRET]
+    )
     assert SECRET not in repr(error_answer)
 
 

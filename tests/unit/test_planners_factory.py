@@ -28,7 +28,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def test_without_configuration_each_planner_says_why(settings: Settings) -> None:
-    assert "no Gemini API key (set GEMINI_API_KEY)" in (unavailable_reason("gemini", settings) or "")
+    assert "no Gemini API key (set GEMINI_API_KEY)" in (
+        unavailable_reason("gemini", settings) or ""
+    )
     assert "DRIFTMEND_OPENAI_BASE_URL" in (unavailable_reason("openai", settings) or "")
     assert "DRIFTMEND_REPLAY_FILE" in (unavailable_reason("replay", settings) or "")
     assert "unknown planner 'claude'" in (unavailable_reason("claude", settings) or "")
@@ -68,7 +70,9 @@ def test_configured_planners_name_the_missing(settings: Settings) -> None:
 
 def test_a_missing_replay_file_is_named(settings: Settings, tmp_path: Path) -> None:
     settings.replay_file = tmp_path / "nope.json"
-    assert f"replay file {tmp_path / 'nope.json'} does not exist" == unavailable_reason("replay", settings)
+    assert f"replay file {tmp_path / 'nope.json'} does not exist" == unavailable_reason(
+        "replay", settings
+    )
 
 
 def test_prices_by_longest_model_prefix() -> None:

@@ -41,7 +41,9 @@ async def test_the_first_matching_recording_is_the_plan(tmp_path: Path) -> None:
     answer = await planner.plan(request())
     await planner.close()
     assert answer.error is None and answer.plan is not None
-    assert answer.plan.source == "replay" and answer.plan.reasoning == "full under noeviction: evict"
+    assert (
+        answer.plan.source == "replay" and answer.plan.reasoning == "full under noeviction: evict"
+    )
     assert [(s.tool, s.target, dict(s.params)) for s in answer.plan.steps] == [
         ("redis_set_policy", KEY, {"policy": "allkeys-lru"})
     ]
@@ -58,7 +60,9 @@ async def test_scenario_entries_answer_their_scenario_only(tmp_path: Path) -> No
 
 
 async def test_no_match_and_recorded_errors_give_no_plan(tmp_path: Path) -> None:
-    planner = ReplayPlanner.from_file(write(tmp_path, [{"key": "Container/*", "steps": [{"tool": "x"}]}]))
+    planner = ReplayPlanner.from_file(
+        write(tmp_path, [{"key": "Container/*", "steps": [{"tool": "x"}]}])
+    )
     answer = await planner.plan(request())
     assert answer.plan is None and outcome_of(answer) == "no-plan"
     assert answer.error == f"replay: no recorded plan for {KEY} (redis.memory_used_ratio)"
@@ -68,10 +72,23 @@ async def test_no_match_and_recorded_errors_give_no_plan(tmp_path: Path) -> None
 
 
 async def test_a_recorded_target_is_kept(tmp_path: Path) -> None:
-    doc = [{"steps": [{"tool": "redis_set_policy", "target": "RedisCache/other", "params": {"policy": "allkeys-lru"}}]}]
+    doc = [
+        {
+            "steps": [
+                {
+                    "tool": "redis_set_policy",
+                    "target": "RedisCache/other",
+                    "params": {"policy": "allkeys-lru"},
+                }
+            ]
+        }
+    ]
     answer = await ReplayPlanner.from_file(write(tmp_path, doc)).plan(request())
     assert answer.plan is not None
-    assert "targets RedisCache/other, but only RedisCache/shop-cache drifted" in guard(answer.plan).reason
+    assert (
+        "targets RedisCache/other, but only RedisCache/shop-cache drifted"
+        in guard(answer.plan).reason
+    )
 
 
 @pytest.mark.parametrize(

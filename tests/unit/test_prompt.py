@@ -48,7 +48,10 @@ from tests.fakes.escalation import (
         ("Authorization: Bearer abcdefghijklmnop0123", "abcdefghijklmnop0123"),
         ("curl -H 'Authorization: Basic dXNlcjpwYXNz'", "dXNlcjpwYXNz"),
         ("bearer abcdefghijklmnopqrstu", "abcdefghijklmnopqrstu"),
-        ("key AIzaSyA1234567890abcdefghijklmnopqrstu in use", "AIzaSyA1234567890abcdefghijklmnopqrstu"),
+        (
+            "key AIzaSyA1234567890abcdefghijklmnopqrstu in use",
+            "AIzaSyA1234567890abcdefghijklmnopqrstu",
+        ),
         ("OPENAI sk-proj-abcdefghijklmnopqrstuvwx", "sk-proj-abcdefghijklmnopqrstuvwx"),
         ("aws AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
         ("gh ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
@@ -109,7 +112,10 @@ def test_prompt_holds_drift_spec_signals_history_tools_and_logs() -> None:
     assert "the ladder is exhausted" in user
     assert '"maxmemoryCap": 268435456' in user  # the spec
     assert "- redis.evicting_policy = false" in user  # signals
-    assert "by rules rule purge; ran redis_memory_purge; outcome failed" in user  # history
+    assert (
+        "1970-01-01 00:15:00 UTC; by rules rule purge; ran redis_memory_purge; outcome failed"
+        in user
+    )
     for name in ("redis_info", "redis_set_policy", "redis_flush", "container_logs"):
         assert f"- {name}:" in user
     assert "OOM command not allowed" in user
@@ -167,7 +173,9 @@ def test_every_call_becomes_a_step_on_the_drifted_resource() -> None:
 
 
 def test_a_named_target_is_kept_for_the_guard_to_judge() -> None:
-    plan = plan_of([ToolCall("redis_flush", {"target": "RedisCache/other"})], request(), "gemini", "")
+    plan = plan_of(
+        [ToolCall("redis_flush", {"target": "RedisCache/other"})], request(), "gemini", ""
+    )
     assert plan.steps[0].target == "RedisCache/other" and dict(plan.steps[0].params) == {}
     assert "only RedisCache/shop-cache drifted" in guard(plan).reason
 
