@@ -171,7 +171,9 @@ def _servers_on(port: int) -> list[int]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "ThreadingHTTPServer" in " ".join(proc.info["cmdline"] or []) and proc.environ().get("PORT") == str(port):
+            if "ThreadingHTTPServer" in " ".join(proc.info["cmdline"] or []) and proc.environ().get(
+                "PORT"
+            ) == str(port):
                 found.append(proc.pid)
         except psutil.Error:
             continue

@@ -240,7 +240,12 @@ def test_examples_validate_against_the_crd_schemas() -> None:
                 jsonschema.validate(doc, schemas[doc["kind"]])
                 checked += 1
     assert checked >= 10
-    bad = {"apiVersion": "driftmend.dev/v1alpha1", "kind": "Container", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    bad = {
+        "apiVersion": "driftmend.dev/v1alpha1",
+        "kind": "Container",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": "two"},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schemas["Container"])
 
