@@ -18,12 +18,12 @@ import psycopg
 import pytest
 
 from controller.drivers.postgres import PsycopgDriver, redact_query
-from controller.drivers.redis import RedisPyDriver
 from controller.errors import ConfigurationError, DriverError
-from controller.model import LogLine, Observation, ToolStatus
-from controller.spec import Container, PostgresDatabase, RedisCache, Resource
-from controller.tools.base import Catalogue, ToolContext
+from controller.model import Observation, ToolStatus
+from controller.spec import Container, PostgresDatabase, RedisCache
+from controller.tools.base import Catalogue
 from controller.tools.postgres import TOOLS
+from tests.integration.doubles import ServerRuntime, tool_context, tool_from
 from tests.services import PostgresServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -163,55 +163,11 @@ def conf_postgres() -> Iterator[ConfiguredPostgres]:
         server.destroy()
 
 
-class ServerRuntime:
-    """A ``ContainerRuntime`` double whose ``restart`` stops and starts a test server."""
-
-    def __init__(self, server: PostgresServer | None = None) -> None:
-        self.server = server
-        self.restarts: list[str] = []
-
-    async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
-        assert self.server is not None, "this test's runtime hosts no server"
-        await asyncio.to_thread(self.server.stop)
-        await asyncio.to_thread(self.server.start)
-        self.restarts.append(container.key)
-        return {"restarted": container.key, "replicas": [0]}
-
-
-class NoLogs:
-    """A ``LogSource`` with no lines: these tools never read logs."""
-
-    def recent(self, key: str, limit: int = 100, min_level: str | None = None) -> list[LogLine]:
-        return []
-
-    def errors_per_minute(self, key: str, now: float) -> float:
-        return 0.0
-
-
-@contextlib.asynccontextmanager
-async def tool_context(
-    driver: PsycopgDriver, runtime: ServerRuntime, *resources: Resource
-) -> AsyncIterator[ToolContext]:
-    redis = RedisPyDriver()
-    try:
-        yield ToolContext(
-            runtime=runtime,  # type: ignore[arg-type]  # implements restart only
-            postgres=driver,
-            redis=redis,
-            logs=NoLogs(),
-            resources={r.key: r for r in resources},
-        )
-    finally:
-        await redis.close()
-
-
 CATALOGUE = Catalogue(TOOLS)
 
 
 def tool(name: str) -> Any:
-    found = CATALOGUE.get(name)
-    assert found is not None
-    return found
+    return tool_from(CATALOGUE, name)
 
 
 # --- observe -----------------------------------------------------------------------------
@@ -493,7 +449,7 @@ async def test_scale_connections_tool_caps_and_restart(
     unhosted = database(conf_postgres.port, maxConnectionsCap=30)
     runtime = ServerRuntime(conf_postgres)
     scale = tool("pg_scale_connections")
-    async with tool_context(driver, runtime, db, container("pg")) as ctx:
+    async with tool_context(runtime, db, container("pg"), postgres=driver) as ctx:
         above = await scale.call(ctx, db, {"max_connections": 31})
         assert above.status is ToolStatus.REFUSED
         assert "maxConnectionsCap (30)" in (above.error or "")
@@ -545,7 +501,7 @@ async def test_session_and_maintenance_tools(
             "spec": {},
         }
     )
-    async with tool_context(driver, ServerRuntime(), db) as ctx:
+    async with tool_context(ServerRuntime(), db, postgres=driver) as ctx:
         async with sessions(postgres_server) as conns:
             stuck = await connect(postgres_server, autocommit=False)
             conns.append(stuck)
@@ -589,7 +545,7 @@ async def test_session_and_maintenance_tools(
 
 async def test_tool_reports_an_unreachable_database(driver: PsycopgDriver) -> None:
     db = database(free_port(), runtimeRef={"name": "pg"})
-    async with tool_context(driver, ServerRuntime(), db, container("pg")) as ctx:
+    async with tool_context(ServerRuntime(), db, container("pg"), postgres=driver) as ctx:
         listed = await tool("pg_sessions").call(ctx, db, {})
         assert listed.status is ToolStatus.ERROR
         assert "not reachable" in (listed.error or "")

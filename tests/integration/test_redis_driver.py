@@ -7,8 +7,6 @@ that server (it sits at our Protocol, where the process runtime would be).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,13 +14,13 @@ import pytest
 import redis.asyncio as aredis
 from redis.exceptions import OutOfMemoryError
 
-from controller.drivers.postgres import PsycopgDriver
 from controller.drivers.redis import RedisPyDriver
 from controller.errors import ConfigurationError, DriverError
-from controller.model import LogLine, Observation, ToolStatus
-from controller.spec import Container, RedisCache, Resource
-from controller.tools.base import Catalogue, ToolContext
+from controller.model import Observation, ToolStatus
+from controller.spec import Container, RedisCache
+from controller.tools.base import Catalogue
 from controller.tools.redis import TOOLS
+from tests.integration.doubles import ServerRuntime, tool_context, tool_from
 from tests.services import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -86,55 +84,11 @@ async def fill_until_refused(client: aredis.Redis, prefix: str = "k") -> int:
     raise AssertionError("the server never refused a write")
 
 
-class ServerRuntime:
-    """A ``ContainerRuntime`` double whose ``restart`` stops and starts a test server."""
-
-    def __init__(self, server: RedisServer | None = None) -> None:
-        self.server = server
-        self.restarts: list[str] = []
-
-    async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
-        assert self.server is not None, "this test's runtime hosts no server"
-        await asyncio.to_thread(self.server.stop)
-        await asyncio.to_thread(self.server.start)
-        self.restarts.append(container.key)
-        return {"restarted": container.key, "replicas": [0]}
-
-
-class NoLogs:
-    """A ``LogSource`` with no lines: these tools never read logs."""
-
-    def recent(self, key: str, limit: int = 100, min_level: str | None = None) -> list[LogLine]:
-        return []
-
-    def errors_per_minute(self, key: str, now: float) -> float:
-        return 0.0
-
-
-@contextlib.asynccontextmanager
-async def tool_context(
-    driver: RedisPyDriver, runtime: ServerRuntime, *resources: Resource
-) -> AsyncIterator[ToolContext]:
-    postgres = PsycopgDriver()
-    try:
-        yield ToolContext(
-            runtime=runtime,  # type: ignore[arg-type]  # implements restart only
-            postgres=postgres,
-            redis=driver,
-            logs=NoLogs(),
-            resources={r.key: r for r in resources},
-        )
-    finally:
-        await postgres.close()
-
-
 CATALOGUE = Catalogue(TOOLS)
 
 
 def tool(name: str) -> Any:
-    found = CATALOGUE.get(name)
-    assert found is not None
-    return found
+    return tool_from(CATALOGUE, name)
 
 
 # --- observe -----------------------------------------------------------------------------
@@ -178,7 +132,7 @@ async def test_full_cache_is_observed_and_an_evicting_policy_heals_it(
         await client.set("one-more", VALUE)
     assert (await driver.observe(cache)).get("redis.rejected_writes") == 2
 
-    async with tool_context(driver, ServerRuntime(), cache) as ctx:
+    async with tool_context(ServerRuntime(), cache, redis=driver) as ctx:
         bad = await tool("redis_set_policy").call(ctx, cache, {"policy": "lru"})
         assert bad.status is ToolStatus.REFUSED
         done = await tool("redis_set_policy").call(ctx, cache, {"policy": "allkeys-lru"})
@@ -235,7 +189,7 @@ async def test_password_comes_from_the_environment_and_never_shows(
     try:
         obs = await good.observe(cache)
         assert obs.get("redis.up") is True, obs.error
-        async with tool_context(good, ServerRuntime(), cache) as ctx:
+        async with tool_context(ServerRuntime(), cache, redis=good) as ctx:
             info = await tool("redis_info").call(ctx, cache, {})
             flushed = await tool("redis_flush").call(ctx, cache, {})
         assert info.ok and flushed.ok
@@ -271,7 +225,7 @@ async def test_set_maxmemory_tool_respects_the_cap_and_the_used_memory(
     set_max = tool("redis_set_maxmemory")
     for i in range(16):
         await client.set(f"k{i}", VALUE)  # about 4 MiB in use
-    async with tool_context(driver, ServerRuntime(), cache) as ctx:
+    async with tool_context(ServerRuntime(), cache, redis=driver) as ctx:
         raised = await set_max.call(ctx, cache, {"maxmemory": "32mb"})
         assert raised.ok, raised.error
         assert raised.data == {"maxmemory_before": 16 * MiB, "maxmemory": 32 * MiB}
@@ -301,7 +255,7 @@ async def test_purge_flush_and_info_tools(
     cache = cache_of(own_redis.port)
     for i in range(100):
         await client.set(f"k{i}", b"x" * 1000)
-    async with tool_context(driver, ServerRuntime(), cache) as ctx:
+    async with tool_context(ServerRuntime(), cache, redis=driver) as ctx:
         info = await tool("redis_info").call(ctx, cache, {})
         assert info.ok, info.error
         assert info.data["keys"] == "100"
@@ -347,7 +301,7 @@ async def test_restart_tool_goes_through_the_runtime(
     runtime = ServerRuntime(own_redis)
     await client.set("k", "v")
     assert (await driver.observe(cache)).get("redis.up") is True  # the driver's client is warm
-    async with tool_context(driver, runtime, cache, container("redis")) as ctx:
+    async with tool_context(runtime, cache, container("redis"), redis=driver) as ctx:
         refused = await tool("redis_restart").call(ctx, unhosted, {})
         assert refused.status is ToolStatus.REFUSED
         assert "runtimeRef" in (refused.error or "")
