@@ -116,8 +116,11 @@ def _kill_worker(state_dir: Path, scenario: str) -> bool:
     pidfile = _pidfile(state_dir, scenario)
     if not pidfile.exists():
         return False
-    with contextlib.suppress(ProcessLookupError, ValueError):
-        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError, ValueError, OSError):
+        pid = int(pidfile.read_text())
+        # The pid may have been reused since: only signal our own worker.
+        if b"controller.chaos" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            os.kill(pid, signal.SIGTERM)
     pidfile.unlink(missing_ok=True)
     return True
 
@@ -303,6 +306,11 @@ async def redis_memory_full(stack: Stack, settings: Settings) -> str:
         saved.parent.mkdir(parents=True, exist_ok=True)
         if not saved.exists():
             saved.write_text(json.dumps({k: config[k] for k in ("maxmemory", "maxmemory-policy")}))
+        if int(config.get("maxmemory") or 0) == 0:
+            raise PermanentError(
+                f"{cache.key} has no maxmemory: filling it would take the host's memory; "
+                "set maxmemory first"
+            )
         await client.config_set("maxmemory-policy", "noeviction")
         # Big values first, then ever smaller ones: Redis counts a command's own size when it
         # decides to refuse it, so only filling down to tiny values makes small writes fail.

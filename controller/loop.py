@@ -261,6 +261,9 @@ class Controller:
             requeue: float | None = None,
             drifts: Sequence[Drift] = (),
         ) -> ReconcileResult:
+            if self.resources.get(key) is not resource:
+                # Removed or changed while this pass ran: the next pass (if any) speaks for it.
+                return ReconcileResult(key, outcome, message)
             health = HEALTH_OF[outcome]
             self.store.upsert_resource(
                 key, resource.kind, spec_json, health, obs.signals, obs.at, message
@@ -279,6 +282,11 @@ class Controller:
             self._failures.pop(key, None)
             if self.store.needs_operator(key):
                 self.store.set_needs_operator(key, None)
+            # A plan proposed for an incident that is over must not be approved later.
+            for stale in self.store.pending_plans(key=key):
+                self.store.set_pending_status(
+                    stale["id"], "superseded", "controller", obs.at, expected="pending"
+                )
             return settle(Outcome.IN_SYNC, "in sync")
 
         for drift in result.drifts:
@@ -325,8 +333,9 @@ class Controller:
                 return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
             if hand_over:  # shadow beside a rule: record what the LLM would have done
                 await self._escalate(
-                    resource, esc_policy, result.drifts, obs, decision.reason, now, event_at
-                )
+                    resource, esc_policy, result.drifts, obs, decision.reason, now, event_at,
+                    record_only=True,
+                )  # fmt: skip
         if decision.verdict is Verdict.NEEDS_OPERATOR:
             self.store.set_needs_operator(key, decision.reason)
             log.warning("%s needs an operator: %s", key, decision.reason)
@@ -386,21 +395,26 @@ class Controller:
         self.metrics.set_health(key, resource.kind, Health.HEALING)
         fix_id = self.store.begin_fix(key, plan, obs.signals, fault_at, now, cause)
         log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
-        steps = await act(plan, self.resources, self.invoker, self.store, fix_id)
-        for step in steps:
-            self.metrics.fix_step(step.step.tool, step.result.status.value)
-        failed = next((s for s in steps if not s.result.ok), None)
         recovered_at: float | None = None
-        if failed is not None:
-            outcome, verified, after = Outcome.FAILED, False, await self.observe(resource)
-            message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
-        else:
-            check = await verify(
-                resource, self.policies, plan, self.observe, self.clock, asyncio.sleep
-            )
-            verified, after, recovered_at = check.verified, check.observation or obs, check.at
-            outcome = Outcome.FIXED if verified else Outcome.FAILED
-            message = check.message
+        verified, after = False, obs
+        try:
+            steps = await act(plan, self.resources, self.invoker, self.store, fix_id)
+            for step in steps:
+                self.metrics.fix_step(step.step.tool, step.result.status.value)
+            failed = next((s for s in steps if not s.result.ok), None)
+            if failed is not None:
+                outcome, after = Outcome.FAILED, await self.observe(resource)
+                message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
+            else:
+                check = await verify(
+                    resource, self.policies, plan, self.observe, self.clock, asyncio.sleep
+                )
+                verified, after, recovered_at = check.verified, check.observation or obs, check.at
+                outcome = Outcome.FIXED if verified else Outcome.FAILED
+                message = check.message
+        except Exception as exc:  # a driver failing mid-fix: the record must still close
+            log.exception("fix %d of %s broke off", fix_id, key)
+            outcome, message = Outcome.FAILED, f"broke off: {type(exc).__name__}: {exc}"
         self.store.finish_fix(
             fix_id, outcome, verified, after.signals, self.clock(), recovered_at, message
         )
@@ -424,14 +438,22 @@ class Controller:
         why: str,
         now: float,
         event_at: float | None,
+        *,
+        record_only: bool = False,
     ) -> tuple[Outcome, str, int | None]:
-        """Ask the LLM, put its plan through the guard, and act as the policy's mode says."""
+        """Ask the LLM, put its plan through the guard, and act as the policy's mode says.
+
+        ``record_only`` (shadow beside a rule that runs) stores the exchange and changes
+        nothing else: the rules keep the resource.
+        """
         key = resource.key
         esc = policy.spec.escalate
         assert esc is not None
         asked = await self.escalator.ask(resource, policy, drifts, obs, why)
 
         def operator(reason: str) -> tuple[Outcome, str, int | None]:
+            if record_only:
+                return Outcome.WAITING, reason, None
             self.store.set_needs_operator(key, reason)
             log.warning("%s needs an operator: %s", key, reason)
             return Outcome.NEEDS_OPERATOR, reason, None
@@ -512,15 +534,16 @@ class Controller:
         if pending is None:
             raise PermanentError(f"no pending plan {plan_id}")
         now = self.clock()
-        if not self.store.set_pending_status(plan_id, "approved", actor, now, expected="pending"):
-            raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
         plan = plan_from_dict(pending["plan"])
         resource = self._require(plan.key)
+        if not self.store.set_pending_status(plan_id, "approved", actor, now, expected="pending"):
+            raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
         self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, now)
         policy = next((p for p in self.policies if p.name == plan.policy), None)
         verdict = admit(
             plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(plan.key), now=now, dry_run=self.settings.dry_run, approved=True,
+            targets=named_targets(policy),
         )  # fmt: skip
         self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
         self.metrics.guard_decision(verdict.admitted)
@@ -577,15 +600,18 @@ class Controller:
                 return
             self._busy += 1
             self.metrics.set_workers_busy(self._busy)
+            requeue: float | None = 5.0
             try:
-                result = await self.reconcile(key)
+                requeue = (await self.reconcile(key)).requeue_after
+            except Exception:  # the store itself failing: keep the worker, try again later
+                log.exception("reconcile of %s failed outside its pass", key)
             finally:
                 self._busy -= 1
                 self.metrics.set_workers_busy(self._busy)
                 self.queue.done(key)
                 self.metrics.set_queue_depth(len(self.queue))
-            if result.requeue_after is not None:
-                self.queue.add(key, result.requeue_after)
+            if requeue is not None:
+                self.queue.add(key, requeue)
 
     async def _resync(self) -> None:
         while True:

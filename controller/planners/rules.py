@@ -69,7 +69,6 @@ def plan_rules(
     ]
     exhausted: list[str] = []
     soonest: float | None = None
-    cooling: list[str] = []
     for policy in selecting:
         for rule in policy.spec.rules:
             drift = by_rule.get((policy.name, rule.name))
@@ -95,16 +94,15 @@ def plan_rules(
                         verify_interval=rule.verify.interval,
                     ),
                 )
-            if budget.exhausted:
-                exhausted.append(budget.reason)
-            else:
-                cooling.append(budget.reason)
+            if not budget.exhausted:
+                # A rung that still has attempts but is cooling down keeps its turn: the
+                # ladder moves on only past rungs that have used their attempts.
+                return RulesDecision(Verdict.WAIT, budget.reason, retry_after=budget.retry_after)
+            exhausted.append(budget.reason)
             if budget.retry_after is not None:
                 soonest = (
                     budget.retry_after if soonest is None else min(soonest, budget.retry_after)
                 )
-    if cooling:
-        return RulesDecision(Verdict.WAIT, "; ".join(cooling), retry_after=soonest)
     if exhausted:
         return RulesDecision(
             Verdict.NEEDS_OPERATOR,

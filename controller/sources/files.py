@@ -66,13 +66,30 @@ class FileSource:
         return check_documents(documents, issues)
 
     async def watch(self, apply: Callable[[LoadResult], None], stop: asyncio.Event) -> None:
-        """Reload and ``apply`` whenever a watched path changes, until ``stop`` is set."""
-        existing = [p for p in self.paths if p.exists()]
+        """Reload and ``apply`` whenever a watched path changes, until ``stop`` is set.
+
+        Directories are watched, never single files: an editor's atomic save replaces a
+        file's inode, after which a watch on the file itself hears nothing more. A named
+        file is watched through its directory, filtered to its own name.
+        """
+        dirs = {p if p.is_dir() else p.parent for p in self.paths}
+        files = {p.resolve() for p in self.paths if not p.is_dir()}
+        roots = {p.resolve() for p in self.paths if p.is_dir()}
+        existing = [d for d in dirs if d.exists()]
         if not existing:
+            log.warning("no spec path exists to watch: %s", ", ".join(map(str, self.paths)))
             return
-        async for _ in awatch(*existing, stop_event=stop, debounce=300, recursive=True):
-            result = self.load()
-            for issue in result.issues:
-                log.warning("%s", issue)
-            log.info("specs reloaded: %d documents", len(result.documents))
-            apply(result)
+
+        def relevant(_: object, path: str) -> bool:
+            resolved = Path(path).resolve()
+            return resolved in files or any(r in resolved.parents for r in roots)
+
+        async for _ in awatch(*existing, stop_event=stop, debounce=300, watch_filter=relevant):
+            try:
+                result = self.load()
+                for issue in result.issues:
+                    log.warning("%s", issue)
+                log.info("specs reloaded: %d documents", len(result.documents))
+                apply(result)
+            except Exception:  # a reload must never end the watch
+                log.exception("reloading the specs failed; watching on")

@@ -107,3 +107,10 @@ def test_dry_run_plans_are_not_attempts() -> None:
     # The store never hands dry-run fixes to the planner; operator plans do not use rule budget.
     history = [FixAttempt("Container/shop", 990.0, "fixed", "p", "restart", source="operator")] * 3
     assert decide([policy()], obs(container__running=False), history).verdict is Verdict.PLAN
+
+
+def test_a_cooling_rung_keeps_its_turn_over_the_next_rung() -> None:
+    first = {**LADDER[0], "attempts": {"max": 5, "window": "10m"}, "cooldown": "1m"}
+    p = policy(rules=[first, LADDER[1]])
+    d = decide([p], running(container__memory_used_ratio=0.95), [attempt("terminate-idle", 980.0)])
+    assert d.verdict is Verdict.WAIT and "cooling down" in d.reason and d.retry_after == 40.0
