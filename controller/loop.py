@@ -108,6 +108,7 @@ class Controller:
         self._attached: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._busy = 0
+        self._not_before: dict[str, float] = {}  # backoff after a failed fix (monotonic)
         # One pass at a time per resource: workers are kept apart by the queue, but operator
         # actions (Fix now, approve) come from the dashboard and must wait their turn.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -280,6 +281,7 @@ class Controller:
 
         if result.in_sync:
             self._failures.pop(key, None)
+            self._not_before.pop(key, None)
             if self.store.needs_operator(key):
                 self.store.set_needs_operator(key, None)
             # A plan proposed for an incident that is over must not be approved later.
@@ -378,6 +380,8 @@ class Controller:
         else:
             n = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** (n - 1))
+            # Events and resyncs keep coming; the backoff holds them off until it has passed.
+            self._not_before[key] = time.monotonic() + delay
             log.warning("fix %d of %s failed (%s); next look in %.1fs", fix_id, key, message, delay)
             res = settle(Outcome.FAILED, message, delay, result.drifts)
         return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
@@ -423,6 +427,7 @@ class Controller:
         self._pending.pop(key, None)
         if outcome is Outcome.FIXED:
             self._failures.pop(key, None)
+            self._not_before.pop(key, None)
             self.store.set_needs_operator(key, None)
             log.info("fixed %s in %.2fs (fix %d)", key, ttr or 0.0, fix_id)
         return outcome, message, fix_id
@@ -519,6 +524,7 @@ class Controller:
         self.store.record_action(key, "fix", actor, {}, self.clock())
         self.store.set_needs_operator(key, None)
         self._failures.pop(key, None)
+        self._not_before.pop(key, None)
         return await self.reconcile(key)
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None:
@@ -598,6 +604,11 @@ class Controller:
             key = await self.queue.get()
             if key is None:
                 return
+            wait = self._not_before.get(key, 0.0) - time.monotonic()
+            if wait > 0:  # still backing off: look again when the backoff has passed
+                self.queue.done(key)
+                self.queue.add(key, wait)
+                continue
             self._busy += 1
             self.metrics.set_workers_busy(self._busy)
             requeue: float | None = 5.0

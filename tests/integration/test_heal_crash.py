@@ -203,6 +203,10 @@ async def test_crash_loop_goes_to_an_operator(tmp_path: Path) -> None:
             assert "used 2/2 attempts" in row["message"]
             fixes = controller.store.fixes(key="Container/web")
             assert len(fixes) == 2 and all(f["outcome"] == "failed" for f in fixes)
+            # The second attempt waited out the backoff (base 1 s) although exit events
+            # and resyncs kept putting the resource on the queue.
+            second, first = fixes
+            assert second["detected_at"] - first["finished_at"] >= 1.0
             # Left alone now: further passes do not restart it again.
             for _ in range(3):
                 res = await controller.reconcile("Container/web")
