@@ -1,6 +1,8 @@
 """Chaos: break the demo stack in one of the known ways, so the controller can heal it.
 
 Stage: outside the loop, a fault injector for demos, tests and benchmarks (`driftmend chaos`).
+It speaks SQL and RESP only through the drivers (``drivers/postgres.py``, ``drivers/redis.py``),
+whose errors arrive here as ``DriverError``.
 Every scenario targets resources by what the specs declare (the web Container, the first
 PostgresDatabase, the first RedisCache) and is undone by ``--stop`` where that means
 something. Faults that must outlive the command (held connections, long queries) run in a
@@ -24,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-import redis.asyncio as aioredis
-from psycopg import sql
 
+from controller.drivers import postgres as pg
+from controller.drivers import redis as rd
 from controller.drivers.runtimes import RuntimeRouter
-from controller.errors import PermanentError
+from controller.errors import DriverError, PermanentError
 from controller.settings import Settings
 from controller.sources.files import FileSource
 from controller.spec import Container, PostgresDatabase, RedisCache, Resource
@@ -74,14 +75,7 @@ def _need(value: Any, what: str) -> Any:
 
 def pg_conninfo(db: PostgresDatabase, user: str | None = None) -> str:
     """A libpq connection string for ``db`` (chaos uses trust auth on the demo stack)."""
-    return psycopg.conninfo.make_conninfo(
-        host=db.spec.host,
-        port=db.spec.port,
-        dbname=db.spec.database,
-        user=user or db.spec.user,
-        application_name="driftmend-chaos",
-        connect_timeout=3,
-    )
+    return pg.chaos_conninfo(db, user)
 
 
 # --- the detached worker -----------------------------------------------------------------
@@ -134,37 +128,14 @@ def _hold(conninfo: str, mode: str, count: int, duration: float) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _term)
-    conns: list[psycopg.Connection[Any]] = []
-    try:
-        if mode == "idle-in-transaction":
-            for _ in range(count):
-                try:
-                    conn = psycopg.connect(conninfo)
-                except psycopg.OperationalError:
-                    break  # the server refuses more: the pool is exhausted
-                conn.execute("SELECT 1")  # opens a transaction and leaves it idle
-                conns.append(conn)
-            print(f"holding {len(conns)} connections idle in transaction", flush=True)
-        elif mode == "long-queries":
-            locker = psycopg.connect(conninfo)
-            locker.execute("SELECT 1")
-            try:  # the shop's orders table: a lock held in an idle transaction blocks writers
-                locker.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
-            except psycopg.Error:
-                locker.rollback()
-                locker.execute("SELECT 1")
-            conns.append(locker)
-            sleeper = psycopg.connect(conninfo, autocommit=True)
-            conns.append(sleeper)
-            sleeper.pgconn.send_query(b"SELECT pg_sleep(3600)")  # runs on, we don't wait
-            print("holding a lock in an idle transaction and running pg_sleep(3600)", flush=True)
-        end = time.monotonic() + duration
-        while not stop and time.monotonic() < end:
-            time.sleep(0.2)
-    finally:
-        for conn in conns:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+    end = time.monotonic() + duration
+    pg.hold_sessions(
+        conninfo,
+        mode,
+        count,
+        keep=lambda: not stop and time.monotonic() < end,
+        announce=lambda line: print(line, flush=True),
+    )
     return 0
 
 
@@ -218,18 +189,11 @@ async def app_chaos_stop(stack: Stack) -> str:
 def _ensure_role(db: PostgresDatabase) -> None:
     # A role that is not a superuser: its connections stop at max_connections minus the
     # reserved slots, so the controller (a superuser) can still get in to heal.
-    with psycopg.connect(pg_conninfo(db), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CHAOS_ROLE,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(CHAOS_ROLE)))
+    pg.ensure_login_role(pg_conninfo(db), CHAOS_ROLE)
 
 
 def _chaos_sessions(db: PostgresDatabase) -> int:
-    with psycopg.connect(pg_conninfo(db), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (CHAOS_ROLE,)
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return pg.count_sessions(pg_conninfo(db), CHAOS_ROLE)
 
 
 async def _wait(check: Any, deadline: float, what: str) -> None:
@@ -272,75 +236,45 @@ async def long_queries(stack: Stack, settings: Settings) -> str:
 
 
 def _grant_orders(db: PostgresDatabase) -> None:
-    with (
-        psycopg.connect(pg_conninfo(db), autocommit=True) as conn,
-        contextlib.suppress(psycopg.errors.UndefinedTable),
-    ):
-        conn.execute(sql.SQL("GRANT ALL ON orders TO {}").format(sql.Identifier(CHAOS_ROLE)))
+    # No orders table (another app than the shop): the lock is then skipped by the worker.
+    pg.grant_table(pg_conninfo(db), "orders", CHAOS_ROLE)
 
 
 def _stop_pg(stack: Stack, settings: Settings, scenario: str) -> str:
     db: PostgresDatabase = _need(stack.db, "PostgresDatabase")
     _kill_worker(settings.state_dir, scenario)
-    with psycopg.connect(pg_conninfo(db), autocommit=True) as conn:
-        ended = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = %s",
-            (CHAOS_ROLE,),
-        ).fetchone()
-    return f"{db.key}: ended {ended[0] if ended else 0} chaos session(s)"
-
-
-def _redis(cache: RedisCache) -> aioredis.Redis:
-    return aioredis.Redis(
-        host=cache.spec.host, port=cache.spec.port, db=cache.spec.db, socket_timeout=3
-    )
+    ended = pg.terminate_sessions(pg_conninfo(db), CHAOS_ROLE)
+    return f"{db.key}: ended {ended} chaos session(s)"
 
 
 async def redis_memory_full(stack: Stack, settings: Settings) -> str:
     """Fill the cache to maxmemory under noeviction, so that writes fail."""
     cache: RedisCache = _need(stack.cache, "RedisCache")
-    client = _redis(cache)
-    try:
-        config = await client.config_get("maxmemory*")
-        saved = _pidfile(settings.state_dir, "redis-memory-full").with_suffix(".json")
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        if not saved.exists():
-            saved.write_text(json.dumps({k: config[k] for k in ("maxmemory", "maxmemory-policy")}))
-        if int(config.get("maxmemory") or 0) == 0:
-            raise PermanentError(
-                f"{cache.key} has no maxmemory: filling it would take the host's memory; "
-                "set maxmemory first"
-            )
-        await client.config_set("maxmemory-policy", "noeviction")
-        # Big values first, then ever smaller ones: Redis counts a command's own size when it
-        # decides to refuse it, so only filling down to tiny values makes small writes fail.
-        size, i = 256 * 1024, 0
-        while size >= 16:
-            try:
-                await client.set(f"chaos:fill:{i}", b"x" * size)
-                i += 1
-            except aioredis.ResponseError:
-                size //= 4
-        return f"{cache.key}: filled with {i} keys until writes were refused (OOM)"
-    finally:
-        await client.aclose()
+    config = await rd.read_config(cache, "maxmemory*")
+    saved = _pidfile(settings.state_dir, "redis-memory-full").with_suffix(".json")
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    if not saved.exists():
+        saved.write_text(json.dumps({k: config[k] for k in ("maxmemory", "maxmemory-policy")}))
+    if int(config.get("maxmemory") or 0) == 0:
+        raise PermanentError(
+            f"{cache.key} has no maxmemory: filling it would take the host's memory; "
+            "set maxmemory first"
+        )
+    await rd.write_config(cache, {"maxmemory-policy": "noeviction"})
+    written = await rd.fill_until_refused(cache, "chaos:fill:")
+    return f"{cache.key}: filled with {written} keys until writes were refused (OOM)"
 
 
 async def redis_memory_full_stop(stack: Stack, settings: Settings) -> str:
     """Delete the chaos keys and restore the maxmemory settings found before the fault."""
     cache: RedisCache = _need(stack.cache, "RedisCache")
-    client = _redis(cache)
-    removed = 0
-    try:
-        async for key in client.scan_iter(match="chaos:fill:*", count=1000):
-            removed += int(await client.unlink(key))
-        saved = _pidfile(settings.state_dir, "redis-memory-full").with_suffix(".json")
-        if saved.exists():
-            for name, value in json.loads(saved.read_text()).items():
-                await client.config_set(name, value)
-            saved.unlink()
-    finally:
-        await client.aclose()
+    removed = await rd.delete_keys(cache, "chaos:fill:*")
+    saved = _pidfile(settings.state_dir, "redis-memory-full").with_suffix(".json")
+    if saved.exists():
+        await rd.write_config(
+            cache, {str(k): str(v) for k, v in json.loads(saved.read_text()).items()}
+        )
+        saved.unlink()
     return f"{cache.key}: removed {removed} chaos keys, maxmemory settings restored"
 
 
@@ -384,7 +318,7 @@ async def run_chaos(
     stack = Stack.of(result.resources)
     try:
         line = await (revert if stop else inject)(scenario, stack, settings)
-    except (psycopg.Error, aioredis.RedisError, httpx.HTTPError, OSError) as exc:
+    except (DriverError, httpx.HTTPError, OSError) as exc:
         print(f"chaos {scenario}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(line)

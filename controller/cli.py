@@ -10,34 +10,87 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError as PydanticSettingsError
+
 from controller import __version__
+from controller.errors import DriftmendError, SettingError
 from controller.settings import Settings
 
 DEFAULT_SPECS = "manifests/examples/local"
+# The settings a subcommand's flags may override; each flag is --<name with dashes>.
+_FLAG_SETTINGS = (
+    "state_dir",
+    "db_path",
+    "http_host",
+    "http_port",
+    "dry_run",
+    "resync_period",
+    "workers",
+)
+# Exit code of a bad setting or flag value: 2, as argparse exits for a bad command line.
+EXIT_USAGE = 2
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def setting_error(
+    exc: ValidationError | PydanticSettingsError, flags: Collection[str] = ()
+) -> SettingError:
+    """A settings failure as ``SettingError``: one line per bad setting, naming its flag
+    (when ``name`` is in ``flags``, the settings given on the command line) or its
+    ``DRIFTMEND_*`` variable, then what is wrong."""
+    from controller.spec import describe_errors
+
+    lines: list[str] = []
+    if isinstance(exc, ValidationError):
+        for path, message in describe_errors(exc, Settings):
+            name = re.split(r"[.\[]", path, maxsplit=1)[0]
+            source = _flag(name) if name in flags else f"DRIFTMEND_{name.upper()}"
+            lines.append(f"{source}: {message}")
+    else:
+        # pydantic-settings fails before validation when a JSON-valued variable is not JSON.
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else "?"
+        lines.append(f"DRIFTMEND_{name.upper()}: not valid JSON: give a JSON value")
+    return SettingError("\n".join(lines))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    # `is not None`, not truthiness: `--http-port 0` and `--workers 0` are values to pass on
+    # (and to refuse, for workers), never "not given". Flags that are off by default use
+    # default=None, so an absent `--dry-run` leaves DRIFTMEND_DRY_RUN in charge.
     overrides: dict[str, Any] = {}
-    for name in (
-        "state_dir",
-        "db_path",
-        "http_host",
-        "http_port",
-        "dry_run",
-        "resync_period",
-        "workers",
-    ):
+    for name in _FLAG_SETTINGS:
         value = getattr(args, name, None)
-        if value not in (None, False):
+        if value is not None:
             overrides[name] = value
-    return Settings(**overrides)
+    try:
+        return Settings(**overrides)
+    except (ValidationError, PydanticSettingsError) as exc:
+        raise setting_error(exc, overrides) from exc
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds (``inf`` and ``nan`` parse as floats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds, like 2 or 0.5")
+    return value
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -77,6 +130,19 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
     for tool in default_catalogue():
         print(f"{tool.name:28} {tool.effect.value:12} {', '.join(tool.kinds)}")
+    return 0
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    """``driftmend signals [KIND]``: the signal catalogue, what policies' conditions may name."""
+    from controller.signals import SIGNALS
+
+    for info in SIGNALS.values():
+        if args.kind and args.kind not in info.kinds:
+            continue
+        unit = f" ({info.unit})" if info.unit else ""
+        kinds = "any" if len(info.kinds) > 2 else ", ".join(info.kinds)
+        print(f"{info.name:36} {info.type:6} {kinds:18} {info.description}{unit}")
     return 0
 
 
@@ -216,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tools", help="list the tool catalogue")
     p.set_defaults(func=cmd_tools)
 
+    p = sub.add_parser("signals", help="list the signals policies can watch")
+    p.add_argument(
+        "kind",
+        nargs="?",
+        choices=["Container", "PostgresDatabase", "RedisCache"],
+        help="only this kind's signals",
+    )
+    p.set_defaults(func=cmd_signals)
+
     p = sub.add_parser("run", help="run the controller")
     p.add_argument(
         "-f",
@@ -224,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"spec file or directory (default {DEFAULT_SPECS})",
     )
     p.add_argument("--once", action="store_true", help="reconcile every resource once, then exit")
-    p.add_argument("--dry-run", action="store_true", help="record plans, run nothing")
+    p.add_argument("--dry-run", action="store_true", default=None, help="record plans, run nothing")
     p.add_argument(
         "--no-watch", action="store_true", help="do not reload the spec files when they change"
     )
     p.add_argument("--http-host")
     p.add_argument("--http-port", type=int)
-    p.add_argument("--resync-period", type=float)
+    p.add_argument("--resync-period", type=_seconds)
     p.add_argument("--workers", type=int)
     state(p)
     p.set_defaults(func=cmd_run)
@@ -276,13 +351,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftmend get | head` ends quietly
     try:
         return int(args.func(args))
-    except Exception as exc:  # the last line of defence: one line, never a traceback
-        from controller.errors import DriftmendError
-
-        if isinstance(exc, DriftmendError):
-            print(f"driftmend: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except SettingError as exc:
+        for line in str(exc).splitlines():
+            print(f"driftmend: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except DriftmendError as exc:  # the last line of defence: one line, never a traceback
+        print(f"driftmend: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except (ValidationError, PydanticSettingsError) as exc:
+        # Subcommands that build Settings themselves (mcp, eval): the same one-line report.
+        if isinstance(exc, ValidationError) and exc.title != Settings.__name__:
+            raise  # a bug, not bad input: its traceback is what a maintainer needs
+        for line in str(setting_error(exc)).splitlines():
+            print(f"driftmend: {line}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,17 +1,24 @@
 """The error tree of driftmend, drawn in one place.
 
+Stage: every stage of DESIGN.md's data flow raises these, and two places read them: the
+reconcile loop (its queue requeues or gives up on a resource by class) and the ``driftmend``
+command (one line on stderr, never a traceback).
+
 ::
 
     DriftmendError                 anything driftmend raises on purpose
     ├── SpecError                  a document is not a valid resource (file, document, field)
     ├── PermanentError             retrying will not help: count it, show it, do not requeue
     │   └── ConfigurationError     the controller itself is misconfigured
+    │       ├── SettingError       a setting (DRIFTMEND_* variable or flag) has a bad value
+    │       └── StoreError         the store cannot be opened (not SQLite, a directory, ...)
     └── TemporaryError(delay=)     the world is not ready: requeue the resource after `delay`
         └── DriverError            an adapter could not reach its target (Docker, SQL, RESP, ...)
 
-Adapters (``drivers/``) catch their library's exceptions and raise these ``from exc``, so the
-loop steers on two classes only. Anything else reaching the loop is a bug and is logged with
-the resource key. Tools never raise across the executor: they return a ``ToolResult``.
+Adapters (``drivers/``, the store) catch their library's exceptions and raise these ``from
+exc``, so the loop steers on two classes only. Anything else reaching the loop is a bug and is
+logged with the resource key. Tools never raise across the executor: they return a
+``ToolResult``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,14 @@ class PermanentError(DriftmendError):
 
 class ConfigurationError(PermanentError):
     """The controller's own configuration is wrong (a setting, a missing binary)."""
+
+
+class SettingError(ConfigurationError):
+    """A setting has a bad value; ``str()`` names it (variable or flag) and the fix, one line."""
+
+
+class StoreError(ConfigurationError):
+    """The store cannot be opened or used: the path is a directory, not SQLite, unwritable."""
 
 
 class TemporaryError(DriftmendError):

@@ -8,11 +8,15 @@ document (index and kind/name), the field path and the fix.
 
 from __future__ import annotations
 
+import difflib
 import operator as op
+import re
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -28,13 +32,18 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node
 
 from controller.quantities import (
     BYTES_PATTERN,
     DURATION_PATTERN,
+    POSITIVE_DURATION_PATTERN,
     format_duration,
     parse_bytes,
     parse_duration,
+    parse_positive_duration,
 )
 from controller.signals import SIGNALS, signals_for
 
@@ -42,26 +51,93 @@ GROUP = "driftmend.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# Durations and sizes are int-or-string in the CRDs, as in Kubernetes' own types: a string
+# matching the pattern, or a bare whole number (seconds, bytes). The parsers in
+# ``quantities`` accept exactly that, so the API server and ``driftmend validate`` agree.
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "example": "30s"}),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": DURATION_PATTERN,
+            "minimum": 0,
+            "example": "30s",
+        }
+    ),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(parse_positive_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": POSITIVE_DURATION_PATTERN,
+            "minimum": 1,
+            "example": "2s",
+        }
+    ),
 ]
 ByteSize = Annotated[
     int,
     BeforeValidator(parse_bytes),
-    WithJsonSchema({"type": "string", "pattern": BYTES_PATTERN, "example": "512Mi"}),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "pattern": BYTES_PATTERN,
+            "minimum": 0,
+            "example": "512Mi",
+        }
+    ),
 ]
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Model(BaseModel):
-    """Base of every spec model: camelCase in YAML, snake_case in Python, unknown keys refused."""
+    """Base of every spec model: camelCase in YAML, snake_case in Python, unknown keys refused.
+
+    ``allow_inf_nan=False``: YAML spells them ``.inf`` and ``.nan``, and no threshold, limit
+    or ratio means anything as either (``x > .nan`` never holds, a limit of ``.inf`` is none).
+    """
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
     )
+
+
+class FieldError(ValueError):
+    """A model validator's error about one field: ``path`` is relative to the model validated.
+
+    Pydantic reports a model validator's error at the model itself (``spec``); loading reads
+    ``path`` back from the error so the reader sees ``spec.rules[1].name``, not ``spec``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """``value`` as quoted in a message: YAML spelling for flags and nulls, cut short."""
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return str(value).lower()
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:
+    """``"; did you mean x?"`` with the closest of ``choices`` (up to ``n``), or ``""``."""
+    close = difflib.get_close_matches(word, sorted(choices), n=n)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 class Metadata(Model):
@@ -76,7 +152,7 @@ class Metadata(Model):
 class SecretRef(Model):
     """Where a secret comes from: an environment variable of the controller, never the file."""
 
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable name")
+    env: str = Field(pattern=ENV_NAME, description="environment variable name")
 
 
 class RuntimeRef(Model):
@@ -121,10 +197,15 @@ class HealthProbe(Model):
     """A health probe: interval, timeout, and how many failures in a row make it unhealthy."""
 
     http: HttpProbe
-    interval: Duration = 2.0
-    timeout: Duration = 1.0
+    interval: PositiveDuration = 2.0
+    timeout: PositiveDuration = 1.0
     failure_threshold: int = Field(default=3, ge=1)
     initial_delay: Duration = 0.0
+    startup_timeout: Duration = Field(
+        default=30.0,
+        description="how long a new replica may take to pass its first probe: failures "
+        "before that are start-up, not ill health (like a Kubernetes startupProbe)",
+    )
 
 
 class Limits(Model):
@@ -146,15 +227,18 @@ class Limits(Model):
     @model_validator(mode="after")
     def _caps_above_limits(self) -> Limits:
         if self.cpu_cap is not None and self.cpu is not None and self.cpu_cap < self.cpu:
-            raise ValueError(f"cpuCap ({self.cpu_cap:g}) is below cpu ({self.cpu:g}): raise cpuCap")
+            raise FieldError(
+                "cpuCap", f"cpuCap ({self.cpu_cap:g}) is below cpu ({self.cpu:g}): raise cpuCap"
+            )
         if (
             self.memory_cap is not None
             and self.memory is not None
             and self.memory_cap < self.memory
         ):
-            raise ValueError(
+            raise FieldError(
+                "memoryCap",
                 f"memoryCap ({self.memory_cap} bytes) is below memory ({self.memory} bytes): "
-                "raise memoryCap"
+                "raise memoryCap",
             )
         return self
 
@@ -250,10 +334,11 @@ class DockerSpec(Model):
             extra = [to_camel(f) for f in _CREATE_FIELDS if f in self.model_fields_set]
             if extra:
                 verb = "applies" if len(extra) == 1 else "apply"
-                raise ValueError(
+                raise FieldError(
+                    extra[0],
                     f"{', '.join(extra)} {verb} only with image (driftmend creates the "
                     f"container); {given[0]} names containers made elsewhere: remove "
-                    f"{'it' if len(extra) == 1 else 'them'}"
+                    f"{'it' if len(extra) == 1 else 'them'}",
                 )
         return self
 
@@ -286,30 +371,35 @@ class ContainerSpec(Model):
         # a forgotten `runtime: docker`), not something to ignore silently.
         if self.runtime == "process":
             if self.docker is not None:
-                raise ValueError(
+                raise FieldError(
+                    "docker",
                     "docker is set but runtime is process (the default): add `runtime: docker`, "
-                    "or remove docker"
+                    "or remove docker",
                 )
             if self.process is None:
-                raise ValueError(
+                raise FieldError(
+                    "process",
                     "process is required when runtime is process: add `process: {command: [...]}`"
-                    ", or set `runtime: docker` with a docker block"
+                    ", or set `runtime: docker` with a docker block",
                 )
         else:
             if self.process is not None:
-                raise ValueError(
+                raise FieldError(
+                    "process",
                     "process is set but runtime is docker: remove process, or set "
-                    "`runtime: process`"
+                    "`runtime: process`",
                 )
             if self.docker is None:
-                raise ValueError(
+                raise FieldError(
+                    "docker",
                     "docker is required when runtime is docker: add `docker: {image: ...}` "
-                    "(or containerName, or compose: {project, service})"
+                    "(or containerName, or compose: {project, service})",
                 )
             if self.docker.container_name is not None and self.replicas > 1:
-                raise ValueError(
+                raise FieldError(
+                    "replicas",
                     "docker.containerName watches one container: set replicas to 1, or use "
-                    "image or compose to run several"
+                    "image or compose to run several",
                 )
         return self
 
@@ -323,12 +413,16 @@ class ContainerSpec(Model):
     @model_validator(mode="after")
     def _replicas_within_cap(self) -> ContainerSpec:
         if self.replicas > self.max_replicas:
-            raise ValueError(
-                f"replicas ({self.replicas}) is above maxReplicas ({self.max_replicas})"
+            raise FieldError(
+                "replicas",
+                f"replicas ({self.replicas}) is above maxReplicas ({self.max_replicas}): "
+                "lower replicas or raise maxReplicas",
             )
         if self.replicas > 1 and self.port is not None and self.port_env is None:
-            raise ValueError(
-                "replicas above 1 with a port need portEnv, so each replica gets its own port"
+            raise FieldError(
+                "portEnv",
+                "replicas above 1 with a port need portEnv, so each replica gets its own port: "
+                "add `portEnv: PORT` (the variable the app reads its port from)",
             )
         return self
 
@@ -389,21 +483,27 @@ class Condition(Model):
     @classmethod
     def _known_signal(cls, name: str) -> str:
         if name not in SIGNALS:
-            known = ", ".join(sorted(SIGNALS))
-            raise ValueError(f"unknown signal {name!r}; known signals: {known}")
+            # All 27 names on one line drown the typo: the closest few and where to look.
+            raise ValueError(
+                f"unknown signal {_shown(name)}{_did_you_mean(name, SIGNALS, n=3)} "
+                "(`driftmend signals` lists them all)"
+            )
         return name
 
     @model_validator(mode="after")
     def _value_fits_signal(self) -> Condition:
         info = SIGNALS[self.signal]
         if info.type == "bool" and not isinstance(self.value, bool):
-            raise ValueError(f"{self.signal} is a flag: compare it with true or false")
+            raise FieldError("value", f"{self.signal} is a flag: compare it with true or false")
         if info.type != "bool" and isinstance(self.value, bool):
-            raise ValueError(
-                f"{self.signal} is a number: compare it with a number, not {self.value}"
+            value = str(self.value).lower()
+            raise FieldError(
+                "value", f"{self.signal} is a number: compare it with a number, not {value}"
             )
         if info.type == "bool" and self.operator not in ("==", "!="):
-            raise ValueError(f"{self.signal} is a flag: use == or !=, not {self.operator}")
+            raise FieldError(
+                "operator", f"{self.signal} is a flag: use == or !=, not {self.operator}"
+            )
         return self
 
     def holds(self, observed: object) -> bool:
@@ -432,8 +532,8 @@ class ToolStep(Model):
 class Verify(Model):
     """How long the fix may take to clear the drift before it counts as failed."""
 
-    timeout: Duration = 30.0
-    interval: Duration = 0.5
+    timeout: PositiveDuration = 30.0
+    interval: PositiveDuration = 0.5
 
 
 class Attempts(Model):
@@ -452,6 +552,12 @@ class Rule(Model):
     verify: Verify = Field(default_factory=Verify)
     attempts: Attempts = Field(default_factory=Attempts)
     cooldown: Duration = 0.0
+    approval: Literal["operator", "auto"] | None = Field(
+        default=None,
+        description="operator: this rung's plans wait for an operator's approval even when no "
+        "step is destructive (say, a restart of a database); auto: run without one, even "
+        "destructive steps; unset: the policy's approval, which governs destructive steps",
+    )
 
 
 class Escalate(Model):
@@ -478,6 +584,12 @@ class Escalate(Model):
     token_budget_per_day: int = Field(
         default=200_000, ge=1000, description="tokens per resource per day; over it, needs-operator"
     )
+    attempts: Attempts = Field(
+        default_factory=lambda: Attempts(max=3, window=3600.0),
+        description="LLM plans run per resource per window, like a rule's: a crash loop "
+        "is not restarted by the LLM forever either",
+    )
+    cooldown: Duration = Field(default=0.0, description="the least time between two LLM plans")
 
 
 class HealingPolicySpec(Model):
@@ -501,7 +613,7 @@ class HealingPolicySpec(Model):
     @model_validator(mode="after")
     def _rules_or_escalation(self) -> HealingPolicySpec:
         if not self.rules and self.escalate is None:
-            raise ValueError("rules: a policy needs at least one rule, or an escalate block")
+            raise FieldError("rules", "a policy needs at least one rule, or an escalate block")
         return self
 
     def rule(self, name: str | None) -> Rule | None:
@@ -515,13 +627,19 @@ class HealingPolicySpec(Model):
         names: set[str] = set()
         for i, rule in enumerate(self.rules):
             if rule.name in names:
-                raise ValueError(f"rules[{i}].name: duplicate rule name {rule.name!r}")
+                raise FieldError(
+                    f"rules[{i}].name",
+                    f"duplicate rule name {rule.name!r}: give each rule of a policy its own name",
+                )
             names.add(rule.name)
             for j, cond in enumerate(rule.when):
                 if cond.signal not in allowed:
-                    raise ValueError(
-                        f"rules[{i}].when[{j}].signal: {cond.signal} is not a signal of {kind}; "
-                        f"use one of {', '.join(sorted(allowed))}"
+                    owner = ", ".join(SIGNALS[cond.signal].kinds)
+                    raise FieldError(
+                        f"rules[{i}].when[{j}].signal",
+                        f"{cond.signal} is a signal of {owner}, not of {kind}"
+                        f"{_did_you_mean(cond.signal, allowed, n=3)} "
+                        f"(`driftmend signals {kind}` lists them)",
                     )
         return self
 
@@ -535,17 +653,22 @@ class _Resource(Model):
 
     @property
     def name(self) -> str:
+        """``metadata.name``: unique per kind and namespace only, so never a lookup key."""
         return self.metadata.name
 
     @property
     def key(self) -> str:
-        """``Kind/name`` (``Kind/namespace/name`` outside the default namespace)."""
+        """``Kind/name`` (``Kind/namespace/name`` outside the default namespace).
+
+        Unique per (kind, namespace, name), and unambiguous: a DNS name holds no ``/``.
+        """
         kind: str = getattr(self, "kind")  # noqa: B009 - set by every subclass
         ns = self.metadata.namespace
         return f"{kind}/{self.name}" if ns == "default" else f"{kind}/{ns}/{self.name}"
 
     @property
     def labels(self) -> dict[str, str]:
+        """``metadata.labels``."""
         return self.metadata.labels
 
 
@@ -571,7 +694,11 @@ class RedisCache(_Resource):
 
 
 class HealingPolicy(_Resource):
-    """A healing policy: selector, ladder of rules, escalation."""
+    """A healing policy: selector, ladder of rules, escalation.
+
+    Find a policy by ``key`` (``HealingPolicy/name``, or ``HealingPolicy/namespace/name``),
+    not by ``name``: two namespaces may each declare a policy of the same name.
+    """
 
     kind: Literal["HealingPolicy"]
     spec: HealingPolicySpec
@@ -599,6 +726,20 @@ _DOCUMENT: TypeAdapter[Resource | HealingPolicy] = TypeAdapter(Document)
 
 # --- loading -----------------------------------------------------------------------------
 
+MAX_DEPTH = 64
+"""The deepest nesting a document may have. Real specs stay under 15 levels; YAML much deeper
+than this exhausts the parser's recursion (and later pydantic's) and ends in a traceback."""
+MAX_VALUES = 100_000
+"""The most values a document may expand to. YAML aliases let a few lines expand to billions
+of values ("billion laughs"), which every later walk (validation, JSON, the store) would pay."""
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x01``): a message stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
+
 
 @dataclass(frozen=True)
 class SpecIssue:
@@ -619,7 +760,9 @@ class SpecIssue:
                 where += f" ({self.what})"
         field = f": {self.field}" if self.field else ""
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{prefix}{where}{field}: {self.message}"
+        # Names, keys and values come from the file: a newline or a control character in
+        # them must not split the line or reach the terminal raw.
+        return _one_line(f"{prefix}{where}{field}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -640,31 +783,46 @@ class LoadResult:
 
     @property
     def errors(self) -> list[SpecIssue]:
+        """The issues that make a document (or a file) invalid."""
         return [i for i in self.issues if i.severity == "error"]
 
     @property
     def warnings(self) -> list[SpecIssue]:
+        """The issues worth a look that invalidate nothing."""
         return [i for i in self.issues if i.severity == "warning"]
 
     @property
     def resources(self) -> list[Resource]:
+        """The valid resources (every kind but HealingPolicy)."""
         return [d.doc for d in self.documents if not isinstance(d.doc, HealingPolicy)]
 
     @property
     def policies(self) -> list[HealingPolicy]:
+        """The valid policies."""
         return [d.doc for d in self.documents if isinstance(d.doc, HealingPolicy)]
 
 
 def spec_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecIssue]]:
-    """The YAML files under ``paths`` (files as given, directories searched, sorted)."""
+    """The YAML files under ``paths`` (files as given, directories searched, sorted).
+
+    A path that does not exist is an error; a directory without YAML files is a warning,
+    so that ``driftmend validate`` on the wrong directory does not answer a silent "ok".
+    """
     files: list[Path] = []
     issues: list[SpecIssue] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
             )
+            if not found:
+                issues.append(SpecIssue(
+                    str(path), None, "",
+                    message="no .yaml or .yml file in this directory: nothing to check",
+                    severity="warning",
+                ))  # fmt: skip
+            files.extend(found)
         elif path.is_file():
             files.append(path)
         else:
@@ -672,35 +830,422 @@ def spec_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[SpecIssue]
     return files, issues
 
 
-def _field_path(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in KINDS:  # the discriminator's branch name adds nothing for the reader
-            continue
+# --- YAML --------------------------------------------------------------------------------
+
+
+class _DuplicateKeyError(ConstructorError):
+    """A mapping names the same key twice; ``first_line`` is where it was first (0-based)."""
+
+    def __init__(self, key: object, node: Node, first_line: int) -> None:
+        super().__init__(None, None, f"duplicate key {_shown(key)}", node.start_mark)
+        self.first_line = first_line
+
+
+class _TooDeepError(ComposerError):
+    """The document nests deeper than ``MAX_DEPTH``."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter: no duplicate keys, no nesting beyond ``MAX_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        """Compose one node, refusing nesting beyond ``MAX_DEPTH`` with the line it starts on."""
+        # The composer recurses once per level: stop at MAX_DEPTH with a line number, long
+        # before Python's recursion limit (about 500 levels) stops it with a traceback.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # stubs lack it
+                raise _TooDeepError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        """One value; a scalar Python cannot hold becomes a YAML error with its line."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            # PyYAML lets Python's own errors escape for scalars it recognises but cannot
+            # build: an integer of 5000 digits, a date with month 13.
+            reason = str(exc).split(";")[0]
+            raise ConstructorError(
+                None, None, f"cannot read this value ({reason})", node.start_mark
+            ) from exc
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key given twice (PyYAML would let the last one win silently)."""
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` keys may be overridden: that is what merging is for
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first:
+                    raise _DuplicateKeyError(key, key_node, first[key])
+                first[key] = key_node.start_mark.line
+            except TypeError:
+                continue  # an unhashable key: PyYAML's own check reports it just below
+        return super().construct_mapping(node, deep=deep)
+
+
+# A document starts at `---` at the start of a line, followed by a blank or the line's end.
+_DOCUMENT_START = re.compile(r"^---(?=[ \t\r]|$)", re.MULTILINE)
+_KIND_LINE = re.compile(r"^kind:[ \t]*([A-Za-z]+)[ \t]*$", re.MULTILINE)
+_NAME_LINE = re.compile(
+    r"^metadata:[ \t]*(?:\{[^}\n]*?\bname:|\n[ \t]+name:)[ \t]*([\w.-]+)", re.MULTILINE
+)
+
+
+def _split_documents(text: str) -> list[tuple[int, str]]:
+    """``text`` cut before each ``---`` line, with the line number each piece starts on.
+
+    YAML forbids a ``---`` line inside a document (PyYAML ends the document there, or fails),
+    so each piece parses on its own, and a syntax error costs one document instead of the
+    rest of the file. Directives (``%YAML``, ``%TAG``) belong to the document after them and
+    would be cut off from it: a file with directives, rare in specs, is parsed whole.
+    """
+    if re.search(r"^%", text, re.MULTILINE):
+        return [(0, text)]
+    bounds = [0, *(m.start() for m in _DOCUMENT_START.finditer(text) if m.start() > 0)]
+    pieces: list[tuple[int, str]] = []
+    line = 0
+    for start, end in zip(bounds, [*bounds[1:], len(text)], strict=True):
+        pieces.append((line, text[start:end]))
+        line += text.count("\n", start, end)
+    return pieces
+
+
+def _yaml_problem(exc: yaml.YAMLError, piece: str, first_line: int) -> str:
+    """One line for a YAML error, with the line and column in the whole file."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The reader checks every character before parsing, and reports an offset only.
+        pos = exc.position
+        line = first_line + piece.count("\n", 0, pos) + 1
+        column = pos - (piece.rfind("\n", 0, pos) + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return (
+            f"YAML: character U+{char:04X} at line {line}, column {column} is not allowed "
+            "(a control character): remove it"
+        )
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {first_line + mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(exc.problem or exc.context or "").split())
+        if isinstance(exc, _DuplicateKeyError):
+            return (
+                f"YAML: {problem}{where} (first at line {first_line + exc.first_line + 1}): "
+                "keep one of them"
+            )
+        if isinstance(exc, _TooDeepError):
+            return f"YAML: {problem}{where}: flatten it"
+        # Each document is parsed alone: its end is where the real stream had the next one.
+        problem = problem.replace("'<stream end>'", "the end of the document")
+        problem = problem.replace("'<document start>'", "the next document (---)")
+        context = " ".join(str(exc.context or "").split())
+        hint = f" ({context})" if context and context != problem else ""
+        # A constructor error is about a value (a tag, a number too big), not the syntax.
+        label = "YAML error" if isinstance(exc, ConstructorError) else "YAML syntax error"
+        return f"{label}{where}: {problem}{hint}"
+    return "YAML error: " + " ".join(str(exc).split())
+
+
+def _parse_piece(piece: str, first_line: int) -> tuple[list[object], str | None]:
+    """The decoded documents of one piece, and what stopped it (one line) if anything did."""
+    raws: list[object] = []
+    try:
+        loader = _SpecLoader(piece)  # the reader checks every character here
+        try:
+            while loader.check_data():  # type: ignore[no-untyped-call]  # stubs lack it
+                raws.append(loader.get_data())
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        return raws, _yaml_problem(exc, piece, first_line)
+    except RecursionError:  # the depth limit comes first; this is the last resort
+        return raws, f"YAML: nested too deeply (the limit is {MAX_DEPTH} levels): flatten it"
+    return raws, None
+
+
+def _guess_what(piece: str) -> str:
+    """``Kind/name`` read off the lines of a document that would not parse, or ``""``."""
+    kind = _KIND_LINE.search(piece)
+    if kind is None:
+        return ""
+    name = _NAME_LINE.search(piece)
+    return f"{kind.group(1)}/{name.group(1) if name else '?'}"
+
+
+class _Unsafe(Exception):
+    """A decoded document that must not reach validation; the message says why."""
+
+
+def _check_shape(raw: object) -> None:
+    """Raise ``_Unsafe`` for a document that loops on itself or expands beyond the limits.
+
+    Aliases make the decoded value a graph: sizes are memoised per shared value, so the walk
+    costs the YAML's size, not its expansion; depth is checked along the way, so the walk's
+    own recursion stays within ``MAX_DEPTH``.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values, height)
+    active: set[int] = set()
+
+    def walk(node: object, depth: int) -> tuple[int, int]:
+        if not isinstance(node, dict | list):
+            return 1, 0
+        ident = id(node)
+        if ident in sizes:
+            size, height = sizes[ident]
+        elif ident in active:
+            raise _Unsafe(
+                "YAML: an alias refers to a value that contains it (*x inside &x): "
+                "a spec cannot be recursive"
+            )
         else:
-            out += f".{part}" if out else str(part)
+            active.add(ident)
+            size, height = 1, 0
+            for child in node.values() if isinstance(node, dict) else node:
+                child_size, child_height = walk(child, depth + 1)
+                size += child_size
+                height = max(height, child_height + 1)
+                if size > MAX_VALUES:
+                    raise _Unsafe(
+                        f"YAML: the document expands to more than {MAX_VALUES} values "
+                        "(through aliases): write it out, or use fewer aliases"
+                    )
+            active.discard(ident)
+            sizes[ident] = (size, height)
+        if depth + height > MAX_DEPTH:
+            raise _Unsafe(
+                f"YAML: nested deeper than {MAX_DEPTH} levels (through aliases): flatten it"
+            )
+        return size, height
+
+    walk(raw, 0)
+
+
+# --- validation errors as lines ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a pydantic error points: the readable path and what is expected there."""
+
+    path: str
+    annotation: Any  # the type expected at the path (Any when unknown)
+    model: type[BaseModel] | None  # the model the last name was looked up in
+    name: str | None  # the last name of the path (a field, or an unknown key)
+
+
+def _unwrap(tp: Any) -> Any:
+    """The type inside ``Annotated[...]`` and ``X | None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+            continue
+        if origin in (typing.Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+        return tp
+
+
+def _model_field(model: type[BaseModel], name: str) -> Any:
+    """The ``FieldInfo`` of ``model`` named ``name`` (by YAML alias or Python name), or None."""
+    for field_name, info in model.model_fields.items():
+        if name in (field_name, info.alias):
+            return info
+    return None
+
+
+def _union_member(tp: Any, tag: str) -> Any:
+    """The member of a union that pydantic's location ``tag`` names (its type or kind)."""
+    for member in get_args(tp):
+        inner = _unwrap(member)
+        if getattr(inner, "__name__", None) == tag:
+            return inner
+    return Any
+
+
+def _locate(loc: Sequence[int | str], root: Any) -> _Where:
+    """Follow a pydantic error location through the types from ``root``.
+
+    The readable path drops what only pydantic needs: a union's branch names (``Container``
+    of the document union, ``bool`` and ``float`` of a condition's value) and ``[key]``.
+    """
+    path = ""
+    tp: Any = root
+    model: type[BaseModel] | None = None
+    name: str | None = None
+    for part in loc:
+        tp = _unwrap(tp)
+        origin = get_origin(tp)
+        if part == "[key]":
+            continue
+        if origin in (typing.Union, types.UnionType) and isinstance(part, str):
+            tp = _union_member(tp, part)
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+            args = get_args(tp)
+            tp = args[0] if origin in (list, tuple, set, frozenset) and args else Any
+            continue
+        path = f"{path}.{part}" if path else part
+        name = part
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            model = tp
+            info = _model_field(tp, part)
+            tp = info.annotation if info is not None else Any
+        elif origin is dict:
+            tp = get_args(tp)[1]
+        else:
+            tp = Any
+    return _Where(path, tp, model, name)
+
+
+# The noun phrase of what a type error expected, keyed by pydantic's error type.
+_EXPECTED = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "set_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_HOW = {
+    "a string": "put it in quotes",
+    "a list": "write [a, b], or one `- item` per line",
+    "a mapping": "write `key: value` pairs",
+}
+_NAME_PATTERNS = {
+    DNS_NAME: "is not a valid name: use lowercase letters, digits and '-', starting and ending "
+    "with a letter or digit, at most 63 characters (like shop-db)",
+    ENV_NAME: "is not an environment variable name: use letters, digits and '_', not starting "
+    "with a digit (like DB_PASSWORD)",
+}
+
+
+def _reworded(err: Mapping[str, Any], where: _Where) -> str:
+    """Pydantic's message for one error, said as what is wrong and how to fix it."""
+    kind = err["type"]
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    got = _shown(err.get("input"))
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+        how = _HOW.get(expected)
+        if expected == "a string" and isinstance(err.get("input"), list | dict):
+            how = None  # quotes would not turn a list or a mapping into a string
+        return f"expected {expected}, got {got}" + (f": {how}" if how else "")
+    if kind == "extra_forbidden":
+        allowed = [
+            info.alias or name
+            for name, info in (where.model.model_fields if where.model else {}).items()
+        ]
+        hint = _did_you_mean(where.name or "", allowed).removeprefix("; ")
+        if hint:
+            return f"unknown field: {hint}"
+        return "unknown field: remove it" + (
+            f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        )
+    if kind == "missing":
+        info = _model_field(where.model, where.name) if where.model and where.name else None
+        about = f" ({info.description})" if info is not None and info.description else ""
+        return f"required field is missing: add {where.name}{about}"
+    if kind == "literal_error":
+        if where.name == "apiVersion":
+            return f"apiVersion must be {API_VERSION}, got {got}"
+        choices = [str(c) for c in get_args(_unwrap(where.annotation))] or [
+            str(ctx.get("expected"))
+        ]
+        close = _did_you_mean(str(err.get("input")), choices)
+        return f"must be one of {', '.join(choices)}; got {got}{close}"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern"))
+        return f"{got} {_NAME_PATTERNS.get(pattern, f'does not match the pattern {pattern}')}"
+    bounds = {
+        "greater_than": ("more than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}, got {got}"
+    if kind == "too_short":
+        if ctx.get("min_length") == 1:
+            return "must not be empty: give at least one item"
+        return f"needs at least {ctx.get('min_length')} items"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in ("too_long", "string_too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"is too long: at most {ctx.get('max_length')} {unit}"
+    if kind == "invalid_key":  # `5: x` or `null: x` where names are expected
+        return "keys must be strings: quote this one, or remove it"
+    if kind == "recursion_loop":
+        return "refers to itself: a spec cannot be recursive"
+    return " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+
+
+def describe_errors(exc: ValidationError, root: Any, base: str = "") -> list[tuple[str, str]]:
+    """``(field path, message)`` per field of a ``ValidationError`` raised validating ``root``.
+
+    One line per field: the alternatives of a union (a condition's ``value`` is a flag or
+    a number) become one message; an error a model validator raised about one of its fields
+    (``FieldError``) points at that field, not at the model. ``base`` prefixes every path.
+    """
+    grouped: dict[str, list[tuple[Mapping[str, Any], _Where]]] = {}
+    for err in exc.errors():
+        where = _locate(err["loc"], root)
+        path = where.path
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, FieldError) and error.path:
+            sep = "" if not path or error.path.startswith("[") else "."
+            path = f"{path}{sep}{error.path}"
+        if base:
+            path = f"{base}.{path}" if path else base
+        grouped.setdefault(path, []).append((err, where))
+    out: list[tuple[str, str]] = []
+    for path, errs in grouped.items():
+        if len(errs) > 1 and all(e["type"] in _EXPECTED for e, _ in errs):
+            # The branches of a union: "a flag (true or false) or a number", on one line.
+            phrases = (_EXPECTED[e["type"]] for e, _ in errs)
+            named = (f"a flag ({p})" if p == "true or false" else p for p in phrases)
+            expected = " or ".join(dict.fromkeys(named))
+            out.append((path, f"expected {expected}, got {_shown(errs[0][0].get('input'))}"))
+            continue
+        out.append((path, "; ".join(dict.fromkeys(_reworded(e, w) for e, w in errs))))
     return out
 
 
-def _what(raw: Mapping[str, Any]) -> str:
-    kind = raw.get("kind", "?")
+# --- documents ---------------------------------------------------------------------------
+
+
+def _what(raw: Mapping[Any, Any]) -> str:
+    """``Kind/name`` as the document says, ``?`` for what is missing or not a string."""
+    kind = raw.get("kind")
     meta = raw.get("metadata")
-    name = meta.get("name", "?") if isinstance(meta, Mapping) else "?"
-    return f"{kind}/{name}"
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    msg = str(err["msg"])
-    msg = msg.removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        return "unknown field: remove it or check its spelling (fields are camelCase)"
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "literal_error" and err["loc"] and err["loc"][-1] == "apiVersion":
-        return f"apiVersion must be {API_VERSION}"
-    return msg
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    kind_s = kind if isinstance(kind, str) and kind else "?"
+    name_s = name if isinstance(name, str) and name else "?"
+    return "" if kind_s == name_s == "?" else f"{kind_s[:40]}/{name_s[:70]}"
 
 
 def parse_document(
@@ -718,46 +1263,76 @@ def parse_document(
             )
         ]
     what = _what(raw)
+    try:
+        _check_shape(raw)
+    except _Unsafe as exc:
+        return None, [SpecIssue(file, index, what, "", str(exc))]
     kind = raw.get("kind")
-    if kind not in KINDS:
-        known = ", ".join(KINDS)
+    known = ", ".join(KINDS)
+    if kind is None:
+        return None, [SpecIssue(file, index, what, "kind", f"kind is missing: add one of {known}")]
+    # isinstance first: a list or a mapping as the kind is unhashable, `in KINDS` would raise.
+    if not isinstance(kind, str):
         return None, [
-            SpecIssue(file, index, what, "kind", f"unknown kind {kind!r}; known kinds: {known}")
-        ]
+            SpecIssue(
+                file, index, what, "kind",
+                f"must be a string, one of {known}; got {_shown(kind)}",
+            )
+        ]  # fmt: skip
+    if kind not in KINDS:
+        return None, [
+            SpecIssue(
+                file, index, what, "kind",
+                f"unknown kind {_shown(kind)}; known kinds: {known}{_did_you_mean(kind, KINDS)}",
+            )
+        ]  # fmt: skip
     try:
         return _DOCUMENT.validate_python(raw), []
     except ValidationError as exc:
         return None, [
-            SpecIssue(file, index, what, _field_path(e["loc"]), _message(e)) for e in exc.errors()
+            SpecIssue(file, index, what, path, message)
+            for path, message in describe_errors(exc, Document)
         ]
 
 
 def load_text(text: str, file: str) -> tuple[list[Loaded], list[SpecIssue]]:
-    """Every document of one multi-document YAML text."""
+    """Every document of one multi-document YAML text; a broken document costs only itself.
+
+    Documents are parsed one by one (see ``_split_documents``): the valid documents before
+    and after a YAML syntax error are kept, and the error names its document's index. A text
+    without any document is a warning.
+    """
     docs: list[Loaded] = []
     issues: list[SpecIssue] = []
-    try:
-        raws = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return [], [SpecIssue(file, None, "", message=f"YAML syntax error at {where}{problem}")]
-    for index, raw in enumerate(raws):
-        if raw is None:
-            continue
-        doc, doc_issues = parse_document(raw, file, index)
-        issues.extend(doc_issues)
-        if doc is not None:
-            docs.append(Loaded(doc, file, index))
+    index = 0
+    found = False
+    for first_line, piece in _split_documents(text):
+        raws, problem = _parse_piece(piece, first_line)
+        for raw in raws:
+            if raw is not None:  # an empty document (`---` twice) declares nothing
+                found = True
+                doc, doc_issues = parse_document(raw, file, index)
+                issues.extend(doc_issues)
+                if doc is not None:
+                    docs.append(Loaded(doc, file, index))
+            index += 1
+        if problem is not None:
+            found = True
+            issues.append(SpecIssue(file, index, _guess_what(piece), message=problem))
+            index += 1
+    if not found:
+        issues.append(SpecIssue(
+            file, None, "", message="no documents: the file is empty or holds only comments",
+            severity="warning",
+        ))  # fmt: skip
     return docs, issues
 
 
 def load_paths(paths: Iterable[str | Path]) -> LoadResult:
     """Load and check every document under ``paths``; bad documents never stop good ones.
 
-    Checks across documents: duplicate names per kind, a runtimeRef to a missing Container
-    (errors), and a policy that selects nothing (a warning).
+    Checks across documents: duplicate names per kind and namespace, a runtimeRef to a
+    missing Container (errors), and a policy that selects nothing (a warning).
     """
     files, issues = spec_files(paths)
     documents: list[Loaded] = []
@@ -774,7 +1349,11 @@ def load_paths(paths: Iterable[str | Path]) -> LoadResult:
 
 
 def check_documents(documents: list[Loaded], issues: list[SpecIssue]) -> LoadResult:
-    """Cross-document checks; a duplicate is dropped (the first one wins) and reported."""
+    """Cross-document checks; a duplicate is dropped (the first one wins) and reported.
+
+    Documents are told apart by ``key``: kind, namespace and name. Two policies (or two
+    Containers) of the same name in different namespaces are both kept.
+    """
     seen: dict[str, Loaded] = {}
     kept: list[Loaded] = []
     for loaded in documents:
@@ -862,7 +1441,8 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
             if key not in ("enum", "required", "default", "example")
             else value
         )
-    if out.get("pattern") == DURATION_PATTERN and isinstance(out.get("default"), int | float):
+    durations = (DURATION_PATTERN, POSITIVE_DURATION_PATTERN)
+    if out.get("pattern") in durations and isinstance(out.get("default"), int | float):
         out["default"] = format_duration(out["default"])
     if (
         out.get("type") == "object"

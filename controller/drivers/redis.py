@@ -233,3 +233,83 @@ class RedisPyDriver:
         clients, self._clients = self._clients, {}
         for _, client in clients.values():
             await client.aclose()
+
+
+# --- fault injection (`driftmend chaos`) -------------------------------------------------
+# Chaos fills the demo cache through these functions, so that only the drivers import
+# redis-py. Each opens one short-lived client and raises DriverError from redis-py's error.
+
+
+def _chaos_client(cache: RedisCache) -> tuple[_Target, aredis.Redis]:
+    target = RedisPyDriver()._target(cache)  # the password from the environment, as the driver
+    client = aredis.Redis(
+        host=target.host,
+        port=target.port,
+        db=target.db,
+        password=target.password,
+        socket_timeout=3,
+        socket_connect_timeout=3,
+        client_name="driftmend-chaos",
+        protocol=2,
+    )
+    return target, client
+
+
+async def read_config(cache: RedisCache, pattern: str) -> dict[str, str]:
+    """``CONFIG GET pattern`` as a dict of strings."""
+    target, client = _chaos_client(cache)
+    try:
+        found = await client.config_get(pattern)
+    except RedisError as exc:
+        raise DriverError(f"CONFIG GET {pattern} on {target.host}:{target.port}: {exc}") from exc
+    finally:
+        await client.aclose()
+    return {str(k): str(v) for k, v in found.items()}
+
+
+async def write_config(cache: RedisCache, values: dict[str, str]) -> None:
+    """``CONFIG SET name value`` for each of ``values``."""
+    target, client = _chaos_client(cache)
+    try:
+        for name, value in values.items():
+            await client.config_set(name, value)
+    except RedisError as exc:
+        raise DriverError(f"CONFIG SET on {target.host}:{target.port}: {exc}") from exc
+    finally:
+        await client.aclose()
+
+
+async def fill_until_refused(cache: RedisCache, prefix: str) -> int:
+    """Write keys ``<prefix><i>`` until the server refuses writes (OOM); returns how many.
+
+    Big values first, then ever smaller ones: Redis counts a command's own size when it
+    decides to refuse it, so only filling down to tiny values makes small writes fail.
+    """
+    target, client = _chaos_client(cache)
+    size, written = 256 * 1024, 0
+    try:
+        while size >= 16:
+            try:
+                await client.set(f"{prefix}{written}", b"x" * size)
+                written += 1
+            except aredis.ResponseError:
+                size //= 4
+    except RedisError as exc:
+        raise DriverError(f"filling {target.host}:{target.port}: {exc}") from exc
+    finally:
+        await client.aclose()
+    return written
+
+
+async def delete_keys(cache: RedisCache, pattern: str) -> int:
+    """Delete (``UNLINK``) every key matching ``pattern``; returns how many."""
+    target, client = _chaos_client(cache)
+    removed = 0
+    try:
+        async for key in client.scan_iter(match=pattern, count=1000):
+            removed += int(await client.unlink(key))
+    except RedisError as exc:
+        raise DriverError(f"deleting {pattern} on {target.host}:{target.port}: {exc}") from exc
+    finally:
+        await client.aclose()
+    return removed

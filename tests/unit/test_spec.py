@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from controller.spec import HealingPolicy, crds_yaml, load_paths
+from controller.spec import HealingPolicy, LoadResult, crds_yaml, load_paths
 from controller.tools.catalogue import default_catalogue
 from controller.validate import load_and_check
 
@@ -98,7 +99,11 @@ def test_signal_of_another_kind(tmp_path: Path) -> None:
         tmp_path,
         GOOD.replace("signal: container.running, value: false", "signal: redis.up, value: false"),
     )
-    assert any("redis.up is not a signal of Container" in m for m in out), out
+    assert any(
+        "spec.rules[0].when[0].signal: redis.up is a signal of RedisCache, not of Container"
+        " (`driftmend signals Container` lists them)" in m
+        for m in out
+    ), out
 
 
 def test_flag_compared_with_number(tmp_path: Path) -> None:
@@ -175,9 +180,14 @@ def test_one_bad_document_never_stops_the_others(tmp_path: Path) -> None:
     ],
 )
 def test_garbage_never_raises(tmp_path: Path, text: str) -> None:
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
-    assert all(str(i) for i in result.issues)
+    path = write(tmp_path, text)
+    result = load_and_check([path], default_catalogue())
     assert result.documents == []
+    assert result.issues, "garbage must be reported, not silently accepted"
+    for issue in result.issues:
+        line = str(issue)
+        assert issue.file == str(path) and str(path) in line, line
+        assert "\n" not in line and issue.message, line
 
 
 def test_missing_path_is_an_issue(tmp_path: Path) -> None:
@@ -225,14 +235,39 @@ def test_crds_are_structural() -> None:
         walk(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"], "schema")
 
 
+def as_api_server(node: Any) -> Any:
+    """A CRD schema as plain JSON Schema, with the API server's meaning of its extensions.
+
+    ``x-kubernetes-int-or-string`` admits an integer or a string (jsonschema would ignore
+    the keyword and admit anything); ``nullable`` admits null as well.
+    """
+    if isinstance(node, list):
+        return [as_api_server(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: as_api_server(v) for k, v in node.items()}
+    if out.pop("x-kubernetes-int-or-string", False):
+        out["type"] = ["integer", "string"]
+    if out.pop("nullable", False) and isinstance(out.get("type"), str):
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def crd_schemas() -> dict[str, Any]:
+    """Kind -> its CRD's openAPIV3Schema, read as the API server reads it."""
+    return {
+        crd["spec"]["names"]["kind"]: as_api_server(
+            crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        )
+        for crd in (yaml.safe_load(t) for t in crds_yaml().values())
+    }
+
+
 def test_examples_validate_against_the_crd_schemas() -> None:
     """What `kubectl apply` would check: every example document against its CRD's schema."""
     import jsonschema
 
-    schemas = {
-        crd["spec"]["names"]["kind"]: crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-        for crd in (yaml.safe_load(t) for t in crds_yaml().values())
-    }
+    schemas = crd_schemas()
     checked = 0
     for path in sorted((REPO / "manifests" / "examples").rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -255,3 +290,367 @@ def test_external_mcp_tools_are_accepted_by_name(tmp_path: Path) -> None:
     result = load_and_check([write(tmp_path, text)], default_catalogue())
     assert result.errors == []
     assert result.policies[0].spec.allowed_tools() == {"external.postgres-mcp/explain_query"}
+
+
+# --- bad input of every shape: one line each, never a traceback, nothing else lost --------
+
+CONTAINER = """apiVersion: driftmend.dev/v1alpha1
+kind: Container
+metadata: {name: %s}
+spec: {process: {command: [x]}}
+"""
+
+
+def lines(result: LoadResult) -> list[str]:
+    out = [str(i) for i in result.issues]
+    assert all("\n" not in line for line in out), out
+    return out
+
+
+@pytest.mark.parametrize("kind", ["[Container]", "{a: 1}", "42", "true"])
+def test_a_kind_that_is_not_a_string_is_an_issue(tmp_path: Path, kind: str) -> None:
+    text = CONTAINER.replace("kind: Container", f"kind: {kind}") % "a"
+    result = load_and_check(
+        [write(tmp_path, text + "---\n" + CONTAINER % "b")], default_catalogue()
+    )
+    out = lines(result)
+    assert (
+        len(out) == 1 and ": document 0 (?/a): kind: must be a string, one of Container" in out[0]
+    ), out
+    assert [d.doc.key for d in result.documents] == ["Container/b"]
+
+
+def test_a_misspelt_kind_gets_the_closest(tmp_path: Path) -> None:
+    out = messages(tmp_path, CONTAINER.replace("kind: Container", "kind: Contaner") % "a")
+    assert out[0].endswith("; did you mean Container?"), out
+
+
+@pytest.mark.parametrize("depth", [100, 5000])
+def test_deep_nesting_is_an_issue_with_its_line(tmp_path: Path, depth: int) -> None:
+    deep = CONTAINER.replace("{process:", "{env: " + "[" * depth + "]" * depth + ", process:")
+    result = load_and_check(
+        [write(tmp_path, CONTAINER % "a" + "---\n" + deep % "b")], default_catalogue()
+    )
+    out = lines(result)
+    assert len(out) == 1, out
+    assert "document 1 (Container/b): YAML: nested deeper than 64 levels at line 9" in out[0]
+    assert [d.doc.key for d in result.documents] == ["Container/a"]
+
+
+def test_recursive_and_exploding_aliases_are_issues(tmp_path: Path) -> None:
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef", strict=True)
+    )
+    text = laughs + "kind: Container\n---\nr: &r [1, *r]\nkind: Container\n"
+    out = lines(load_and_check([write(tmp_path, text)], default_catalogue()))
+    assert len(out) == 2, out
+    assert "document 0 (Container/?): YAML: the document expands to more than 100000" in out[0]
+    assert "document 1 (Container/?): YAML: an alias refers to a value that contains it" in out[1]
+
+
+def test_duplicate_keys_are_refused_with_their_lines(tmp_path: Path) -> None:
+    text = CONTAINER.replace("{name: %s}", "{name: a, name: b}") + "---\n" + CONTAINER % "c"
+    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    assert lines(result) == [
+        f"{tmp_path / 'specs.yaml'}: document 0 (Container/a): YAML: duplicate key 'name' "
+        "at line 3, column 21 (first at line 3): keep one of them"
+    ]
+    assert [d.doc.key for d in result.documents] == ["Container/c"]
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    text = "base: &base {name: a}\n" + CONTAINER.replace("{name: %s}", "{<<: *base, name: b}")
+    result = load_and_check(
+        [write(tmp_path, text.replace("base: &base", "x-base: &base"))], default_catalogue()
+    )
+    # The unknown top-level key is reported, but not as a duplicate of `name`.
+    assert not any("duplicate" in line for line in lines(result))
+
+
+def test_a_control_character_is_one_line_with_its_position(tmp_path: Path) -> None:
+    text = CONTAINER % "a" + "---\n" + (CONTAINER % "b").replace("[x]", "[x\x01]")
+    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    assert lines(result) == [
+        f"{tmp_path / 'specs.yaml'}: document 1 (Container/b): YAML: character U+0001 at line 9, "
+        "column 29 is not allowed (a control character): remove it"
+    ]
+    assert [d.doc.key for d in result.documents] == ["Container/a"]
+
+
+def test_a_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
+    out = lines(load_and_check([write(tmp_path, CONTAINER % '"a\\nb"')], default_catalogue()))
+    assert (
+        len(out) == 1 and "(Container/a\\nb): metadata.name: 'a\\nb' is not a valid name" in out[0]
+    )
+
+
+def test_a_syntax_error_keeps_the_documents_around_it(tmp_path: Path) -> None:
+    broken = (CONTAINER % "b").replace("[x]}}", "[x]}")
+    text = CONTAINER % "a" + "---\n" + broken + "---\n" + CONTAINER % "c"
+    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    out = lines(result)
+    assert len(out) == 1, out
+    assert out[0].startswith(
+        f"{tmp_path / 'specs.yaml'}: document 1 (Container/b): YAML syntax error at line 10"
+    )
+    assert [(d.doc.key, d.index) for d in result.documents] == [
+        ("Container/a", 0),
+        ("Container/c", 2),
+    ]
+
+
+def test_an_empty_file_is_a_warning(tmp_path: Path) -> None:
+    result = load_and_check([write(tmp_path, "# only a comment\n---\n")], default_catalogue())
+    assert result.errors == []
+    assert lines(result) == [
+        f"warning: {tmp_path / 'specs.yaml'}: no documents: the file is empty or holds only comments"
+    ]
+
+
+def test_a_directory_without_yaml_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("apiVersion: nope")
+    result = load_paths([tmp_path])
+    assert result.errors == []
+    assert lines(result) == [
+        f"warning: {tmp_path}: no .yaml or .yml file in this directory: nothing to check"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("port: 8000", "port: eight-thousand"),
+            "spec.port: expected a whole number, got 'eight-thousand'",
+        ),
+        (("port: 8000", "prot: 8000"), "spec.prot: unknown field: did you mean port?"),
+        (
+            ("port: 8000", "zzz: 8000"),
+            "spec.zzz: unknown field: remove it (allowed here: runtime, process, docker",
+        ),
+        (
+            ("{name: shop,", "{name: Shop_1,"),
+            "metadata.name: 'Shop_1' is not a valid name: use lowercase letters",
+        ),
+        (
+            ("labels: {app: shop}", "labels: {app: 1}"),
+            "metadata.labels.app: expected a string, got 1: put it in quotes",
+        ),
+        (
+            ("process: {command: [python3, -m, http.server]}", "runtime: dokcer"),
+            "spec.runtime: must be one of process, docker; got 'dokcer'; did you mean docker?",
+        ),
+        (
+            ("process: {command: [python3, -m, http.server]}", "process: {}"),
+            "spec.process.command: required field is missing: add command",
+        ),
+        (
+            ("process: {command: [python3, -m, http.server]}", "process: {command: []}"),
+            "spec.process.command: must not be empty",
+        ),
+        (
+            ("  port: 8000", "  port: 8000\n  replicas: 9"),
+            "spec.replicas: replicas (9) is above maxReplicas (8)",
+        ),
+        (
+            ("  port: 8000", "  port: 8000\n  docker: {image: x}"),
+            "spec.docker: docker is set but runtime is process",
+        ),
+        (
+            ("value: false, for: 2s", "value: maybe, for: 2s"),
+            "spec.rules[0].when[0].value: expected a flag (true or false) or a number, got 'maybe'",
+        ),
+        (
+            ("value: false, for: 2s", "value: .nan, for: 2s"),
+            "spec.rules[0].when[0].value: expected a flag (true or false) or a finite number, got nan",
+        ),
+        (
+            ("value: false, for: 2s", "value: 3, for: 2s"),
+            "spec.rules[0].when[0].value: container.running is a flag",
+        ),
+        (
+            ("value: false, for: 2s", "operator: '>', value: false, for: 2s"),
+            "spec.rules[0].when[0].operator: container.running is a flag: use == or !=, not >",
+        ),
+        (
+            ("verify: {timeout: 1m}", "verify: {timeout: 1m, interval: 0s}"),
+            "spec.rules[0].verify.interval: must be more than 0",
+        ),
+        (
+            ("verify: {timeout: 1m}", "verify: {timeout: .inf}"),
+            "spec.rules[0].verify.timeout: inf is not a duration",
+        ),
+        (("cooldown: 500ms", "cooldown: .nan"), "spec.rules[0].cooldown: nan is not a duration"),
+        (
+            ("for: 2s", "for: 0.5"),
+            "spec.rules[0].when[0].for: 0.5: a bare number means whole seconds",
+        ),
+        (
+            (
+                "apiVersion: driftmend.dev/v1alpha1\nkind: Container",
+                "apiVersion: v1\nkind: Container",
+            ),
+            "apiVersion: apiVersion must be driftmend.dev/v1alpha1, got 'v1'",
+        ),
+    ],
+)
+def test_each_error_is_one_line_with_its_path_and_fix(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    assert change[0] in GOOD
+    out = messages(tmp_path, GOOD.replace(*change, 1))
+    matching = [line for line in out if expected in line]
+    assert len(matching) == 1, out
+    assert all("\n" not in line for line in out)
+
+
+def test_duplicate_rule_names_point_at_the_rule(tmp_path: Path) -> None:
+    rule = GOOD[GOOD.index("    - name: restart") :]
+    out = messages(tmp_path, GOOD + rule)
+    assert [line.split(": ", 2)[1:] for line in out] == [
+        [
+            "document 1 (HealingPolicy/crash)",
+            "spec.rules[1].name: duplicate rule name 'restart': give each rule of a policy its own name",
+        ]
+    ], out
+
+
+def test_an_unknown_signal_gets_the_closest_not_the_catalogue(tmp_path: Path) -> None:
+    out = messages(tmp_path, GOOD.replace("container.running", "container.runing"))
+    assert len(out) == 1
+    assert "did you mean container.running" in out[0] and "`driftmend signals`" in out[0]
+    assert "redis.up" not in out[0]  # not all 27 names
+
+
+def test_bare_whole_seconds_are_durations(tmp_path: Path) -> None:
+    result = load_and_check(
+        [write(tmp_path, GOOD.replace("for: 2s", "for: 5"))], default_catalogue()
+    )
+    assert result.errors == []
+    assert result.policies[0].spec.rules[0].when[0].for_ == 5.0
+
+
+# --- keys across namespaces --------------------------------------------------------------
+
+
+def test_same_name_in_two_namespaces_are_two_documents(tmp_path: Path) -> None:
+    other = GOOD.replace("metadata: {name: shop,", "metadata: {name: shop, namespace: team-b,")
+    other = other.replace("metadata: {name: crash}", "metadata: {name: crash, namespace: team-b}")
+    result = load_and_check([write(tmp_path, GOOD + "---\n" + other)], default_catalogue())
+    assert result.errors == []
+    keys = [p.key for p in result.policies]
+    assert keys == ["HealingPolicy/crash", "HealingPolicy/team-b/crash"]
+    default, team_b = result.policies
+    assert [r.key for r in result.resources if default.selects(r)] == ["Container/shop"]
+    assert [r.key for r in result.resources if team_b.selects(r)] == ["Container/team-b/shop"]
+
+
+def test_same_name_in_one_namespace_is_a_duplicate(tmp_path: Path) -> None:
+    policy = GOOD.split("---\n")[1].replace("{name: crash}", "{name: crash, namespace: default}")
+    result = load_and_check([write(tmp_path, GOOD + "---\n" + policy)], default_catalogue())
+    assert [str(e).split(": ", 1)[1] for e in result.errors] == [
+        f"document 2 (HealingPolicy/crash): metadata.name: duplicate name: HealingPolicy/crash is already defined in {tmp_path / 'specs.yaml'} document 1; rename one"
+    ]
+    assert len(result.policies) == 1
+
+
+# --- escalate.allowedTools ---------------------------------------------------------------
+
+ESCALATE = GOOD + "  escalate:\n    allowedTools: [%s]\n"
+
+
+@pytest.mark.parametrize(
+    ("tools", "expected"),
+    [
+        (
+            "container_restrat",
+            "spec.escalate.allowedTools[0]: unknown tool 'container_restrat'; did you mean container_restart? (see `driftmend tools`)",
+        ),
+        (
+            "container_logs, redis_restart",
+            "spec.escalate.allowedTools[1]: redis_restart acts on RedisCache, but the policy selects Container; did you mean container_restart?",
+        ),
+        (
+            "external.pg",
+            "spec.escalate.allowedTools[0]: 'external.pg' is not an external tool name: write external.<server>/<tool>",
+        ),
+        ("external./explain", "is not an external tool name"),
+    ],
+)
+def test_allowed_tools_are_checked(tmp_path: Path, tools: str, expected: str) -> None:
+    result = load_and_check([write(tmp_path, ESCALATE % tools)], default_catalogue())
+    out = lines(result)
+    assert len(out) == 1 and expected in out[0], out
+    assert result.policies == [] and len(result.resources) == 1  # the policy only is dropped
+
+
+def test_allowed_tools_of_the_kind_and_external_ones_pass(tmp_path: Path) -> None:
+    tools = "container_logs, container_restart, external.postgres-mcp/explain_query"
+    result = load_and_check([write(tmp_path, ESCALATE % tools)], default_catalogue())
+    assert result.errors == []
+    esc = result.policies[0].spec.escalate
+    assert esc is not None and esc.allowed_tools[-1] == "external.postgres-mcp/explain_query"
+
+
+def test_malformed_external_steps_are_refused(tmp_path: Path) -> None:
+    out = messages(tmp_path, GOOD.replace("tool: container_restart", "tool: external.x"))
+    assert any(
+        "spec.rules[0].do[0].tool: 'external.x' is not an external tool name" in m for m in out
+    )
+
+
+def test_approval_and_escalation_budget_fields(tmp_path: Path) -> None:
+    text = GOOD.replace("cooldown: 500ms", "cooldown: 500ms\n      approval: operator")
+    text += "  escalate:\n    attempts: {max: 2, window: 30m}\n    cooldown: 5m\n"
+    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    assert result.errors == []
+    spec = result.policies[0].spec
+    assert spec.rules[0].approval == "operator"
+    assert spec.escalate is not None
+    assert (spec.escalate.attempts.max, spec.escalate.attempts.window) == (2, 1800.0)
+    assert spec.escalate.cooldown == 300.0
+    bad = messages(tmp_path, text.replace("approval: operator", "approval: always"))
+    assert any(
+        "spec.rules[0].approval: must be one of operator, auto; got 'always'" in m for m in bad
+    )
+
+
+# --- the CRDs accept what the models accept -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["30s", "500ms", 5, 0, "0s", 0.5, "0.5", "5 s", -1, ".nan", ".inf", "[1]", "1e3", "true"],
+)
+def test_crd_and_model_agree_on_durations(tmp_path: Path, value: object) -> None:
+    import jsonschema
+
+    for before, field in (
+        ("for: 2s", "for"),
+        ("cooldown: 500ms", "cooldown"),
+        ("timeout: 1m", "timeout"),
+    ):
+        text = GOOD.replace(before, f"{field}: {value}")
+        doc = list(yaml.safe_load_all(text))[1]
+        model_ok = not load_and_check([write(tmp_path, text)], default_catalogue()).errors
+        try:
+            jsonschema.validate(doc, crd_schemas()["HealingPolicy"])
+            crd_ok = True
+        except jsonschema.ValidationError:
+            crd_ok = False
+        assert model_ok == crd_ok, (field, value, model_ok, crd_ok)
+
+
+@pytest.mark.parametrize("value", ["512Mi", "1G", 1048576, 1.5, "1.5Gi", "lots", -1, ".inf"])
+def test_crd_and_model_agree_on_sizes(tmp_path: Path, value: object) -> None:
+    import jsonschema
+
+    text = GOOD.replace("  port: 8000", f"  port: 8000\n  limits: {{memory: {value}}}")
+    doc = next(yaml.safe_load_all(text))
+    model_ok = not load_and_check([write(tmp_path, text)], default_catalogue()).errors
+    try:
+        jsonschema.validate(doc, crd_schemas()["Container"])
+        crd_ok = True
+    except jsonschema.ValidationError:
+        crd_ok = False
+    assert model_ok == crd_ok, (value, model_ok, crd_ok)
