@@ -116,7 +116,10 @@ def diff(
             continue
         for rule in policy.spec.rules:
             all_hold = True
-            fired_since = now
+            # The drift began when the last of its conditions began to hold: before that,
+            # not all of them did (a flag that has been false for hours does not make a
+            # memory spike that many hours old).
+            fired_since = float("-inf")
             longest_wait = 0.0
             for i, cond in enumerate(rule.when):
                 cond_key = f"{policy.name}|{rule.name}|{i}"
@@ -125,7 +128,7 @@ def diff(
                     continue
                 since = before.get(cond_key, now)
                 after[cond_key] = since
-                fired_since = min(fired_since, since)
+                fired_since = max(fired_since, since)
                 longest_wait = max(longest_wait, cond.for_ - (now - since))
             if not all_hold:
                 continue

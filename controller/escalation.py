@@ -10,6 +10,8 @@ same guard, act and verify as any other.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +67,26 @@ def allowed_tools(policy: HealingPolicy, catalogue: Catalogue, kind: str) -> fro
     return frozenset(policy.spec.allowed_tools() | reads)
 
 
+def shadow_agreement(shadow: Plan, ran: Plan, catalogue: Catalogue) -> str:
+    """``agrees`` when a shadow plan would have changed the same things as the plan that was
+    run instead (the same write tools on the same resources, in any order), else ``differs``.
+
+    Read steps are left out: they investigate and change nothing. Parameters are left out
+    too: a planner that restarts the right container has understood the failure, even if
+    it would have asked for a longer grace period. Pure.
+    """
+
+    def writes(plan: Plan) -> list[tuple[str, str]]:
+        def is_read(name: str) -> bool:
+            tool = catalogue.get(name)
+            return tool is not None and tool.effect is Effect.READ
+
+        return sorted((s.tool, s.target) for s in plan.steps if not is_read(s.tool))
+
+    mine = writes(shadow)
+    return "agrees" if mine and mine == writes(ran) else "differs"
+
+
 class Escalator:
     """Asks the configured planners; everything with I/O is passed in."""
 
@@ -79,6 +101,8 @@ class Escalator:
         logs: LogAccumulator,
         clock: Callable[[], float],
         unconfigured: Mapping[str, str] | None = None,
+        tokens_per_day: int | None = None,
+        deadline: float = 120.0,
     ) -> None:
         self.planners = dict(planners)
         self.unconfigured = dict(unconfigured or {})
@@ -88,6 +112,13 @@ class Escalator:
         self._invoker = invoker
         self.logs = logs
         self.clock = clock
+        self.tokens_per_day = tokens_per_day
+        self.deadline = deadline
+
+    @property
+    def ready(self) -> bool:
+        """True when some LLM planner is configured."""
+        return bool(self.planners)
 
     async def close(self) -> None:
         """Close every planner's client."""
@@ -123,6 +154,15 @@ class Escalator:
                 f"LLM token budget spent: {spent} of {esc.token_budget_per_day} tokens today",
                 allowed,
             )
+        if self.tokens_per_day is not None:
+            fleet = self.store.llm_tokens_since(None, now - DAY)
+            if fleet >= self.tokens_per_day:
+                return Escalation(
+                    None,
+                    f"the shared LLM token budget is spent: {fleet} of {self.tokens_per_day} "
+                    "tokens today over every resource (DRIFTMEND_LLM_TOKENS_PER_DAY)",
+                    allowed,
+                )
         tools = tuple(t for t in self.catalogue if t.name in allowed and resource.kind in t.kinds)
 
         async def read_tool(name: str, params: Mapping[str, Any]) -> ToolResult:
@@ -148,7 +188,24 @@ class Escalator:
             reason=why,
             read_tool=read_tool,
         )
-        answer = await planner.plan(request)
+        try:
+            # Retries and read turns included: a worker is held while the model thinks.
+            async with asyncio.timeout(self.deadline):
+                answer = await planner.plan(request)
+        except TimeoutError:
+            reason = f"{esc.planner} gave no plan within the {self.deadline:g}s deadline"
+            interaction = self.store.record_llm_interaction(
+                resource.key, esc.planner, "-", {"note": "the prompt was not recorded: the "
+                "planner was cut off by the deadline"}, {}, None, 0, 0, self.deadline,
+                self.clock(), reason,
+            )  # fmt: skip
+            self.metrics.llm_request(esc.planner, "timeout", self.deadline, 0, 0)
+            return Escalation(None, reason, allowed, interaction)
+        if answer.plan is not None and not answer.plan.policy:
+            # The record says which policy asked, whatever the planner filled in.
+            answer = dataclasses.replace(
+                answer, plan=dataclasses.replace(answer.plan, policy=policy.name)
+            )
         # The read calls the model made on the way (and their results) are part of the record.
         response: Any = (
             {"response": answer.response, "turns": list(answer.turns)}

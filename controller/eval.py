@@ -240,6 +240,8 @@ def armed(result: LoadResult, planner: str, catalogue: Catalogue) -> LoadResult:
                     "mode": "auto",
                     "when": "always",
                     "allowedTools": sorted(tools[doc.spec.selector.kind]),
+                    # The eval measures the planner, not the production budget on LLM plans.
+                    "attempts": {"max": 1000, "window": "1h"},
                 }
             )
             doc = doc.model_copy(
@@ -361,7 +363,9 @@ async def _scenario(
     try:
         detail = await inject(scenario, stack, settings)
         log.info("%s", detail)
-        await _outcome(controller, key, last_fix, last_llm, injected, result, options.deadline_s)
+        await _outcome(
+            controller, planner, key, last_fix, last_llm, injected, result, options.deadline_s
+        )
     except (DriftmendError, OSError) as exc:
         result.outcome, result.detail = "error", f"{type(exc).__name__}: {exc}"
     finally:
@@ -390,6 +394,7 @@ async def _scenario(
 
 async def _outcome(
     controller: Any,
+    planner: str,
     key: str,
     last_fix: int,
     last_llm: int,
@@ -413,7 +418,9 @@ async def _outcome(
             full = store.fix(fix["id"]) or fix
             result.steps = [s["tool"] for s in full.get("steps") or []]
             result.controller_verified = bool(full.get("verified"))
-            seen = await _in_sync(controller, key) if full.get("outcome") == "fixed" else None
+            # The eval's own look, whatever the controller's verification concluded; and
+            # only a fix of the planner under test counts.
+            seen = await _in_sync(controller, key) if full.get("source") == planner else None
             result.fixed = seen is not None
             result.outcome = "fixed" if result.fixed else "not-fixed"
             if seen is not None:

@@ -16,7 +16,8 @@ from controller.model import FixAttempt, Plan
 from controller.quantities import format_duration
 from controller.spec import HealingPolicy, Rule
 
-FAILED_OUTCOMES = frozenset({"failed", "error", "interrupted"})
+# Planners whose plans count against a policy's ``escalate`` budget.
+LLM_SOURCES = frozenset({"gemini", "openai", "replay"})
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,37 @@ def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: flo
     return Budget(True, "within budget")
 
 
+def escalation_budget(policy: HealingPolicy, history: Sequence[FixAttempt], now: float) -> Budget:
+    """Check the LLM plans of ``policy`` against its ``escalate`` attempts and cooldown.
+
+    An LLM plan is held to a budget like a rule: without one, a crash loop in ``auto`` mode
+    would be restarted by the LLM until its tokens ran out.
+    """
+    esc = policy.spec.escalate
+    if esc is None:
+        return Budget(True, "within budget")
+    mine = [a for a in history if a.policy == policy.name and a.source in LLM_SOURCES]
+    in_window = [a for a in mine if now - a.started_at < esc.attempts.window]
+    if len(in_window) >= esc.attempts.max:
+        oldest = min(a.started_at for a in in_window)
+        return Budget(
+            False,
+            f"policy {policy.name} ran {len(in_window)}/{esc.attempts.max} LLM plans "
+            f"in {format_duration(esc.attempts.window)}",
+            retry_after=oldest + esc.attempts.window - now,
+            exhausted=True,
+        )
+    if mine and esc.cooldown:
+        left = max(a.started_at for a in mine) + esc.cooldown - now
+        if left > 0:
+            return Budget(
+                False,
+                f"policy {policy.name}'s LLM plans are cooling down for {left:.1f}s more",
+                retry_after=left,
+            )
+    return Budget(True, "within budget")
+
+
 def named_targets(policy: HealingPolicy | None) -> frozenset[str]:
     """The resources ``policy`` names by ``selector.names``: steps may target these too."""
     if policy is None:
@@ -102,11 +134,19 @@ def admit(
 ) -> GuardDecision:
     """Decide whether ``plan`` may run on the resource ``plan.key`` of ``kind``.
 
+    Every step is checked (tool, allowlist, target, kind, parameters) before anything else
+    is said, so a plan that waits for an operator's approval holds nothing the guard would
+    refuse after it. Then the budget (a rule's attempts and cooldown, or the escalation's for
+    an LLM plan), then the global dry-run, then approval: a destructive step needs the
+    policy's ``approval: auto`` (or its rung's), and a rung with ``approval: operator``
+    always waits for one.
+
     ``approved`` is an operator's approval of this very plan (from the dashboard); it
-    satisfies the destructive-step rule and widens the allowlist to every tool of the kind.
-    ``targets`` are the other resources a step may act on besides the one that drifted:
-    those the policy names (``named_targets(policy)``); by default none.
-    Pure: the caller passes the clock's value, the history and the tool facts.
+    satisfies the approval rule only. ``allowed_tools`` is an escalation's allowlist (an
+    LLM plan is held to it, not to the rules' tools); ``targets`` are the other resources a
+    step may act on besides the one that drifted: those the policy names
+    (``named_targets(policy)``). Pure: the caller passes the clock's value, the history and
+    the tool facts.
     """
     if not plan.steps:
         return GuardDecision(False, "the plan has no steps")
@@ -120,17 +160,29 @@ def admit(
         return GuardDecision(
             False, f"no policy governs {plan.key}: only an operator-approved plan may run"
         )
-    # An LLM's plan is held to the escalation's allowlist, not to the rules' tools.
     if allowed_tools is not None:
-        allowed = set(allowed_tools)
+        allowed: set[str] | None = set(allowed_tools)
+    elif policy is not None:
+        allowed = policy.spec.allowed_tools()
     else:
-        allowed = policy.spec.allowed_tools() if policy else set()
+        allowed = None  # no policy: an operator's approved plan, any tool of the kind
+    rule = policy.spec.rule(plan.rule) if policy is not None and plan.rule is not None else None
+    if policy is not None and plan.source == "rules" and rule is None:
+        return GuardDecision(False, f"policy {policy.name} has no rule {plan.rule}")
+    # A rung's own approval speaks for the rung's plan only, never for an LLM plan that
+    # answers the same drift: the LLM's destructive steps follow the policy's approval.
+    rung_approval = rule.approval if rule is not None and plan.source == "rules" else None
+    approval = rung_approval or (policy.spec.approval if policy is not None else "operator")
+    awaiting: str | None = None
+    if rung_approval == "operator":
+        assert rule is not None
+        awaiting = f"rule {rule.name} waits for an operator (approval: operator)"
     for i, step in enumerate(plan.steps):
         where = f"step {i + 1} ({step.tool})"
         facts = tools.get(step.tool)
         if facts is None:
             return GuardDecision(False, f"{where}: no such tool")
-        if step.tool not in allowed and not approved:
+        if allowed is not None and step.tool not in allowed:
             names = ", ".join(sorted(allowed)) or "none"
             return GuardDecision(
                 False, f"{where}: the policy does not allow this tool (allowed: {names})"
@@ -152,21 +204,20 @@ def admit(
             first = str(exc).splitlines()
             detail = "; ".join(line.strip() for line in first[1:3]) or str(exc)
             return GuardDecision(False, f"{where}: invalid parameters: {detail}")
-        if facts.effect == "destructive" and not approved:
-            auto = policy is not None and policy.spec.approval == "auto"
-            if not auto:
-                return GuardDecision(
-                    False,
-                    f"{where}: destructive and not approved (approval: operator)",
-                    needs_approval=True,
-                )
-    if policy is not None and plan.source == "rules" and plan.rule is not None:
-        rule = policy.spec.rule(plan.rule)
-        if rule is None:
-            return GuardDecision(False, f"policy {policy.name} has no rule {plan.rule}")
+        if facts.effect == "destructive" and approval != "auto" and awaiting is None:
+            awaiting = f"{where}: destructive and not approved (approval: operator)"
+    if policy is not None and plan.source == "rules" and rule is not None:
         budget = rule_budget(policy.name, rule, history, now)
+        if not budget.ok:
+            return GuardDecision(False, budget.reason, retry_after=budget.retry_after)
+    if policy is not None and plan.source in LLM_SOURCES:
+        budget = escalation_budget(policy, history, now)
         if not budget.ok:
             return GuardDecision(False, budget.reason, retry_after=budget.retry_after)
     if dry_run:
         return GuardDecision(False, "dry-run: the plan is recorded and nothing runs", dry_run=True)
-    return GuardDecision(True, "admitted")
+    if awaiting is not None and not approved:
+        return GuardDecision(False, awaiting, needs_approval=True)
+    return GuardDecision(
+        True, "admitted" if not approved else "admitted with an operator's approval"
+    )

@@ -4,7 +4,7 @@ Stage: *observe* in DESIGN.md. Drivers name the files their resources write to (
 process runtime's ``replica-<i>.log``); the accumulator follows them like ``tail -F``, parses
 each line into (time, level, message), and keeps a bounded window per resource. The loop
 reads ``logs.errors_per_minute`` from it, the LLM prompt reads ``recent``, the dashboard
-reads ``search``.
+reads ``search``. Credentials in a line are redacted as it comes in (``controller.redaction``).
 
 Parsing lives in pure functions (``parse_line``, ``is_continuation``) so every format is
 tested without files. Log text is untrusted: nothing here raises on garbage input.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from controller.model import LogLine
+from controller.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +401,10 @@ class LogAccumulator:
         return window
 
     def _append(self, key: str, line: LogLine, *, counts: bool) -> None:
+        # Redacted on the way in: every reader (store, dashboard, MCP, prompts) sees the same.
+        message = redact(line.message)
+        if message != line.message:
+            line = dataclasses.replace(line, message=message)
         window = self._window(key)
         window.lines.append(line)
         if counts and LEVELS.get(line.level, 0) >= LEVELS["ERROR"]:

@@ -21,7 +21,7 @@ from controller.act import DirectInvoker, ToolInvoker, act
 from controller.diff import diff
 from controller.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
 from controller.errors import PermanentError, TemporaryError
-from controller.escalation import Escalator, escalation_policy
+from controller.escalation import Escalator, allowed_tools, escalation_policy, shadow_agreement
 from controller.guard import ToolFacts, admit, named_targets
 from controller.logs import LogAccumulator
 from controller.metrics import Metrics
@@ -38,7 +38,7 @@ from controller.spec import (
     RedisCache,
     Resource,
 )
-from controller.store import Store, plan_from_dict
+from controller.store import Store, plan_from_dict, plan_to_dict
 from controller.tools.base import Catalogue, ToolContext
 from controller.tools.catalogue import tool_facts
 from controller.verify import verify
@@ -121,6 +121,8 @@ class Controller:
             invoker=lambda: self.invoker,
             logs=logs,
             clock=clock,
+            tokens_per_day=settings.llm_tokens_per_day,
+            deadline=settings.llm_deadline,
         )
         self.runtime.set_event_sink(self.on_event)
 
@@ -344,7 +346,7 @@ class Controller:
             return settle(Outcome.NEEDS_OPERATOR, decision.reason, None, result.drifts)
         plan = decision.plan
         assert plan is not None
-        policy = next((p for p in self.policies if p.name == plan.policy), None)
+        policy = self._policy_named(resource, plan.policy)
         verdict = admit(
             plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(key), now=now, dry_run=self.settings.dry_run,
@@ -424,6 +426,7 @@ class Controller:
         )
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
         self.metrics.fix_finished(resource.kind, plan.source, outcome.value, now - fault_at, ttr)
+        self._compare_shadow_plans(resource, plan, fix_id)
         self._pending.pop(key, None)
         if outcome is Outcome.FIXED:
             self._failures.pop(key, None)
@@ -545,11 +548,17 @@ class Controller:
         if not self.store.set_pending_status(plan_id, "approved", actor, now, expected="pending"):
             raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
         self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, now)
-        policy = next((p for p in self.policies if p.name == plan.policy), None)
+        policy = self._policy_named(resource, plan.policy)
+        # An LLM's plan stays held to its escalation's allowlist and step limit: approval
+        # answers "may this run?", it does not widen what may run.
+        allowed, max_steps = None, None
+        if plan.source != "rules" and policy is not None and policy.spec.escalate is not None:
+            allowed = allowed_tools(policy, self.catalogue, resource.kind)
+            max_steps = policy.spec.escalate.max_steps
         verdict = admit(
             plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
             history=self.history(plan.key), now=now, dry_run=self.settings.dry_run, approved=True,
-            targets=named_targets(policy),
+            targets=named_targets(policy), allowed_tools=allowed, max_steps=max_steps,
         )  # fmt: skip
         self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
         self.metrics.guard_decision(verdict.admitted)
@@ -577,6 +586,93 @@ class Controller:
             raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
         self.store.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
+        )
+
+    @property
+    def llm_ready(self) -> bool:
+        """True when some LLM planner is configured (the dashboard's Ask-the-LLM button)."""
+        return self.escalator.ready
+
+    async def analyze(self, key: str, actor: str) -> dict[str, Any]:
+        """Ask the LLM about ``key`` now, on an operator's request; run nothing.
+
+        The exchange is stored like any escalation's. A plan the guard would admit (or that
+        only lacks an approval) is parked for the operator to approve or reject; one it
+        refuses is recorded with the reason. Raises ``PermanentError`` when no planner is
+        configured or no policy with an ``escalate`` block selects the resource.
+        """
+        resource = self._require(key)
+        if not self.llm_ready:
+            raise PermanentError(
+                "no LLM planner is configured (set GEMINI_API_KEY, DRIFTMEND_OPENAI_BASE_URL "
+                "or DRIFTMEND_REPLAY_FILE): the controller runs on rules alone"
+            )
+        now = self.clock()
+        self.store.record_action(key, "analyze", actor, {}, now)
+        async with self._lock(key):
+            obs = await self.observe(resource)
+            result = diff(resource, self.policies, obs, self._pending.get(key))
+            policy = escalation_policy(resource, self.policies, result.drifts)
+            if policy is None or policy.spec.escalate is None:
+                raise PermanentError(
+                    f"no HealingPolicy with an escalate block selects {key}: "
+                    "nothing says which planner and tools to use"
+                )
+            esc = policy.spec.escalate
+            asked = await self.escalator.ask(
+                resource, policy, result.drifts, obs, f"an operator ({actor}) asked for a plan"
+            )
+            answer: dict[str, Any] = {
+                "interaction": asked.interaction_id, "decision": "no-plan",
+                "reason": asked.reason, "plan": None, "pending_plan": None,
+            }  # fmt: skip
+            if asked.plan is None:
+                self._llm_outcome(asked.interaction_id, esc.mode, "no-plan", asked.reason)
+                return answer
+            plan = asked.plan
+            verdict = admit(
+                plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
+                history=self.history(key), now=now, targets=named_targets(policy),
+                allowed_tools=asked.allowed, max_steps=esc.max_steps,
+            )  # fmt: skip
+            self.store.record_guard_decision(key, plan, verdict.admitted, verdict.reason, now)
+            self.metrics.guard_decision(verdict.admitted)
+            answer["plan"] = plan_to_dict(plan)
+            if not (verdict.admitted or verdict.needs_approval):
+                answer.update(decision="rejected", reason=verdict.reason)
+            else:
+                pending = self.store.add_pending_plan(
+                    key, plan, f"{plan.source} plan asked for by {actor}", now
+                )
+                answer.update(
+                    decision="pending",
+                    reason=f"waiting for an operator (pending plan {pending})",
+                    pending_plan=pending,
+                )
+            self._llm_outcome(asked.interaction_id, esc.mode, answer["decision"], answer["reason"])
+            return answer
+
+    def _llm_outcome(
+        self, interaction_id: int | None, mode: str, decision: str, reason: str
+    ) -> None:
+        if interaction_id is not None:
+            self.store.set_llm_outcome(interaction_id, mode=mode, decision=decision, reason=reason)
+
+    def _compare_shadow_plans(self, resource: Resource, plan: Plan, fix_id: int) -> None:
+        """Judge the shadow plans of the last hour against the plan that was run instead."""
+        if plan.source != "rules" and plan.source != "operator":
+            return
+        for shadow in self.store.shadow_plans_to_compare(resource.key, self.clock() - 3600):
+            verdict = shadow_agreement(plan_from_dict(shadow["plan"]), plan, self.catalogue)
+            self.store.set_shadow_agreement(shadow["id"], verdict, fix_id)
+            self.metrics.shadow_compared(str(shadow["plan"].get("policy") or "-"), verdict)
+
+    def _policy_named(self, resource: Resource, name: str | None) -> HealingPolicy | None:
+        """The policy called ``name`` in ``resource``'s namespace (policies select only
+        their own namespace, and two namespaces may hold policies of the same name)."""
+        ns = resource.metadata.namespace
+        return next(
+            (p for p in self.policies if p.name == name and p.metadata.namespace == ns), None
         )
 
     def tool_facts(self) -> Mapping[str, ToolFacts]:

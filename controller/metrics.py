@@ -122,6 +122,12 @@ class Metrics:
             ["planner", "outcome"],
             registry=r,
         )
+        self.shadow_comparisons = Counter(
+            "driftmend_llm_shadow_comparisons_total",
+            "Shadow-mode LLM plans judged against the fix that was run: agrees or differs.",
+            ["policy", "agreement"],
+            registry=r,
+        )
         self.llm_tokens = Counter(
             "driftmend_llm_tokens_total",
             "LLM tokens, direction in (prompt) or out (answer).",
@@ -182,6 +188,10 @@ class Metrics:
             self.time_to_detect.labels(kind).observe(time_to_detect)
         if time_to_recover is not None:
             self.time_to_recover.labels(kind).observe(time_to_recover)
+
+    def shadow_compared(self, policy: str, agreement: str) -> None:
+        """Count one shadow plan judged against the fix that ran (``agrees``/``differs``)."""
+        self.shadow_comparisons.labels(policy, agreement).inc()
 
     def guard_decision(self, admitted: bool) -> None:
         """Count one guard verdict: ``admitted`` or ``rejected``."""

@@ -62,13 +62,19 @@ class Drift:
         return f"{self.key}|{self.policy or 'spec'}|{self.rule or ''}|{self.signal}"
 
     def describe(self) -> str:
-        """``container.running is false, expected == true``."""
+        """One line for people: ``container.running is false, expected == true`` for a spec
+        drift; ``redis.memory_used_ratio is 0.99 (rule cache/purge: redis.memory_used_ratio
+        >= 0.95 and redis.evicting_policy == false)`` for a rule's."""
         if isinstance(self.observed, bool):
             observed: object = str(self.observed).lower()
         elif isinstance(self.observed, float):
             observed = f"{self.observed:.4g}"
         else:
             observed = self.observed
+        if self.rule is not None and self.expected.startswith("not (") and self.expected[-1] == ")":
+            # diff() words a rule drift's expectation as "not (<its conditions>)".
+            conditions = self.expected[5:-1].replace("; ", " and ")
+            return f"{self.signal} is {observed} (rule {self.policy}/{self.rule}: {conditions})"
         return f"{self.signal} is {observed}, expected {self.expected}"
 
 

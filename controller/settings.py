@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tokens that guard actions are at least this long (a generated one is 32 characters).
+MIN_TOKEN_LENGTH = 12
 
 
 class Settings(BaseSettings):
@@ -29,7 +32,7 @@ class Settings(BaseSettings):
     # Every resource is reconciled at least this often (seconds), events or not. Exits and
     # health changes are events and come at once; drifts seen only in signals (CPU, memory,
     # connections, queries) are seen within this period.
-    resync_period: float = Field(default=2.0, gt=0)
+    resync_period: float = Field(default=1.0, gt=0)
     # Backoff after a failed fix: base * 2^(failures-1), capped (seconds).
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_cap: float = Field(default=60.0, gt=0)
@@ -48,7 +51,10 @@ class Settings(BaseSettings):
     mcp_write_token: SecretStr | None = None
     mcp_approval_token: SecretStr | None = None
     # External MCP servers whose tools policies may allow as `external.<name>/<tool>`:
-    # a JSON list of {"name": ..., "command": [...]} or {"name": ..., "url": ...}.
+    # a JSON list of {"name": ..., "command": [...]} or {"name": ..., "url": ...}, each
+    # optionally with "kinds" (the resource kinds its tools may act on; default all),
+    # "effects" ({tool: read|reversible|destructive}, over the server's own hints), "env",
+    # "headers" and "timeout_s".
     mcp_servers: list[dict[str, object]] = Field(default_factory=list)
 
     # LLM planners. The Gemini key comes from GEMINI_API_KEY (also read as DRIFTMEND_GEMINI_API_KEY);
@@ -69,6 +75,36 @@ class Settings(BaseSettings):
     llm_retries: int = Field(default=3, ge=0, le=10)
     # Recorded plans for the replay planner (tests, evals): a JSON file.
     replay_file: Path | None = None
+
+    # A shared daily cap on LLM tokens, over every resource (each policy also has its own
+    # per-resource cap, `escalate.tokenBudgetPerDay`). Over it, escalations wait for an operator.
+    llm_tokens_per_day: int = Field(default=2_000_000, ge=1000)
+    # The most output tokens one model answer may use (a plan is a few function calls).
+    llm_max_output_tokens: int = Field(default=2048, ge=64, le=65536)
+    # An escalation (every turn, retries included) ends by this deadline (seconds); the
+    # resource then waits for an operator. It holds a worker while it runs.
+    llm_deadline: float = Field(default=120.0, gt=0)
+
+    @field_validator(
+        "gemini_api_key", "openai_api_key", "dashboard_token", "mcp_read_token",
+        "mcp_write_token", "mcp_approval_token", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `DRIFTMEND_MCP_APPROVAL_TOKEN=` must mean "none", never "the empty string matches".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("dashboard_token", "mcp_read_token", "mcp_write_token", "mcp_approval_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"a token of fewer than {MIN_TOKEN_LENGTH} characters is too easy to guess; "
+                "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
+        return value
 
     @property
     def store_path(self) -> Path:

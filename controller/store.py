@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
 
-from controller.errors import ConfigurationError
+from controller.errors import ConfigurationError, StoreError
 from controller.model import Drift, Health, Outcome, Plan, PlanSource, PlanStep, ToolResult
 
 __all__ = [
@@ -190,6 +190,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE llm_interactions ADD COLUMN fix_id INTEGER",
         "ALTER TABLE llm_interactions ADD COLUMN cost_usd REAL",
     ),
+    (
+        # A shadow plan against the fix that was then run: agrees or differs, and which fix.
+        "ALTER TABLE llm_interactions ADD COLUMN agreement TEXT",
+        "ALTER TABLE llm_interactions ADD COLUMN compared_fix_id INTEGER",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -345,12 +350,22 @@ class Store:
         self._clock = clock
         self._retention = signal_retention_s
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans
-        # exactly one public call and nothing is left open between calls.
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=5.0
-        )
+        self._conn: sqlite3.Connection | None = None
+        # The seam to SQLite: its errors (and the file system's) become StoreError here, so
+        # `driftmend get --db-path <a directory>` says what is wrong in one line.
+        if self.path.is_dir():
+            raise StoreError(
+                f"{self.path} is a directory: give the store's file, like {self.path / 'driftmend.db'}"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans
+            # exactly one public call and nothing is left open between calls.
+            self._conn = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=5.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
         try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -358,9 +373,14 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except BaseException:
+        except BaseException as exc:
             self._conn.close()
             self._conn = None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(
+                    f"{self.path} is not a usable driftmend store ({exc}): give another "
+                    "--db-path, or move this file away"
+                ) from exc
             raise
 
     # -- lifecycle
@@ -1109,6 +1129,10 @@ class Store:
                 ORDER BY at DESC, id DESC LIMIT ?""",
             (key, limit) if key is not None else (limit,),
         )
+        return self._llm_dicts(rows)
+
+    @staticmethod
+    def _llm_dicts(rows: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
         return [
             {
                 "id": r["id"],
@@ -1128,20 +1152,51 @@ class Store:
                 "reason": r["reason"],
                 "fix_id": r["fix_id"],
                 "cost_usd": r["cost_usd"],
+                "agreement": r["agreement"],
+                "compared_fix_id": r["compared_fix_id"],
             }
             for r in rows
         ]
 
     def llm_interaction(self, interaction_id: int) -> dict[str, Any] | None:
         """One LLM exchange, with the fix its plan became (if any)."""
-        rows = self._read("SELECT key FROM llm_interactions WHERE id = ?", (interaction_id,))
+        rows = self._read("SELECT * FROM llm_interactions WHERE id = ?", (interaction_id,))
         if not rows:
             return None
-        for item in self.llm_interactions(key=rows[0]["key"], limit=10_000):
-            if item["id"] == interaction_id:
-                item["fix"] = self.fix(item["fix_id"]) if item["fix_id"] else None
-                return item
-        return None
+        item = self._llm_dicts(rows)[0]
+        item["fix"] = self.fix(item["fix_id"]) if item["fix_id"] else None
+        return item
+
+    def shadow_plans_to_compare(self, key: str, since: float) -> list[dict[str, Any]]:
+        """Shadow-mode plans of ``key`` since ``since`` not yet compared with a fix."""
+        rows = self._read(
+            """SELECT * FROM llm_interactions WHERE key = ? AND at >= ? AND mode = 'shadow'
+               AND plan IS NOT NULL AND agreement IS NULL ORDER BY at, id""",
+            (key, since),
+        )
+        return self._llm_dicts(rows)
+
+    def set_shadow_agreement(self, interaction_id: int, agreement: str, fix_id: int) -> None:
+        """Record whether a shadow plan agreed with the fix that was run instead."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE llm_interactions SET agreement = ?, compared_fix_id = ? WHERE id = ?",
+                (agreement, fix_id, interaction_id),
+            )
+
+    def shadow_agreement(self) -> dict[str, dict[str, int]]:
+        """Per policy, how many shadow plans agreed or differed with the fix that ran, and
+        how many still wait for one: the measure to read before trusting a planner."""
+        rows = self._read(
+            """SELECT plan, COALESCE(agreement, 'pending') AS agreement FROM llm_interactions
+               WHERE mode = 'shadow' AND plan IS NOT NULL"""
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            policy = str((_loads(r["plan"]) or {}).get("policy") or "-")
+            counts = out.setdefault(policy, {"agrees": 0, "differs": 0, "pending": 0})
+            counts[r["agreement"]] = counts.get(r["agreement"], 0) + 1
+        return out
 
     def set_llm_outcome(
         self,
@@ -1161,14 +1216,31 @@ class Store:
                 (mode, decision, reason, fix_id, cost_usd, interaction_id),
             )
 
-    def llm_tokens_since(self, key: str, since: float) -> int:
-        """Tokens (in and out) spent on ``key`` since ``since``: the per-day budget reads this."""
+    def llm_tokens_since(self, key: str | None, since: float) -> int:
+        """Tokens (in and out) spent on ``key`` (None: on every resource) since ``since``:
+        the per-day budgets read this."""
         rows = self._read(
-            """SELECT COALESCE(SUM(tokens_in + tokens_out), 0) AS n FROM llm_interactions
-               WHERE key = ? AND at >= ?""",
-            (key, since),
+            f"""SELECT COALESCE(SUM(tokens_in + tokens_out), 0) AS n FROM llm_interactions
+               WHERE at >= ? {"AND key = ?" if key is not None else ""}""",
+            (since, key) if key is not None else (since,),
         )
         return int(rows[0]["n"])
+
+    # -- read-only queries for the dashboard (added at the end: others edit the methods above)
+
+    def llm_summaries(self, key: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """LLM exchanges, newest first, without their prompt and response (which can be
+        large): what a list, or a live stream polling twice a second, needs."""
+        rows = self._read(
+            f"""SELECT * FROM llm_interactions {"WHERE key = ?" if key is not None else ""}
+                ORDER BY at DESC, id DESC LIMIT ?""",
+            (key, limit) if key is not None else (limit,),
+        )
+        return [
+            {k: r[k] for k in r.keys() if k not in ("prompt", "response")}  # noqa: SIM118 - a Row
+            | {"plan": _loads(r["plan"])}
+            for r in rows
+        ]
 
 
 def _rowid(cur: sqlite3.Cursor) -> int:

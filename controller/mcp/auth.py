@@ -160,4 +160,8 @@ def redact(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _same(given: str, secret: SecretStr) -> bool:
-    return hmac.compare_digest(given.encode(), secret.get_secret_value().encode())
+    expected = secret.get_secret_value()
+    # An empty secret matches nothing: settings refuse one, and this keeps it so elsewhere.
+    if not expected or not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())

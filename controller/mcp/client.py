@@ -58,9 +58,22 @@ class ExternalServer(BaseModel):
     # Extra HTTP headers for a URL (an Authorization header, say); never logged.
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     timeout_s: float = Field(default=60.0, gt=0)
+    # The resource kinds whose policies may use this server's tools (the guard checks it):
+    # a PostgreSQL server's tools have no business on a Redis cache. Default: every kind.
+    kinds: tuple[str, ...] = Field(default=_ALL_KINDS, min_length=1)
+    # Tools whose own hints are not to be believed: their effect here, by tool name.
+    # An unhinted tool is already taken as destructive; this is for a server whose
+    # "read-only" tool writes.
+    effects: dict[str, Literal["read", "reversible", "destructive"]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_way_in(self) -> ExternalServer:
+        unknown = [k for k in self.kinds if k not in _ALL_KINDS]
+        if unknown:
+            raise ValueError(
+                f"external MCP server {self.name!r}: unknown kind(s) {', '.join(unknown)}; "
+                f"use {', '.join(_ALL_KINDS)}"
+            )
         if (self.command is None) == (self.url is None):
             raise ValueError(
                 f"external MCP server {self.name!r}: give exactly one of command or url"
@@ -232,7 +245,8 @@ class McpInvoker:
                 continue
             for t in listed.tools:
                 name = f"{EXTERNAL_PREFIX}{server.name}/{t.name}"
-                facts[name] = ToolFacts(_ALL_KINDS, effect_of(t.annotations), _validator(t))
+                effect = server.effects.get(t.name) or effect_of(t.annotations)
+                facts[name] = ToolFacts(server.kinds, effect, _validator(t))
         self._external_facts = facts
         return problems
 

@@ -97,7 +97,7 @@ npx -y @modelcontextprotocol/inspector --cli .venv/bin/driftmend mcp --transport
 | `DRIFTMEND_MCP_READ_TOKEN` | HTTP bearer token with the read scope |
 | `DRIFTMEND_MCP_WRITE_TOKEN` | HTTP bearer token with the read and write scopes |
 | `DRIFTMEND_MCP_APPROVAL_TOKEN` | what a destructive call must pass as `approval_token` |
-| `DRIFTMEND_MCP_SERVERS` | external MCP servers the controller may call, as JSON: `[{"name": "pg", "command": ["..."]}]` or `[{"name": "pg", "url": "http://..."}]`; policies allow their tools as `external.<name>/<tool>` |
+| `DRIFTMEND_MCP_SERVERS` | external MCP servers the controller may call, as JSON: `[{"name": "pg", "command": ["..."]}]` or `[{"name": "pg", "url": "http://..."}]`, optionally with `"kinds": ["PostgresDatabase"]` (the kinds its tools may act on) and `"effects": {"tool": "destructive"}` (over the server's own hints); policies allow their tools as `external.<name>/<tool>` |
 
 ## Input and result
 

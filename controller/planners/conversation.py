@@ -30,7 +30,6 @@ from controller.model import PlanSource, ToolResult
 from controller.planners.base import PlannerAnswer, PlanRequest
 from controller.planners.prompt import (
     MAX_TEXT,
-    REDACTED,
     Prompt,
     ToolCall,
     is_read_call,
@@ -39,6 +38,7 @@ from controller.planners.prompt import (
     tool_output,
     truncate,
 )
+from controller.redaction import REDACTED
 from controller.tools.base import Effect, Tool
 
 log = logging.getLogger("driftmend.planners")

@@ -66,6 +66,7 @@ def build_planner(name: str, settings: Settings, *, scenario: str | None = None)
             temperature=settings.llm_temperature,
             timeout_s=settings.llm_timeout,
             retries=settings.llm_retries,
+            max_output_tokens=settings.llm_max_output_tokens,
         )
     if name == "openai":
         from controller.planners.openai_compat import OpenAICompatPlanner
@@ -79,6 +80,7 @@ def build_planner(name: str, settings: Settings, *, scenario: str | None = None)
             temperature=settings.llm_temperature,
             timeout_s=settings.llm_timeout,
             retries=settings.llm_retries,
+            max_output_tokens=settings.llm_max_output_tokens,
         )
     from controller.planners.replay import ReplayPlanner
 

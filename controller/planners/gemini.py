@@ -18,6 +18,7 @@ never put in a prompt, and scrubbed from the answer in case a server echoes it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -49,6 +50,22 @@ PRICES: dict[str, tuple[float, float]] = {
     "gemini-2.0-flash-lite": (0.075, 0.30),
 }
 RETRY_STATUS = [408, 429, 500, 502, 503, 504]
+# The SDK's logger: its retry hook logs each failed attempt's error text at INFO.
+SDK_LOGGER = "google_genai._api_client"
+
+
+class _KeyScrubber(logging.Filter):
+    """Blanks an API key out of the SDK's own log records, should an error text echo it."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._key and self._key in record.getMessage():
+            record.msg = record.getMessage().replace(self._key, "[redacted]")
+            record.args = None
+        return True
 
 
 def price_of(model: str, prices: Mapping[str, tuple[float, float]] = PRICES) -> tuple[float, float]:
@@ -78,12 +95,16 @@ class GeminiPlanner:
         retries: int = 3,
         retry_initial_delay: float = 1.0,
         retry_max_delay: float = 30.0,
+        max_output_tokens: int = 2048,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self._key = api_key
         self._temperature = temperature
+        self._max_output_tokens = max_output_tokens
         self._clock = clock
+        self._scrubber = _KeyScrubber(api_key)
+        logging.getLogger(SDK_LOGGER).addFilter(self._scrubber)
         # vertexai=False and an explicit key: the SDK must not pick a backend or a key from
         # the environment (settings.py is the one reader of the environment).
         self._client = genai.Client(
@@ -105,7 +126,9 @@ class GeminiPlanner:
     async def plan(self, request: PlanRequest) -> PlannerAnswer:
         """Propose a plan for ``request``; never raises for a model's or a network's fault."""
         prompt = build_prompt(request)
-        chat = _GeminiChat(self._client, self.model, prompt, self._temperature)
+        chat = _GeminiChat(
+            self._client, self.model, prompt, self._temperature, self._max_output_tokens
+        )
         return await converse(
             chat,
             request,
@@ -120,6 +143,7 @@ class GeminiPlanner:
 
     async def close(self) -> None:
         """Close both of the SDK's HTTP clients (it makes a sync and an async one)."""
+        logging.getLogger(SDK_LOGGER).removeFilter(self._scrubber)
         await self._client.aio.aclose()
         self._client.close()
 
@@ -127,11 +151,19 @@ class GeminiPlanner:
 class _GeminiChat:
     """One conversation in ``generateContent``'s terms: ``contents`` grow turn by turn."""
 
-    def __init__(self, client: genai.Client, model: str, prompt: Prompt, temperature: float):
+    def __init__(
+        self,
+        client: genai.Client,
+        model: str,
+        prompt: Prompt,
+        temperature: float,
+        max_output_tokens: int,
+    ):
         self._client = client
         self._model = model
         self._system = prompt.system
         self._temperature = temperature
+        self._max_output_tokens = max_output_tokens
         self._contents: list[types.Content] = [
             types.Content(role="user", parts=[types.Part(text=prompt.user)])
         ]
@@ -149,6 +181,7 @@ class _GeminiChat:
         return types.GenerateContentConfig(
             system_instruction=self._system,
             temperature=self._temperature,
+            max_output_tokens=self._max_output_tokens,
             tools=[types.Tool(function_declarations=declarations)] if declarations else None,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             # AUTO, not ANY: a model that finds no fit tool may say so instead of guessing.

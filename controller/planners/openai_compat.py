@@ -54,10 +54,12 @@ class OpenAICompatPlanner:
         timeout_s: float = 30.0,
         retries: int = 3,
         prices: tuple[float, float] = (0.0, 0.0),
+        max_output_tokens: int = 2048,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self._key = api_key
+        self._max_output_tokens = max_output_tokens
         self._temperature = temperature
         self._prices = prices
         self._clock = clock
@@ -71,7 +73,9 @@ class OpenAICompatPlanner:
     async def plan(self, request: PlanRequest) -> PlannerAnswer:
         """Propose a plan for ``request``; never raises for a model's or a network's fault."""
         prompt = build_prompt(request)
-        chat = _OpenAIChat(self._client, self.model, prompt, self._temperature)
+        chat = _OpenAIChat(
+            self._client, self.model, prompt, self._temperature, self._max_output_tokens
+        )
         return await converse(
             chat,
             request,
@@ -92,10 +96,18 @@ class OpenAICompatPlanner:
 class _OpenAIChat:
     """One conversation in Chat Completions' terms: ``messages`` grow turn by turn."""
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str, prompt: Prompt, temperature: float):
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        prompt: Prompt,
+        temperature: float,
+        max_output_tokens: int,
+    ):
         self._client = client
         self._model = model
         self._temperature = temperature
+        self._max_output_tokens = max_output_tokens
         self._messages: list[dict[str, Any]] = [
             {"role": "system", "content": prompt.system},
             {"role": "user", "content": prompt.user},
@@ -120,6 +132,8 @@ class _OpenAIChat:
                 model=self._model,
                 messages=self._messages,  # type: ignore[arg-type]  # plain dicts, as sent
                 temperature=self._temperature,
+                # max_tokens, not max_completion_tokens: what Ollama, vLLM and llama.cpp read.
+                max_tokens=self._max_output_tokens,
                 **extra,
             )
         except openai.APITimeoutError as exc:

@@ -69,6 +69,7 @@ def plan_rules(
     ]
     exhausted: list[str] = []
     soonest: float | None = None
+    cooling: RulesDecision | None = None
     for policy in selecting:
         for rule in policy.spec.rules:
             drift = by_rule.get((policy.name, rule.name))
@@ -95,14 +96,21 @@ def plan_rules(
                     ),
                 )
             if not budget.exhausted:
-                # A rung that still has attempts but is cooling down keeps its turn: the
-                # ladder moves on only past rungs that have used their attempts.
-                return RulesDecision(Verdict.WAIT, budget.reason, retry_after=budget.retry_after)
+                # A rung that still has attempts but is cooling down keeps its turn in its
+                # own ladder: the ladder moves on only past rungs that have used their
+                # attempts. Other policies' ladders are not held up by it.
+                if cooling is None or (budget.retry_after or 0.0) < (cooling.retry_after or 0.0):
+                    cooling = RulesDecision(
+                        Verdict.WAIT, budget.reason, retry_after=budget.retry_after
+                    )
+                break
             exhausted.append(budget.reason)
             if budget.retry_after is not None:
                 soonest = (
                     budget.retry_after if soonest is None else min(soonest, budget.retry_after)
                 )
+    if cooling is not None:
+        return cooling
     if exhausted:
         return RulesDecision(
             Verdict.NEEDS_OPERATOR,

@@ -207,11 +207,13 @@ TOOLS: tuple[Tool[Any], ...] = (
             "Restart the Redis server through the Container that hosts it, then wait until it "
             "answers PING. Use it when Redis is down or unresponsive. Risk: clients see errors "
             "for a moment, and without persistence every key is lost; runtime CONFIG SET "
-            "changes are reset. Refused without a runtimeRef."
+            "changes are reset. Refused without a runtimeRef. Destructive (it may lose every "
+            "key), so it needs an operator's approval unless the policy approves it."
         ),
         params=NoParams,
         kinds=KIND,
-        effect=Effect.REVERSIBLE,
+        # A cache without persistence comes back empty: to its clients, a flush.
+        effect=Effect.DESTRUCTIVE,
         fn=_restart,
     ),
     Tool(

@@ -114,8 +114,45 @@ def _route(request: Request, server: ScriptedServer) -> Reply:
         return error(400, "Invalid JSON payload received.")
     if not isinstance(body, dict) or not body.get("contents"):
         return error(400, "* GenerateContentRequest.contents: contents is not specified")
+    problem = _invalid(body)
+    if problem is not None:
+        return error(400, problem)
     reply = server.next_reply(request)
     return reply if reply is not None else error(500, "the fake's script is used up")
+
+
+# Function names as the API reference allows them.
+NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,63}$")
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    """What the real API would refuse in ``body`` with a 400, in its words; None if valid."""
+    for tool in body.get("tools") or []:
+        for d in tool.get("functionDeclarations") or []:
+            if not NAME.match(str(d.get("name", ""))):
+                return f"* GenerateContentRequest.tools[0].function_declarations: invalid name {d.get('name')!r}"
+            if "parameters" in d and "parametersJsonSchema" in d:
+                return "* parameters and parameters_json_schema cannot both be set"
+    limit = (body.get("generationConfig") or {}).get("maxOutputTokens")
+    if limit is not None and (not isinstance(limit, int) or limit <= 0):
+        return "* GenerateContentRequest.generation_config.max_output_tokens: must be positive"
+    contents = body["contents"]
+    for i, content in enumerate(contents):
+        answered = [p["functionResponse"]["name"] for p in content.get("parts") or []
+                    if "functionResponse" in p]  # fmt: skip
+        if not answered:
+            continue
+        before = contents[i - 1] if i > 0 else {}
+        called = [p["functionCall"]["name"] for p in before.get("parts") or []
+                  if "functionCall" in p]  # fmt: skip
+        if before.get("role") != "model" or sorted(answered) != sorted(called):
+            return (
+                "Please ensure that function response turn comes immediately after a "
+                "function call turn, with one response per call."
+            )
+    if contents[-1].get("role") == "model":
+        return "Please ensure that the last turn is a user turn (or a function response)."
+    return None
 
 
 @contextmanager

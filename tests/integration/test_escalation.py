@@ -8,6 +8,7 @@ processes, the runtime, the guard, act, verify and the store are the real ones.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from controller.errors import PermanentError
 from controller.model import Plan, PlanStep
 from controller.planners.base import PlannerAnswer, PlanRequest
 from controller.spec import LoadResult
@@ -185,6 +187,202 @@ async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> 
             [interaction] = controller.store.llm_interactions(key=KEY)
             assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
             assert [s["tool"] for s in interaction["plan"]["steps"]] == ["container_restart"]
+            # Judged against the rules' fix that ran: the same restart, so they agree.
+            assert interaction["agreement"] == "agrees"
+            assert interaction["compared_fix_id"] == fix["id"]
+            assert controller.store.shadow_agreement() == {
+                "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
+            }
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    policy = escalating_policy(
+        "shadow", rules=True, when="always",
+        allowedTools=["container_restart", "container_scale", "container_logs"],
+    )  # fmt: skip
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_logs", {}), ("container_scale", {"replicas": 2}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            await crash_and_wait(controller, result, health="healthy")
+            interaction = await eventually(
+                lambda: (i := controller.store.llm_interactions(key=KEY)) and i[0]["agreement"]
+                and i[0],
+                what="the shadow plan judged",
+            )  # fmt: skip
+            assert interaction["agreement"] == "differs"
+            assert controller.store.fixes(key=KEY)[0]["source"] == "rules"
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("shadow")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "recorded in shadow mode" in row["message"]
+            assert controller.store.fixes(key=KEY) == []
+            assert controller.store.pending_plans(key=KEY) == []
+            [interaction] = controller.store.llm_interactions(key=KEY)
+            assert interaction["decision"] == "shadow" and interaction["agreement"] is None
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_llm_plans_have_their_own_attempts(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    policy = escalating_policy("auto", attempts={"max": 1, "window": "1h"})
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            await crash_and_wait(controller, result, health="healthy")
+            await eventually(
+                lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
+                what="the first LLM fix",
+            )
+            # A crash loop: the second crash within the hour is not the LLM's to restart.
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "ran 1/1 LLM plans in 1h" in row["message"]
+            assert len(controller.store.fixes(key=KEY)) == 1
+    finally:
+        await down_all(tmp / "state", result)
+
+
+class StuckPlanner(ScriptedPlanner):
+    """A planner that never answers (a model or network that hangs past every timeout)."""
+
+    async def plan(self, request: PlanRequest) -> PlannerAnswer:
+        self.requests.append(request)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_an_escalation_ends_at_its_deadline(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = StuckPlanner()
+    try:
+        async with running(
+            tmp / "state", result, planners={"replay": planner}, llm_deadline=0.5
+        ) as controller:
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "gave no plan within the 0.5s deadline" in row["message"]
+            [interaction] = controller.store.llm_interactions(key=KEY)
+            assert "deadline" in interaction["error"]
+            assert controller.store.fixes(key=KEY) == []
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(
+            tmp / "state", result, planners={"replay": planner}, llm_tokens_per_day=1000
+        ) as controller:
+            # Spent on another resource: the shared cap counts every resource.
+            controller.store.record_llm_interaction(
+                "RedisCache/other", "replay", "m", "p", "r", None, 900, 200, 0.1,
+                controller.clock(),
+            )  # fmt: skip
+            row = await crash_and_wait(controller, result, health="needs-operator")
+            assert "shared LLM token budget is spent: 1100 of 1000" in row["message"]
+            assert planner.requests == []
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    try:
+        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
+            assert controller.llm_ready
+            await eventually(
+                lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
+                what="healthy",
+            )
+            answer = await controller.analyze(KEY, "alice")
+            assert answer["decision"] == "pending" and answer["pending_plan"] is not None
+            assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
+            assert "an operator (alice) asked" in planner.requests[0].reason
+            [parked] = controller.store.pending_plans(key=KEY)
+            assert parked["id"] == answer["pending_plan"]
+            assert controller.store.fixes(key=KEY) == []
+            interaction = controller.store.llm_interaction(answer["interaction"])
+            assert interaction is not None and interaction["decision"] == "pending"
+            assert [a["action"] for a in controller.store.actions(key=KEY)][:1] == ["analyze"]
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_analyze_without_a_planner_says_how_to_configure_one(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    try:
+        async with running(tmp / "state", result) as controller:
+            assert not controller.llm_ready
+            with pytest.raises(PermanentError, match="set GEMINI_API_KEY"):
+                await controller.analyze(KEY, "alice")
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    policy = escalating_policy("approve", allowedTools=["container_logs", "container_restart"])
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    try:
+        async with running(tmp / "state", result) as controller:
+            sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
+                          "t", "app-crash")  # fmt: skip
+            parked = controller.store.add_pending_plan(KEY, sneaky, "test", controller.clock())
+            refused = await controller.approve_plan(parked, "alice")
+            assert refused.outcome.value == "rejected"
+            assert "does not allow this tool" in refused.message
+            assert controller.store.fixes(key=KEY) == []
+    finally:
+        await down_all(tmp / "state", result)
+
+
+async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), crash_policy()]))
+    try:
+        async with running(tmp / "state", result, dry_run=True) as controller:
+            await crash_and_wait(controller, result, health="drifting")
+            fix = await eventually(lambda: controller.store.last_fix(KEY), what="a dry-run fix")
+            assert fix["dry_run"] and fix["outcome"] == "dry-run"
+            assert fix["planned_steps"][0]["tool"] == "container_restart"
+            assert fix["steps"] == []  # nothing was called
+            observed = await controller.observe(result.resources[0])
+            assert observed.get("container.running") is False  # still down
     finally:
         await down_all(tmp / "state", result)
 

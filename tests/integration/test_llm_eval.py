@@ -16,6 +16,7 @@ import pytest
 
 from controller.eval import EvalOptions, add_eval_parser, run_eval
 from controller.planners.gemini import GeminiPlanner
+from controller.planners.replay import Recorded, ReplayPlanner
 from controller.settings import Settings
 from tests.fakes import gemini_server as gem
 from tests.fakes.scripted import Reply, Request
@@ -95,3 +96,23 @@ async def test_a_gemini_plan_is_executed_verified_and_scored(
     assert any(r["data"].get("maxmemory_policy") == "noeviction" for r in results), results
     overall: dict[str, Any] = report.overall()
     assert overall["verified_fix_rate"] == 1.0 and report.planner == "gemini"
+
+
+async def test_a_plan_that_does_not_fix_scores_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Purging memory alone leaves a full cache under noeviction: the eval's own look says
+    # "not fixed", whatever a planner's reasoning claims.
+    monkeypatch.chdir(REPO)
+    wrong = ReplayPlanner(
+        (Recorded(steps=({"tool": "redis_memory_purge"},), reasoning="purge will do",
+                  scenario="redis-memory-full"),)
+    )  # fmt: skip
+    report = await run_eval(
+        EvalOptions(planner="replay", scenarios=("redis-memory-full",), deadline_s=60),
+        Settings(state_dir=tmp_path),
+        wrong,
+    )
+    [scenario] = report.scenarios
+    assert not scenario.fixed and scenario.steps == ["redis_memory_purge"], scenario
+    assert report.overall()["verified_fix_rate"] == 0.0

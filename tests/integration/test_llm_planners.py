@@ -230,6 +230,14 @@ async def test_a_good_plan_after_investigating(backend: Backend) -> None:
     assert answer.latency_s > 0
     first = backend.server.requests[0]
     assert {"redis_info", "redis_set_policy", "redis_flush"} <= set(backend.declared(first))
+    # An answer's length is capped: a plan is a few function calls.
+    sent_body = first.json()
+    limit = (
+        sent_body["generationConfig"]["maxOutputTokens"]
+        if backend.name == "gemini"
+        else sent_body["max_tokens"]
+    )
+    assert limit == 2048
     decision = guard(answer.plan)
     assert decision.admitted, decision.reason
 
@@ -397,3 +405,27 @@ async def test_the_key_is_never_logged_prompted_or_stored(
     assert backend.key not in repr(good) + repr(bad)
     assert backend.key not in caplog.text
     assert "[REDACTED]" in (bad.error or "")
+
+
+async def test_a_retried_gemini_error_that_echoes_the_key_is_not_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The SDK logs each failed attempt before it retries; a server that echoes the key in
+    # a 429 must not put it in our logs.
+    caplog.set_level(logging.DEBUG)
+    with gem.fake_gemini() as server:
+        planner = GeminiPlanner(
+            api_key=GEMINI_KEY, base_url=server.url, timeout_s=TIMEOUT_S, retries=RETRIES,
+            retry_initial_delay=0.05, retry_max_delay=0.1,
+        )  # fmt: skip
+        try:
+            server.script(
+                gem.error(429, f"quota exceeded for key {GEMINI_KEY}"),
+                _gemini_calls(("redis_set_policy", {"policy": "allkeys-lru"})),
+            )
+            answer = await planner.plan(request())
+        finally:
+            await planner.close()
+    assert answer.plan is not None and len(server.requests) == 2
+    assert "quota exceeded" in caplog.text  # the retry was logged ...
+    assert GEMINI_KEY not in caplog.text  # ... without the key

@@ -71,7 +71,13 @@ def last_id(controller: Controller) -> int:
 
 
 def assert_recorded(fix: dict[str, Any], tools: list[str]) -> None:
+    """A verified rules fix with its evidence: the drift of its rung names the signal that
+    fired, with the observed value in its evidence."""
     assert fix["outcome"] == "fixed", fix["message"]
+    drift = next(d for d in fix["drifts"] if d.get("rule") == fix["rule"])
+    assert drift["policy"] == fix["policy"]
+    assert drift["signal"] in drift["evidence"], drift
+    assert drift["evidence"][drift["signal"]] == drift["observed"]
     assert fix["verified"]
     assert fix["source"] == "rules"
     assert [s["tool"] for s in fix["steps"]] == tools
@@ -142,10 +148,23 @@ async def test_pool_exhaustion_then_its_return(demo: tuple[DemoStack, Controller
     assert len(ended) >= 5 and all(s["state"].startswith("idle in transaction") for s in ended)
 
     # It comes back within the window: the next rung raises max_connections, restarting
-    # PostgreSQL through its runtime.
+    # PostgreSQL through its runtime. A restart of the database is the operator's call
+    # (`approval: operator` on the rung): the plan waits until it is approved.
     since = last_id(controller)
     await revert("pool-exhaustion", chaos, chaos_settings(stack))
     await inject("pool-exhaustion", chaos, chaos_settings(stack))
+    parked = await eventually(
+        lambda: controller.store.pending_plans(key="PostgresDatabase/shop-db"),
+        deadline=30,
+        what="the raise-max-connections plan waiting for approval",
+    )
+    assert parked[0]["plan"]["rule"] == "raise-max-connections"
+    assert (controller.store.resource("PostgresDatabase/shop-db") or {})["health"] == (
+        "needs-operator"
+    )
+    assert last_id(controller) == since  # nothing ran before the approval
+    approved = await controller.approve_plan(parked[0]["id"], "test-operator")
+    assert approved.outcome.value == "fixed", approved.message
     fix = await healed(
         controller, "PostgresDatabase/shop-db", "raise-max-connections", since, deadline=90
     )
@@ -188,6 +207,53 @@ async def test_redis_memory_full(demo: tuple[DemoStack, Controller]) -> None:
     # Writes work again: the app's health check writes to Redis.
     await eventually(lambda: app_answers(stack), deadline=15, what="the app answers again")
     await revert("redis-memory-full", chaos, chaos_settings(stack))
+
+
+async def test_redis_memory_full_climbs_the_ladder(demo: tuple[DemoStack, Controller]) -> None:
+    """Each time the cache fills again within the window, the next rung takes over: the
+    first rung twice, then raising maxmemory within its cap, then a flush, which is
+    destructive and waits for an operator's approval."""
+    stack, controller = demo
+    chaos = Stack.of(list(controller.resources.values()))
+    key = "RedisCache/shop-cache"
+
+    async def refill() -> int:
+        await revert("redis-memory-full", chaos, chaos_settings(stack))
+        await eventually(
+            lambda: (controller.store.resource(key) or {}).get("health") == "healthy",
+            deadline=30,
+            what="the cache healthy before the next fault",
+        )
+        since = last_id(controller)
+        await inject("redis-memory-full", chaos, chaos_settings(stack))
+        return since
+
+    since = await refill()  # the first rung's second and last attempt in its window
+    assert_recorded(await healed(controller, key, "purge-and-evict", since), [
+        "redis_memory_purge", "redis_set_policy"])  # fmt: skip
+
+    since = await refill()
+    fix = await healed(controller, key, "raise-maxmemory", since)
+    assert_recorded(fix, ["redis_set_maxmemory"])
+    assert fix["signals_after"]["redis.maxmemory_bytes"] == 128 * 1024 * 1024
+    assert fix["signals_after"]["redis.memory_used_ratio"] < 0.95
+
+    since = await refill()
+    parked = await eventually(
+        lambda: controller.store.pending_plans(key=key),
+        deadline=30,
+        what="the flush waiting for an operator",
+    )
+    assert [s["tool"] for s in parked[0]["plan"]["steps"]] == ["redis_flush"]
+    assert "destructive" in parked[0]["reason"]
+    assert last_id(controller) == since  # nothing ran before the approval
+    approved = await controller.approve_plan(parked[0]["id"], "test-operator")
+    assert approved.outcome.value == "fixed", approved.message
+    fix = await healed(controller, key, "flush", since)
+    assert_recorded(fix, ["redis_flush"])
+    assert fix["steps"][0]["result"]["data"]["keys_removed"] > 0
+    await revert("redis-memory-full", chaos, chaos_settings(stack))
+    await eventually(lambda: app_answers(stack), deadline=15, what="the app answers again")
 
 
 async def test_no_fault_means_no_fix_and_no_drift(demo: tuple[DemoStack, Controller]) -> None:

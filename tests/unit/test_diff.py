@@ -139,3 +139,37 @@ def test_health_not_yet_known_is_not_a_drift_but_does_not_verify() -> None:
     plan = Plan(c.key, (PlanStep("container_restart", c.key),), "rules", "t", "p", "restart")
     assert not cleared(c, [policy()], plan, pending)
     assert cleared(c, [policy()], plan, obs(container__running=True, container__healthy=True))
+
+
+def test_a_drift_begins_when_the_last_of_its_conditions_began_to_hold() -> None:
+    # The policy flag has been false all along; the memory spike is what starts the drift,
+    # so its time to recover is counted from the spike, not from start-up.
+    rule = {
+        "name": "full",
+        "when": [
+            {"signal": "redis.memory_used_ratio", "operator": ">=", "value": 0.95},
+            {"signal": "redis.evicting_policy", "operator": "==", "value": False},
+        ],
+        "do": [{"tool": "redis_memory_purge"}],
+    }
+    p = policy(kind="RedisCache", rules=[rule])
+    calm = diff(redis(), [p], obs("RedisCache/cache", at=10.0, redis__up=True,
+                                  redis__memory_used_ratio=0.1, redis__evicting_policy=False))  # fmt: skip
+    assert calm.in_sync
+    full = diff(redis(), [p], obs("RedisCache/cache", at=100.0, redis__up=True,
+                                  redis__memory_used_ratio=0.99, redis__evicting_policy=False),
+                pending=calm.pending)  # fmt: skip
+    assert [d.since for d in full.rule_drifts] == [100.0]
+
+
+def test_a_rule_drift_reads_as_the_rule_that_fired() -> None:
+    p = policy(rules=[RATIO_RULE])
+    first = diff(container(), [p], running(at=100.0, container__cpu_used_ratio=0.95))
+    later = diff(
+        container(), [p], running(at=111.0, container__cpu_used_ratio=0.95), first.pending
+    )
+    [drift] = later.rule_drifts
+    assert drift.describe() == (
+        "container.cpu_used_ratio is 0.95 (rule p/hot: container.cpu_used_ratio > 0.9 "
+        "for 10s and container.healthy == true)"
+    )

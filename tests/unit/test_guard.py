@@ -165,3 +165,107 @@ def test_an_llm_plan_is_held_to_the_escalation_allowlist() -> None:
     refused = check(llm, allowed_tools={"container_restart", "container_logs"})
     assert not refused.admitted and "does not allow this tool" in refused.reason
     assert check(llm, allowed_tools={"container_scale"}).admitted
+
+
+def redis_plan(*tools: str, source: str = "rules", rule: str | None = "flush") -> Plan:
+    steps = tuple(
+        PlanStep(
+            t, "RedisCache/cache", {"policy": "allkeys-lru"} if t == "redis_set_policy" else {}
+        )
+        for t in tools
+    )
+    return Plan("RedisCache/cache", steps, source, "t", "p", rule)  # type: ignore[arg-type]
+
+
+def redis_check(p: Plan, pol: Any = None, **kw: Any):  # type: ignore[no-untyped-def]
+    return admit(
+        p,
+        kind="RedisCache",
+        policy=destructive_policy() if pol is None else pol,
+        tools=FACTS,
+        history=kw.pop("history", []),
+        now=kw.pop("now", 0.0),
+        **kw,
+    )
+
+
+def test_a_step_after_a_destructive_one_is_still_checked() -> None:
+    # The operator is asked to approve only plans the guard would otherwise admit: a tool
+    # outside the allowlist behind a destructive step is refused outright, not parked.
+    d = redis_check(redis_plan("redis_flush", "redis_set_policy", source="gemini"),
+                    allowed_tools={"redis_flush"})  # fmt: skip
+    assert not d.admitted and not d.needs_approval
+    assert "step 2 (redis_set_policy): the policy does not allow this tool" in d.reason
+
+
+def test_approval_does_not_widen_the_allowlist() -> None:
+    d = redis_check(redis_plan("redis_flush", "redis_set_policy", source="gemini"),
+                    allowed_tools={"redis_flush"}, approved=True)  # fmt: skip
+    assert not d.admitted and "does not allow this tool" in d.reason
+
+
+def test_dry_run_wins_over_waiting_for_approval() -> None:
+    d = redis_check(redis_plan("redis_flush"), dry_run=True)
+    assert d.dry_run and not d.needs_approval
+
+
+def test_a_rung_may_ask_for_an_operator_without_a_destructive_step() -> None:
+    rules = [
+        {
+            "name": "restart",
+            "when": [{"signal": "container.running", "value": False}],
+            "do": [{"tool": "container_restart"}],
+            "approval": "operator",
+        }
+    ]
+    d = check(plan(step()), policy(rules=rules, approval="auto"))
+    assert d.needs_approval and "rule restart waits for an operator" in d.reason
+    assert check(plan(step()), policy(rules=rules), approved=True).admitted
+
+
+def test_a_rung_may_approve_its_own_destructive_step() -> None:
+    rules = [
+        {
+            "name": "flush",
+            "when": [{"signal": "redis.up", "value": False}],
+            "do": [{"tool": "redis_flush"}],
+            "approval": "auto",
+        }
+    ]
+    pol = policy(kind="RedisCache", rules=rules)  # the policy itself says approval: operator
+    assert redis_check(redis_plan("redis_flush"), pol).admitted
+    # ... but only for that rung's own plan: an LLM answering the same drift still needs one.
+    llm = redis_check(redis_plan("redis_flush", source="gemini"), pol)
+    assert llm.needs_approval and "destructive and not approved" in llm.reason
+
+
+def escalating_policy(**escalate: Any) -> Any:
+    return policy(
+        rules=[
+            {
+                "name": "restart",
+                "when": [{"signal": "container.running", "value": False}],
+                "do": [{"tool": "container_restart"}],
+            }
+        ],
+        escalate={"mode": "auto", **escalate},
+    )
+
+
+def test_llm_plans_have_attempts_per_window() -> None:
+    pol = escalating_policy(attempts={"max": 2, "window": "1h"})
+    llm = plan(step(), source="gemini", rule=None)
+    history = [FixAttempt(KEY, 100.0, "failed", "p", None, "gemini"),
+               FixAttempt(KEY, 200.0, "failed", "p", None, "openai")]  # fmt: skip
+    d = check(llm, pol, history)
+    assert not d.admitted and "ran 2/2 LLM plans in 1h" in d.reason and d.retry_after == 2700.0
+    # The rules' own attempts do not count against the LLM's budget.
+    rules_only = [FixAttempt(KEY, 100.0, "failed", "p", "restart", "rules")] * 2
+    assert check(llm, pol, rules_only).admitted
+
+
+def test_llm_plans_have_a_cooldown() -> None:
+    pol = escalating_policy(cooldown="5m", attempts={"max": 10, "window": "1h"})
+    llm = plan(step(), source="replay", rule=None)
+    d = check(llm, pol, [FixAttempt(KEY, 900.0, "fixed", "p", None, "replay")])
+    assert not d.admitted and "cooling down" in d.reason and d.retry_after == 200.0

@@ -394,3 +394,17 @@ async def test_a_cancelled_run_closes_its_files(tmp_path: Path) -> None:
     assert [x.message for x in acc.recent("k")] == ["boom"]
     # No file is left open for the garbage collector (filterwarnings=error would catch it).
     assert all(f.handle is None for f in acc._followers.values())
+
+
+def test_secrets_are_redacted_as_lines_come_in() -> None:
+    # Every reader (store, dashboard, MCP tools, prompts) gets the accumulator's lines, so
+    # the credentials are taken out here, once.
+    acc = LogAccumulator(clock=lambda: 1000.0)
+    acc.add_text("Container/shop", "ERROR connect postgresql://shop:hunter2@db:5432/shop failed")
+    acc.add(
+        "Container/shop", LogLine(1000.0, "INFO", "Authorization: Bearer abcdefghijklmnop12345")
+    )
+    messages = [line.message for line in acc.recent("Container/shop")]
+    assert not any("hunter2" in m or "abcdefghijklmnop12345" in m for m in messages), messages
+    assert "postgresql://shop:[REDACTED]@db:5432/shop" in messages[0]
+    assert [line for _, line in acc.search("hunter2")] == []

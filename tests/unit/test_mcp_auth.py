@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from controller.mcp.auth import (
     ANONYMOUS,
@@ -17,6 +17,7 @@ from controller.mcp.auth import (
     http_caller,
     redact,
 )
+from controller.settings import Settings
 from controller.tools.base import Effect
 
 READER = Caller("mcp:http:read-token", frozenset({READ}))
@@ -124,3 +125,16 @@ async def test_unset_tokens_match_nothing(token: str) -> None:
 def test_redact_hides_secret_arguments() -> None:
     out = redact({"resource": "RedisCache/c", "approval_token": "s3", "Password": "p", "n": 1})
     assert out == {"resource": "RedisCache/c", "approval_token": "***", "Password": "***", "n": 1}
+
+
+async def test_an_empty_token_matches_nothing() -> None:
+    empty = AccessRules(allow_writes=True, approval_token=SecretStr(""))
+    writer = Caller("w", frozenset({"read", "write"}))
+    assert empty.check("redis_flush", Effect.DESTRUCTIVE, writer, "") is not None
+    assert await BearerTokens(SecretStr(""), SecretStr("")).verify_token("") is None
+
+
+def test_settings_treat_an_empty_token_as_unset_and_refuse_a_short_one() -> None:
+    assert Settings(mcp_approval_token="", mcp_read_token=" ").mcp_approval_token is None
+    with pytest.raises(ValidationError, match="too easy to guess"):
+        Settings(mcp_write_token="short")

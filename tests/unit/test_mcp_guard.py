@@ -9,7 +9,7 @@ import mcp_types as types
 import pytest
 
 from controller.guard import ToolFacts, admit, named_targets
-from controller.mcp.client import _validator, effect_of
+from controller.mcp.client import ExternalServer, _validator, effect_of
 from controller.model import Plan, PlanStep
 from controller.spec import HealingPolicy
 from controller.tools.catalogue import default_catalogue, tool_facts
@@ -109,3 +109,22 @@ def test_an_unhinted_external_tool_counts_as_destructive() -> None:
     d = check(p, ext_policy(), tools=tools)
     assert not d.admitted and d.needs_approval
     assert check(p, ext_policy("auto"), tools=tools).admitted
+
+
+def test_an_external_server_bound_to_other_kinds_is_refused() -> None:
+    tools = external_facts(types.ToolAnnotations(read_only_hint=True))
+    facts = tools["external.pg/query"]
+    tools["external.pg/query"] = ToolFacts(("PostgresDatabase",), facts.effect, facts.validate)
+    d = check(plan(PlanStep("external.pg/query", KEY, {"sql": "select 1"})), ext_policy(),
+              tools=tools)  # fmt: skip
+    assert not d.admitted and "acts on PostgresDatabase, not Container" in d.reason
+
+
+def test_an_external_server_declares_its_kinds_and_distrusted_hints() -> None:
+    server = ExternalServer.model_validate(
+        {"name": "pg", "command": ["pg-mcp"], "kinds": ["PostgresDatabase"],
+         "effects": {"query": "destructive"}}
+    )  # fmt: skip
+    assert server.kinds == ("PostgresDatabase",) and server.effects == {"query": "destructive"}
+    with pytest.raises(ValueError, match="unknown kind"):
+        ExternalServer.model_validate({"name": "pg", "command": ["x"], "kinds": ["Pod"]})

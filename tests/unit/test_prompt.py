@@ -12,17 +12,16 @@ from controller.model import LogLine, ToolResult
 from controller.planners.prompt import (
     MAX_LOG_CHARS,
     MAX_LOG_LINES,
-    REDACTED,
     ToolCall,
     build_prompt,
     is_read_call,
     parameters_schema,
     plan_of,
     quote,
-    redact,
     redact_data,
     tool_output,
 )
+from controller.redaction import REDACTED, redact
 from tests.fakes.escalation import (
     CATALOGUE,
     INJECTION,

@@ -103,8 +103,8 @@ def test_waiting_for_the_for_window() -> None:
     assert d.verdict is Verdict.WAIT and d.retry_after == 30.0
 
 
-def test_dry_run_plans_are_not_attempts() -> None:
-    # The store never hands dry-run fixes to the planner; operator plans do not use rule budget.
+def test_operator_plans_do_not_use_a_rules_budget() -> None:
+    # An operator's plan (Fix now, an approval) is not an attempt of the rung it resembles.
     history = [FixAttempt("Container/shop", 990.0, "fixed", "p", "restart", source="operator")] * 3
     assert decide([policy()], obs(container__running=False), history).verdict is Verdict.PLAN
 
@@ -114,3 +114,23 @@ def test_a_cooling_rung_keeps_its_turn_over_the_next_rung() -> None:
     p = policy(rules=[first, LADDER[1]])
     d = decide([p], running(container__memory_used_ratio=0.95), [attempt("terminate-idle", 980.0)])
     assert d.verdict is Verdict.WAIT and "cooling down" in d.reason and d.retry_after == 40.0
+
+
+def test_a_cooling_rung_does_not_hold_up_another_policy() -> None:
+    cpu = {
+        "name": "cpu",
+        "when": [{"signal": "container.cpu_used_ratio", "operator": ">=", "value": 0.9}],
+        "do": [{"tool": "container_restart"}],
+        "attempts": {"max": 5, "window": "10m"},
+        "cooldown": "5m",
+    }
+    mem = {
+        "name": "mem",
+        "when": [{"signal": "container.memory_used_ratio", "operator": ">=", "value": 0.9}],
+        "do": [{"tool": "container_scale", "params": {"replicas": 2}}],
+    }
+    a, b = policy("a-cpu", rules=[cpu]), policy("b-mem", rules=[mem])
+    hot = running(container__cpu_used_ratio=0.95, container__memory_used_ratio=0.97)
+    d = decide([a, b], hot, [FixAttempt("Container/shop", 990.0, "fixed", "a-cpu", "cpu")])
+    assert d.verdict is Verdict.PLAN and d.plan is not None
+    assert (d.plan.policy, d.plan.rule) == ("b-mem", "mem")
