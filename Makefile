@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SPECS  := manifests/examples/local
 
-.PHONY: demo test lint system crds clean down
+.PHONY: demo test lint system crds screenshots clean down
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(STAMP)
 ## crds: regenerate crds/ from the models
 crds: $(STAMP)
 	$(VENV)/bin/driftmend crds --write crds
+
+## screenshots: refresh the README's dashboard screenshots (docs/screenshots/) from the browser tests
+screenshots: system $(STAMP)
+	DRIFTMEND_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/e2e -q
 
 ## down: stop the demo stack's processes
 down: $(STAMP)

@@ -38,6 +38,7 @@ class GuardDecision:
     dry_run: bool = False
     retry_after: float | None = None
     needs_approval: bool = False  # only an operator's approval is missing
+    over_budget: bool = False  # refused for the budget only (attempts or cooldown)
 
 
 @dataclass(frozen=True)
@@ -209,11 +210,15 @@ def admit(
     if policy is not None and plan.source == "rules" and rule is not None:
         budget = rule_budget(policy.name, rule, history, now)
         if not budget.ok:
-            return GuardDecision(False, budget.reason, retry_after=budget.retry_after)
+            return GuardDecision(
+                False, budget.reason, retry_after=budget.retry_after, over_budget=True
+            )
     if policy is not None and plan.source in LLM_SOURCES:
         budget = escalation_budget(policy, history, now)
         if not budget.ok:
-            return GuardDecision(False, budget.reason, retry_after=budget.retry_after)
+            return GuardDecision(
+                False, budget.reason, retry_after=budget.retry_after, over_budget=True
+            )
     if dry_run:
         return GuardDecision(False, "dry-run: the plan is recorded and nothing runs", dry_run=True)
     if awaiting is not None and not approved:

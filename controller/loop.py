@@ -213,8 +213,12 @@ class Controller:
                 return host.key
         return None
 
-    async def reconcile(self, key: str) -> ReconcileResult:
-        """One pass over one resource: observe, diff, maybe fix. Never raises."""
+    async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
+        """One pass over one resource: observe, diff, maybe fix. Never raises.
+
+        ``by_operator`` is an operator's Fix now: the pass runs the ladder even while
+        healing of the resource is paused (the pause stays for every other pass).
+        """
         resource = self.resources.get(key)
         if resource is None:
             return ReconcileResult(key, Outcome.IN_SYNC, "not declared")
@@ -222,7 +226,7 @@ class Controller:
         t0 = time.monotonic()
         try:
             async with self._lock(key):
-                result = await self._reconcile(resource)
+                result = await self._reconcile(resource, by_operator=by_operator)
         except TemporaryError as exc:
             result = ReconcileResult(key, Outcome.ERROR, str(exc), requeue_after=exc.delay)
         except PermanentError as exc:
@@ -240,7 +244,7 @@ class Controller:
             )
         return result
 
-    async def _reconcile(self, resource: Resource) -> ReconcileResult:
+    async def _reconcile(self, resource: Resource, *, by_operator: bool) -> ReconcileResult:
         key = resource.key
         if isinstance(resource, Container):
             for line in await self.runtime.ensure(resource):
@@ -307,7 +311,7 @@ class Controller:
                         1.0,
                         result.drifts,
                     )
-        if (self.store.resource(key) or {}).get("paused"):
+        if not by_operator and (self.store.resource(key) or {}).get("paused"):
             return settle(
                 Outcome.PAUSED, "healing is paused for this resource", None, result.drifts
             )
@@ -466,11 +470,13 @@ class Controller:
             log.warning("%s needs an operator: %s", key, reason)
             return Outcome.NEEDS_OPERATOR, reason, None
 
-        def outcome(decision: str, reason: str, fix_id: int | None = None) -> None:
+        def outcome(
+            decision: str, reason: str, fix_id: int | None = None, pending: int | None = None
+        ) -> None:
             if asked.interaction_id is not None:
                 self.store.set_llm_outcome(
                     asked.interaction_id, mode=esc.mode, decision=decision, reason=reason,
-                    fix_id=fix_id, cost_usd=asked.cost_usd,
+                    fix_id=fix_id, cost_usd=asked.cost_usd, pending_plan_id=pending,
                 )  # fmt: skip
 
         plan = asked.plan
@@ -498,19 +504,19 @@ class Controller:
             return Outcome.DRY_RUN, verdict.reason, None
         if esc.mode == "approve" or verdict.needs_approval:
             if not verdict.admitted and not verdict.needs_approval:
-                outcome("rejected", verdict.reason)
+                outcome("over-budget" if verdict.over_budget else "rejected", verdict.reason)
                 return operator(
                     f"the {plan.source} plan was rejected by the guard: {verdict.reason}"
                 )
             pending = self.store.add_pending_plan(
                 key, plan, f"{plan.source} plan, mode {esc.mode}", now
             )
-            outcome("pending", f"waiting for an operator (pending plan {pending})")
+            outcome("pending", f"waiting for an operator (pending plan {pending})", None, pending)
             return operator(
                 f"a {plan.source} plan waits for an operator's approval (plan {pending})"
             )
         if not verdict.admitted:
-            outcome("rejected", verdict.reason)
+            outcome("over-budget" if verdict.over_budget else "rejected", verdict.reason)
             return operator(f"the {plan.source} plan was rejected by the guard: {verdict.reason}")
         fault_at = min([d.since for d in drifts] + ([event_at] if event_at else []))
         result, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
@@ -521,14 +527,18 @@ class Controller:
 
     # --- operator actions (dashboard, CLI) -----------------------------------------------
 
-    async def trigger_fix(self, key: str, actor: str) -> ReconcileResult:
-        """The Fix button: forget needs-operator and backoff, and reconcile ``key`` now."""
+    async def trigger_fix(
+        self, key: str, actor: str, detail: Mapping[str, Any] | None = None
+    ) -> ReconcileResult:
+        """The Fix button: forget needs-operator and backoff, and reconcile ``key`` now,
+        running its ladder even while its healing is paused. ``detail`` goes with the
+        recorded action (a retry names the fix it retries)."""
         self._require(key)
-        self.store.record_action(key, "fix", actor, {}, self.clock())
+        self.store.record_action(key, "fix", actor, dict(detail or {}), self.clock())
         self.store.set_needs_operator(key, None)
         self._failures.pop(key, None)
         self._not_before.pop(key, None)
-        return await self.reconcile(key)
+        return await self.reconcile(key, by_operator=True)
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None:
         """Pause or resume healing of ``key`` (observation goes on)."""
@@ -572,6 +582,12 @@ class Controller:
         self.store.set_pending_status(
             plan_id, "executed" if outcome is Outcome.FIXED else "failed", actor, self.clock()
         )
+        asked = self.store.llm_interaction_of_pending_plan(plan_id)
+        if asked is not None:  # the LLM's exchange now leads to the fix it became
+            self._llm_outcome(
+                asked["id"], str(asked["mode"]), "approved", f"approved by {actor}: {message}",
+                fix_id=fix_id, pending=plan_id,
+            )  # fmt: skip
         self.queue.add(plan.key)
         return ReconcileResult(plan.key, outcome, message, None, fix_id)
 
@@ -587,6 +603,12 @@ class Controller:
         self.store.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
         )
+        asked = self.store.llm_interaction_of_pending_plan(plan_id)
+        if asked is not None:
+            self._llm_outcome(
+                asked["id"], str(asked["mode"]), "rejected", f"rejected by {actor}",
+                pending=plan_id,
+            )  # fmt: skip
 
     @property
     def llm_ready(self) -> bool:
@@ -639,7 +661,8 @@ class Controller:
             self.metrics.guard_decision(verdict.admitted)
             answer["plan"] = plan_to_dict(plan)
             if not (verdict.admitted or verdict.needs_approval):
-                answer.update(decision="rejected", reason=verdict.reason)
+                decision = "over-budget" if verdict.over_budget else "rejected"
+                answer.update(decision=decision, reason=verdict.reason)
             else:
                 pending = self.store.add_pending_plan(
                     key, plan, f"{plan.source} plan asked for by {actor}", now
@@ -649,14 +672,27 @@ class Controller:
                     reason=f"waiting for an operator (pending plan {pending})",
                     pending_plan=pending,
                 )
-            self._llm_outcome(asked.interaction_id, esc.mode, answer["decision"], answer["reason"])
+            self._llm_outcome(
+                asked.interaction_id, esc.mode, answer["decision"], answer["reason"],
+                pending=answer["pending_plan"],
+            )  # fmt: skip
             return answer
 
     def _llm_outcome(
-        self, interaction_id: int | None, mode: str, decision: str, reason: str
+        self,
+        interaction_id: int | None,
+        mode: str,
+        decision: str,
+        reason: str,
+        *,
+        fix_id: int | None = None,
+        pending: int | None = None,
     ) -> None:
         if interaction_id is not None:
-            self.store.set_llm_outcome(interaction_id, mode=mode, decision=decision, reason=reason)
+            self.store.set_llm_outcome(
+                interaction_id, mode=mode, decision=decision, reason=reason, fix_id=fix_id,
+                pending_plan_id=pending,
+            )  # fmt: skip
 
     def _compare_shadow_plans(self, resource: Resource, plan: Plan, fix_id: int) -> None:
         """Judge the shadow plans of the last hour against the plan that was run instead."""

@@ -194,6 +194,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # A shadow plan against the fix that was then run: agrees or differs, and which fix.
         "ALTER TABLE llm_interactions ADD COLUMN agreement TEXT",
         "ALTER TABLE llm_interactions ADD COLUMN compared_fix_id INTEGER",
+        # The plan parked for an operator's approval, when the mode or a step asked for one.
+        "ALTER TABLE llm_interactions ADD COLUMN pending_plan_id INTEGER",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -1154,6 +1156,7 @@ class Store:
                 "cost_usd": r["cost_usd"],
                 "agreement": r["agreement"],
                 "compared_fix_id": r["compared_fix_id"],
+                "pending_plan_id": r["pending_plan_id"],
             }
             for r in rows
         ]
@@ -1207,14 +1210,24 @@ class Store:
         reason: str,
         fix_id: int | None = None,
         cost_usd: float | None = None,
+        pending_plan_id: int | None = None,
     ) -> None:
-        """Record what became of an interaction's plan (admitted, rejected, shadow, pending)."""
+        """Record what became of an interaction's plan (admitted, rejected, over-budget,
+        shadow, pending with the parked plan's id, no-plan, dry-run)."""
         with self._tx() as db:
             db.execute(
                 """UPDATE llm_interactions SET mode = ?, decision = ?, reason = ?, fix_id = ?,
-                       cost_usd = ? WHERE id = ?""",
-                (mode, decision, reason, fix_id, cost_usd, interaction_id),
+                       cost_usd = COALESCE(?, cost_usd), pending_plan_id = ? WHERE id = ?""",
+                (mode, decision, reason, fix_id, cost_usd, pending_plan_id, interaction_id),
             )
+
+    def llm_interaction_of_pending_plan(self, plan_id: int) -> dict[str, Any] | None:
+        """The LLM exchange whose plan was parked as pending plan ``plan_id``, or None."""
+        rows = self._read(
+            "SELECT * FROM llm_interactions WHERE pending_plan_id = ? ORDER BY id DESC LIMIT 1",
+            (plan_id,),
+        )
+        return self._llm_dicts(rows)[0] if rows else None
 
     def llm_tokens_since(self, key: str | None, since: float) -> int:
         """Tokens (in and out) spent on ``key`` (None: on every resource) since ``since``:

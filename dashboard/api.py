@@ -41,7 +41,6 @@ from dashboard.views import (
     evaluations,
     fix_summary,
     key_of,
-    llm_links,
     log_dict,
     resource_id,
     resource_summary,
@@ -254,37 +253,30 @@ def list_llm(
     resource: Annotated[str | None, Query(description="resource id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Time, resource, root cause, outcome (from the linked guard verdict and fix), tokens."""
+    """Time, resource, root cause, tokens, and what became of the plan as the controller
+    recorded it: ``decision`` (admitted, pending, shadow, rejected, dry-run, no-plan), its
+    ``outcome_reason``, the ``mode`` and the ``fix_id`` it ran as. ``outcome`` is one word
+    for a badge: the fix's outcome for a plan that ran, ``over-budget`` for a refusal for
+    want of budget."""
     key = _key(resource) if resource else None
-    return llm_rows(store, store.llm_interactions(key=key, limit=limit))
-
-
-def find_llm(store: Any, iid: int) -> dict[str, Any] | None:
-    """One interaction by id. The store lists interactions but has no lookup by id, so the
-    list is scanned (newest first, bounded): interactions are few, one per escalation."""
-    for interaction in store.llm_interactions(limit=10_000):
-        if int(interaction["id"]) == iid:
-            return dict(interaction)
-    return None
+    return llm_rows(store, store.llm_summaries(key=key, limit=limit))
 
 
 @read_router.get("/llm/interactions/{iid}", summary="One LLM interaction, whole")
 def get_llm(iid: int, store: StoreDep) -> dict[str, Any]:
-    """The full prompt and response, the parsed plan, the guard's verdict on it and the fix
-    that ran it, with each tool's result."""
-    found = find_llm(store, iid)
+    """The full prompt and response, the parsed plan, the recorded outcome (``summary``) and
+    the fix that ran it (``fix``, with each tool's result)."""
+    found = store.llm_interaction(iid)
     if found is None:
         raise HTTPException(404, f"no LLM interaction {iid}")
-    key = str(found["key"])
-    decision, fix = llm_links(
-        found, store.guard_decisions(key=key, limit=500), store.fixes(key=key, limit=500)
-    )
-    full_fix = store.fix(int(fix["id"])) if fix else None
-    return found | {
-        "summary": llm_rows(store, [found])[0],
-        "guard_decision": decision,
-        "fix": full_fix,
-    }
+    return found | {"summary": llm_rows(store, [found])[0]}
+
+
+_NO_LLM = (
+    "no LLM planner is configured: this controller plans with its rules only. Set "
+    "GEMINI_API_KEY, DRIFTMEND_OPENAI_BASE_URL or DRIFTMEND_REPLAY_FILE, restart the "
+    "controller, and give the resource's policy an escalate block to ask an LLM about it."
+)
 
 
 @action_router.post(
@@ -293,24 +285,20 @@ def get_llm(iid: int, store: StoreDep) -> dict[str, Any]:
     responses={503: {"description": "no LLM planner is configured"}},
 )
 async def analyze(body: ResourceAction, controller: OperationsDep, jobs: JobsDep) -> JSONResponse:
-    """Runs the controller's ``analyze(key, actor)`` when it has one (the LLM planner);
-    otherwise answers 503. The interaction is stored and appears under LLM interactions."""
-    method = getattr(controller, "analyze", None)
-    if method is None:
-        raise HTTPException(
-            503,
-            "no LLM planner configured: this controller plans with its rules only. Configure "
-            "the Gemini planner (see the README) to ask it about a resource.",
-        )
+    """Asks the resource's policy's LLM planner now; the exchange is stored and appears
+    under LLM interactions. Answers 202 with a job whose result is ``{"interaction",
+    "decision", "reason", "plan"}`` (or wait with ``"wait": true``); 503 while no LLM
+    planner is configured. A resource whose policy has no LLM planner ends the job with an
+    error saying so."""
+    if not controller.llm_ready:
+        raise HTTPException(503, _NO_LLM)
     key = _key(body.resource)
     _declared(controller, key)
     actor = sanitize_actor(body.actor)
 
     async def run() -> dict[str, Any]:
-        answer = await method(key, actor)
-        if isinstance(answer, ReconcileResult):
-            return _result(answer)
-        return answer if isinstance(answer, dict) else {"answer": str(answer)}
+        answer = dict(await controller.analyze(key, actor))
+        return answer | {"key": key, "resource_id": resource_id(key)}
 
     return await _respond(jobs, jobs.start("analyze", key, actor, run), body.wait)
 
@@ -388,10 +376,12 @@ async def retry_fix(
     key = str(found["key"])
     _declared(controller, key)
     actor = sanitize_actor(body.actor)
-    store.record_action(key, "retry", actor, {"fix_id": fid}, time.time())
+    # The controller's ``trigger_fix`` records the operator's action ("fix", with the fix
+    # it retries); the job's result says so too.
 
     async def run() -> dict[str, Any]:
-        return _result(await controller.trigger_fix(key, actor)) | {"retry_of": fid}
+        done = await controller.trigger_fix(key, actor, {"retry_of": fid})
+        return _result(done) | {"retry_of": fid}
 
     return await _respond(jobs, jobs.start("retry", key, actor, run), body.wait)
 

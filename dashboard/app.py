@@ -7,7 +7,9 @@ the controller go on ``app.state`` and reach the routes through ``Depends``
 routes, ``dashboard.pages`` the HTML, ``dashboard.stream`` the server-sent events.
 
 Every response but ``/metrics`` carries a strict Content-Security-Policy: scripts and styles
-come from ``/static`` only, so even a value that escaped escaping could not run.
+come from ``/static`` only, so even a value that escaped escaping could not run. Everything
+but ``/healthz`` and ``/static`` passes the read gate, ``/metrics`` and the OpenAPI schema
+included (see ``dashboard.security``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from dashboard.dependencies import (
     get_jobs,
     get_registry,
     get_store,
+    require_read,
 )
 from dashboard.jobs import JobBoard
 from dashboard.pages import error_page, login_router, page_router, refusal_page
@@ -117,9 +120,11 @@ def create_app(
             "'Authorization: Bearer <DRIFTMEND_DASHBOARD_TOKEN>'."
         ),
         # Swagger UI and ReDoc load from a CDN; the dashboard must work offline. /docs is
-        # our own page over /openapi.json instead.
+        # our own page over /openapi.json instead. FastAPI's own /openapi.json would bypass
+        # the read gate, so the schema is served by a gated route below.
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
     app.state.store = store
     app.state.registry = registry
@@ -130,9 +135,15 @@ def create_app(
     app.state.closing = asyncio.Event()
     app.state.stream_interval = stream_interval
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_read)])
     def metrics(registry: Annotated[CollectorRegistry, Depends(get_registry)]) -> Response:
+        # Open on loopback (to requests addressed to localhost); beyond it, the token, which
+        # Prometheus sends with ``authorization: {credentials_file: ...}`` in its scrape config.
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_read)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

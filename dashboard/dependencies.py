@@ -64,7 +64,22 @@ class Operations(Protocol):
     @property
     def logs(self) -> LogSearch: ...
 
-    async def trigger_fix(self, key: str, actor: str) -> ReconcileResult: ...
+    @property
+    def llm_ready(self) -> bool:
+        """Some LLM planner is configured (the Ask-the-LLM button is enabled)."""
+        ...
+
+    async def analyze(self, key: str, actor: str) -> dict[str, Any]:
+        """Ask the resource's policy's LLM planner now and record the exchange.
+
+        Returns ``{"interaction": id or None, "decision": str, "reason": str, "plan": {...}
+        or None}``; raises ``PermanentError`` when no LLM planner serves that resource.
+        """
+        ...
+
+    async def trigger_fix(
+        self, key: str, actor: str, detail: Mapping[str, Any] | None = None
+    ) -> ReconcileResult: ...
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None: ...
 

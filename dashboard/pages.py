@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from controller.logs import LEVELS
 from controller.store import Store
-from dashboard.api import find_llm, merged_resources
+from dashboard.api import merged_resources
 from dashboard.dependencies import (
     AccessDep,
     Operations,
@@ -33,17 +33,18 @@ from dashboard.dependencies import (
 from dashboard.security import READ_COOKIE, Access, Refusal
 from dashboard.stream import llm_rows, plan_summary
 from dashboard.views import (
+    CHARTED_KINDS,
     HEALTH_LABELS,
     NO_VALUE,
     chart_signals,
     charts_for,
     describe_drift,
     downsample,
+    drift_lines,
     evaluations,
     fix_summary,
     format_value,
     key_of,
-    llm_links,
     log_dict,
     resource_id,
     signal_changes,
@@ -108,6 +109,7 @@ TEMPLATES.env.filters.update(
     fmt=lambda value, signal=None: format_value(value, signal=signal),
     rid=resource_id,
     drift=describe_drift,
+    drift_lines=drift_lines,
     health_label=lambda h: HEALTH_LABELS.get(str(h), str(h)),
     urlq=lambda s: quote(str(s), safe=""),
 )
@@ -133,7 +135,7 @@ def _render(
         "token_configured": access.token is not None,
         "open_reads": access.open_reads,
         "controller_attached": controller is not None,
-        "llm_available": controller is not None and hasattr(controller, "analyze"),
+        "llm_available": controller is not None and controller.llm_ready,
         # The script reads this block as JSON; Jinja's ``tojson`` escapes <, > and & inside.
         "page_data": {"page": page, "now": now, "units": signal_units(), **(data or {})},
     }
@@ -204,6 +206,13 @@ async def overview(
             "charts": _charts(rows, with_errors=False),
             "ttr": evals["time_to_recover"][-100:],
             "stats_scope": "day",
+            # For a tile that arrives live: the charts of its kind.
+            "kind_charts": {
+                kind: [
+                    {"signal": c.signal, "title": c.title, "unit": c.unit} for c in charts_for(kind)
+                ]
+                for kind in CHARTED_KINDS
+            },
         },
     )
 
@@ -331,29 +340,29 @@ async def logs(
 @page_router.get("/llm", response_class=HTMLResponse)
 def llm(request: Request, store: StoreDep) -> HTMLResponse:
     """What the LLM was asked and what it answered: time, resource, root cause, outcome."""
-    rows = llm_rows(store, store.llm_interactions(limit=200))
+    rows = llm_rows(store, store.llm_summaries(limit=200))
     return _render(request, "llm.html", "llm", {"rows": rows})
 
 
 @page_router.get("/llm/{iid}", response_class=HTMLResponse)
 def llm_detail(iid: int, request: Request, store: StoreDep) -> HTMLResponse:
-    """One interaction: full prompt and response, the plan, the guard's verdict, each result."""
-    found = find_llm(store, iid)
+    """One interaction: full prompt and response, the plan, what became of it, each result."""
+    found = store.llm_interaction(iid)
     if found is None:
         raise HTTPException(404, f"no LLM interaction {iid}")
-    key = str(found["key"])
-    decision, fix = llm_links(
-        found, store.guard_decisions(key=key, limit=500), store.fixes(key=key, limit=500)
-    )
+    summary = llm_rows(store, [found])[0]
+    pid = summary["pending_plan_id"]
+    parked = store.pending_plan(int(pid)) if pid is not None else None
     return _render(
         request,
         "llm_detail.html",
         "llm",
         {
             "i": found,
-            "summary": llm_rows(store, [found])[0],
-            "decision": decision,
-            "fix": store.fix(int(fix["id"])) if fix else None,
+            "summary": summary,
+            "fix": found.get("fix"),
+            "parked": parked,
+            "parked_summary": plan_summary(parked) if parked else None,
         },
     )
 

@@ -18,7 +18,10 @@ The rules, in one place:
   (a browser cannot put headers on page loads or on an ``EventSource``). The cookie holds a
   digest of the token, not the token, is ``HttpOnly`` and ``SameSite=Strict``, and never
   authorizes an action.
-- ``/metrics`` and ``/healthz`` stay open, as before: Prometheus and probes scrape them.
+- ``/metrics``, ``/docs`` and ``/openapi.json`` are read like any page: open on loopback to
+  requests addressed to localhost, else with the token (Prometheus sends it as a bearer
+  token from its scrape config). Only ``/healthz`` (a liveness probe that says nothing but
+  "ok") and ``/static`` (the dashboard's own files) are open to everyone.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ window) every half second, compares with what it last saw, and sends small JSON 
 ``fix``             a fix started, progressed (a step journaled or finished) or ended
 ``stats``           fix statistics, after any fix change
 ``plans``           the list of plans waiting for an operator, after any change
-``llm``             a new LLM interaction
+``llm``             an LLM interaction arrived, or its recorded outcome changed
 ``logs``            new log lines (at most 200 per event)
 ``job``             a dashboard action started or ended
 =================== ==========================================================
@@ -38,11 +38,11 @@ from controller.store import Store
 from dashboard.dependencies import LogSearch
 from dashboard.jobs import JobBoard
 from dashboard.views import (
-    describe_drift,
+    drift_lines,
     fix_summary,
-    llm_links,
     llm_summary,
     log_dict,
+    pending_plan_id,
     resource_summary,
     signal_changes,
 )
@@ -54,6 +54,7 @@ Event = tuple[str, Any]
 _FIX_HEAD = 30  # fixes watched for changes: the running ones are always among the newest
 _LOG_WINDOW = 300  # per resource, lines compared between two polls
 _LOG_BATCH = 200
+_LLM_HEAD = 20  # interactions watched for a new outcome: the controller records it soon after
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class StoreView:
     fixes: list[dict[str, Any]]
     steps: dict[int, list[tuple[str, str]]]  # running fix id -> (tool, status) per step
     plans: list[dict[str, Any]]
-    llm_head: int
+    llm: list[dict[str, Any]]  # the newest interactions, without prompt and response
 
 
 def read_store(store: Store) -> StoreView:
@@ -76,13 +77,12 @@ def read_store(store: Store) -> StoreView:
             full = store.fix(int(f["id"]))
             if full is not None:
                 steps[int(f["id"])] = [(str(s["tool"]), str(s["status"])) for s in full["steps"]]
-    head = store.llm_interactions(limit=1)
     return StoreView(
         resources=store.resources(),
         fixes=fixes,
         steps=steps,
         plans=store.pending_plans(),
-        llm_head=int(head[0]["id"]) if head else 0,
+        llm=store.llm_summaries(limit=_LLM_HEAD),
     )
 
 
@@ -100,6 +100,10 @@ def _resource_signature(row: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _llm_signature(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row.get("decision"), row.get("fix_id"), row.get("agreement"), row.get("error"))
+
+
 def _log_identity(key: str, line: Mapping[str, Any]) -> tuple[Any, ...]:
     return (key, line["at"], line["level"], line["source"], line["message"])
 
@@ -114,13 +118,14 @@ class Tracker:
     resources: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     fixes: dict[int, tuple[Any, ...]] = field(default_factory=dict)
     plans: tuple[tuple[int, str], ...] | None = None
-    llm_head: int | None = None
+    llm: dict[int, tuple[Any, ...]] | None = None
     logs: set[tuple[Any, ...]] | None = None
     jobs_seq: int = 0
 
-    def diff(self, view: StoreView) -> tuple[list[Event], bool, int | None]:
-        """Events for ``view``; whether fixes changed (then stats are sent); and, when new LLM
-        interactions arrived, the id after which they start."""
+    def diff(self, view: StoreView) -> tuple[list[Event], bool, list[dict[str, Any]]]:
+        """Events for ``view``; whether fixes changed (then stats are sent); and the LLM
+        interactions that arrived or whose outcome was recorded since, oldest first (the
+        caller turns them into rows, which needs the store)."""
         events: list[Event] = []
         current: dict[str, tuple[Any, ...]] = {}
         for row in view.resources:
@@ -154,12 +159,15 @@ class Tracker:
             events.append(("plans", [plan_summary(p) for p in view.plans]))
             self.plans = plans
 
-        # The first poll only sets the mark: the page was rendered with what existed then.
-        llm_after = (
-            self.llm_head if self.llm_head is not None and view.llm_head > self.llm_head else None
-        )
-        self.llm_head = view.llm_head
-        return events, fixes_changed, llm_after
+        # The first poll only takes note: the page was rendered with what existed then.
+        llm_seen = {int(i["id"]): _llm_signature(i) for i in view.llm}
+        llm_changed: list[dict[str, Any]] = []
+        if self.llm is not None:
+            llm_changed = [
+                i for i in reversed(view.llm) if self.llm.get(int(i["id"])) != _llm_signature(i)
+            ]
+        self.llm = llm_seen
+        return events, fixes_changed, llm_changed
 
     def new_logs(
         self, lines: Iterable[dict[str, Any]], since: float | None
@@ -195,23 +203,19 @@ def plan_summary(pending: Mapping[str, Any]) -> dict[str, Any]:
             {"tool": s.get("tool"), "target": s.get("target"), "params": s.get("params") or {}}
             for s in plan.get("steps") or []
         ],
-        "drifts": [describe_drift(d) for d in plan.get("drifts") or []],
+        "drifts": [line["text"] for line in drift_lines(plan.get("drifts") or [])],
     }
 
 
 def llm_rows(store: Store, interactions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """List rows for ``interactions``, each linked to its guard verdict and fix."""
-    by_key: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    """List rows for ``interactions``, each with the outcome the controller recorded for it
+    (for a plan that ran, its fix's outcome; for a parked one, what became of it)."""
     rows = []
     for i in interactions:
-        key = str(i["key"])
-        if key not in by_key:
-            by_key[key] = (
-                store.guard_decisions(key=key, limit=500),
-                store.fixes(key=key, limit=500),
-            )
-        decision, fix = llm_links(i, *by_key[key])
-        rows.append(llm_summary(i, decision, fix))
+        fix = store.fix(int(i["fix_id"])) if i.get("fix_id") else None
+        pid = pending_plan_id(i)
+        parked = store.pending_plan(pid) if pid is not None else None
+        rows.append(llm_summary(i, fix, parked))
     return rows
 
 
@@ -265,16 +269,14 @@ async def event_stream(
         except (RuntimeError, sqlite3.ProgrammingError):  # the store closed: shutting down
             return
         now = clock()
-        events, fixes_changed, llm_after = tracker.diff(view)
+        events, fixes_changed, llm_changed = tracker.diff(view)
         out = [encode(name, data, now) for name, data in events]
         if fixes_changed:
             # Both scopes: the overview shows the last day, the fixes page everything.
             every, day = await asyncio.to_thread(_stats, store, now)
             out.append(encode("stats", {"all": every, "day": day}, now))
-        if llm_after is not None:
-            fresh = await asyncio.to_thread(store.llm_interactions, None, 20)
-            fresh = [i for i in fresh if int(i["id"]) > llm_after]
-            for row in reversed(await asyncio.to_thread(llm_rows, store, fresh)):
+        if llm_changed:
+            for row in await asyncio.to_thread(llm_rows, store, llm_changed):
                 out.append(encode("llm", row, now))
         lines = tracker.new_logs(read_logs(logs), since)
         if lines:

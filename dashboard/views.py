@@ -2,9 +2,9 @@
 
 Stage: *outputs* in DESIGN.md. The routes read the store and the controller, then hand the
 plain dicts they got to these functions: resource ids in URLs, which signals are charted per
-kind, chart series, before/after signal tables, fix evaluations, and the links between an
-LLM interaction, the guard's verdict on its plan and the fix that ran it. Keeping this pure
-lets the unit tests pin every rule without a server.
+kind, chart series, before/after signal tables, drifts in words, fix evaluations, and what
+became of an LLM interaction's plan (as the controller recorded it). Keeping this pure lets
+the unit tests pin every rule without a server.
 """
 
 from __future__ import annotations
@@ -19,20 +19,25 @@ from controller.model import LogLine
 from controller.signals import SIGNALS
 
 __all__ = [
+    "CHARTED_KINDS",
     "HEALTH_LABELS",
+    "LLM_DECISIONS",
     "NO_VALUE",
     "ChartSpec",
     "chart_signals",
     "charts_for",
     "describe_drift",
     "downsample",
+    "drift_lines",
     "evaluations",
     "fix_summary",
+    "format_threshold",
     "format_value",
     "key_of",
-    "llm_links",
+    "llm_outcome",
     "llm_summary",
     "log_dict",
+    "pending_plan_id",
     "resource_id",
     "resource_summary",
     "root_cause_text",
@@ -141,6 +146,8 @@ _CHARTS: dict[str, tuple[ChartSpec, ...]] = {
         ChartSpec("redis.memory_used_bytes", "Memory", "bytes"),
     ),
 }
+CHARTED_KINDS: tuple[str, ...] = tuple(_CHARTS)
+"""The kinds whose tiles carry charts."""
 _ERRORS_CHART = ChartSpec("logs.errors_per_minute", "Log errors", "/min")
 # Booleans the availability strip reads, per kind.
 _UP_SIGNALS: dict[str, tuple[str, ...]] = {
@@ -248,25 +255,142 @@ def format_value(value: Any, unit: str | None = None, signal: str | None = None)
     return str(value)
 
 
+# A drift's ``expected`` is text written by ``controller.diff``: ``== true`` for a spec's
+# promise, ``not (signal op value[ for 10s]; ...)`` for a rule whose conditions all hold.
+# The drift records carry no structured conditions, so the text is read back here, to word
+# each threshold in its signal's unit; anything else is shown as it came.
+_CONDITION = re.compile(
+    r"^(?P<signal>[a-z_]+\.[a-z_]+)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>[^\s;]+)"
+    r"(?:\s+for\s+(?P<held>\S+))?$"
+)
+_RULE = re.compile(r"^not \((?P<conditions>.*)\)$")
+_OPERATOR_WORDS = {
+    ">": "over",
+    ">=": "at or over",
+    "<": "under",
+    "<=": "at or under",
+    "!=": "not",
+}
+
+
+def _literal(text: str) -> bool | float | str:
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _observed_text(value: Any, signal: str) -> str:
+    if isinstance(value, bool):  # as the controller words flags: "is false", not "is no"
+        return str(value).lower()
+    return "unknown" if value is None else format_value(value, signal=signal)
+
+
+def format_threshold(value: Any, signal: str) -> str:
+    """A threshold in its signal's unit, without trailing zeros: ``50 %``, ``10 s``, ``64 MiB``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    unit = _unit_of(signal)
+    if unit == "ratio":
+        return f"{value * 100:.4g} %"
+    if unit in ("%", "s", "/min"):
+        return f"{value:.4g} {unit}"
+    return format_value(value, unit=unit) if unit == "bytes" else f"{value:g}"
+
+
+def _conditions(expected: str) -> list[dict[str, Any]] | None:
+    """The conditions of a rule drift's ``expected`` text, or None when it is not one."""
+    found = _RULE.match(expected.strip())
+    if not found:
+        return None
+    out = []
+    for part in found.group("conditions").split(";"):
+        cond = _CONDITION.match(part.strip())
+        if not cond:
+            return None
+        out.append(cond.groupdict() | {"value": _literal(cond.group("value"))})
+    return out
+
+
+def _condition_text(cond: Mapping[str, Any], observed: Any) -> str:
+    """``redis.memory_used_ratio is 84.0 %, over 50 %``: the value, then the rule's limit."""
+    signal = str(cond["signal"])
+    text = f"{signal} is {_observed_text(observed, signal)}"
+    value, op = cond["value"], str(cond["op"])
+    # For a flag, or an equality, the value says it all: "container.running is false".
+    if not isinstance(value, bool) and op != "==":
+        text += f", {_OPERATOR_WORDS.get(op, op)} {format_threshold(value, signal)}"
+    if cond.get("held"):
+        text += f" for {cond['held']}"
+    return text
+
+
 def describe_drift(drift: Mapping[str, Any]) -> str:
-    """A stored drift in words, its value formatted: ``redis.memory_used_ratio is 84.0 %,
-    expected < 0.5`` rather than sixteen digits of a float."""
+    """A stored drift in words, every number in its signal's unit.
+
+    ``container.running is false, expected true`` (the spec's promise);
+    ``redis.memory_used_ratio is 84.0 %, over 50 %`` (a rule's conditions, the other
+    conditions' values read from the evidence).
+    """
     signal = str(drift.get("signal", ""))
     observed = drift.get("observed")
-    if isinstance(observed, bool):  # as the controller words it: "is false", not "is no"
-        shown = str(observed).lower()
-    else:
-        shown = format_value(observed, signal=signal) if observed is not None else "unknown"
-    return f"{signal} is {shown}, expected {drift.get('expected', '')}"
+    expected = str(drift.get("expected") or "")
+    conditions = _conditions(expected)
+    if conditions:
+        evidence = drift.get("evidence") or {}
+        parts = [
+            _condition_text(
+                c, observed if c["signal"] == signal else evidence.get(str(c["signal"]))
+            )
+            for c in conditions
+        ]
+        return "; ".join(parts)
+    promise = re.match(r"^==\s*(true|false)$", expected.strip())
+    if promise:
+        return f"{signal} is {_observed_text(observed, signal)}, expected {promise.group(1)}"
+    return f"{signal} is {_observed_text(observed, signal)}, expected {expected}"
+
+
+def drift_lines(drifts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One line per signal: a spec drift and a rule drift on the same signal say the same
+    thing ("container.running is false"), so they are merged; the line keeps the earliest
+    ``since``, the merged evidence and the ``policy/rule`` of every rule that fired.
+
+    The spec's wording wins over a rule's for the same signal: it says what should be.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for d in drifts:
+        signal = str(d.get("signal", ""))
+        rule = f"{d['policy']}/{d['rule']}" if d.get("policy") and d.get("rule") else None
+        line = groups.get(signal)
+        if line is None:
+            line = groups[signal] = {
+                "signal": signal,
+                "text": describe_drift(d),
+                "spec": rule is None,
+                "since": d.get("since"),
+                "evidence": dict(d.get("evidence") or {}),
+                "rules": [],
+            }
+        else:
+            if rule is None and not line["spec"]:
+                line["text"], line["spec"] = describe_drift(d), True
+            since = d.get("since")
+            if since is not None and (line["since"] is None or since < line["since"]):
+                line["since"] = since
+            for name, value in (d.get("evidence") or {}).items():
+                line["evidence"].setdefault(name, value)
+        if rule is not None and rule not in line["rules"]:
+            line["rules"].append(rule)
+    return list(groups.values())
 
 
 def root_cause_text(drifts: Iterable[Mapping[str, Any]], fallback: str = "") -> str:
-    """The root-cause sentence as ``planners.rules.root_cause`` builds it (one drift per
-    signal, at most three), with values formatted; ``fallback`` when there is no drift."""
-    seen: dict[str, str] = {}
-    for d in drifts:
-        seen.setdefault(str(d.get("signal", "")), describe_drift(d))
-    return "; ".join(list(seen.values())[:3]) or fallback
+    """The root-cause sentence: one line per drifted signal, at most three, values and
+    thresholds in their units; ``fallback`` when there is no drift."""
+    return "; ".join(line["text"] for line in drift_lines(drifts)[:3]) or fallback
 
 
 def signal_changes(
@@ -382,77 +506,95 @@ def log_dict(key: str, line: LogLine) -> dict[str, Any]:
 # --- LLM interactions ------------------------------------------------------------------------
 
 
-def _steps_of(plan: Mapping[str, Any] | None) -> list[tuple[str, str, str]]:
-    if not plan:
-        return []
-    return [
-        (str(s.get("tool")), str(s.get("target")), repr(sorted((s.get("params") or {}).items())))
-        for s in plan.get("steps") or []
-    ]
+# What became of an interaction's plan, as the controller recorded it (``set_llm_outcome``):
+# decision -> (badge word, what it means). An admitted plan reads as its fix's outcome.
+LLM_DECISIONS: dict[str, tuple[str, str]] = {
+    "admitted": ("admitted", "admitted by the guard"),
+    "pending": ("pending", "waiting for an operator's approval"),
+    "approved": ("approved", "approved by an operator"),
+    "shadow": ("shadow", "shadow mode: recorded, not run"),
+    "dry-run": ("dry-run", "dry run: recorded, not run"),
+    "rejected": ("refused", "refused by the guard"),
+    "budget": ("over-budget", "refused: over its budget"),
+    "over-budget": ("over-budget", "refused: over its budget"),
+    "no-plan": ("no-plan", "no usable plan"),
+}
+# A guard refusal for want of budget (attempts per window, cooldown, tokens per day) is
+# told apart from one for a bad plan: the operator's answer to each differs.
+_BUDGET_REASON = re.compile(r"budget|attempts in|LLM plans in|cooling down", re.IGNORECASE)
+_PENDING_PLAN = re.compile(r"pending plan (\d+)")
 
 
-def llm_links(
+def pending_plan_id(interaction: Mapping[str, Any]) -> int | None:
+    """The plan an interaction's plan was parked as (recorded by the controller; in older
+    stores, named only by the recorded reason)."""
+    if interaction.get("pending_plan_id") is not None:
+        return int(interaction["pending_plan_id"])
+    if interaction.get("decision") != "pending":
+        return None
+    found = _PENDING_PLAN.search(str(interaction.get("reason") or ""))
+    return int(found.group(1)) if found else None
+
+
+def llm_outcome(
     interaction: Mapping[str, Any],
-    guard_decisions: Sequence[Mapping[str, Any]],
-    fixes: Sequence[Mapping[str, Any]],
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The guard's verdict on an interaction's plan and the fix that ran it, if any.
-
-    The store does not link them, so they are matched: same resource, same plan source and
-    the same steps, the earliest one at or after the interaction (a second of slack for
-    clocks). ``guard_decisions`` and ``fixes`` are the resource's own, in any order.
-    """
-    plan = interaction.get("plan")
-    if not plan:
-        return None, None
-    at = float(interaction["at"]) - 1.0
-    source, steps = plan.get("source"), _steps_of(plan)
-    decision = min(
-        (
-            g
-            for g in guard_decisions
-            if g["key"] == interaction["key"]
-            and g["source"] == source
-            and g["at"] >= at
-            and _steps_of(g.get("plan")) == steps
-        ),
-        key=lambda g: (g["at"], g["id"]),
-        default=None,
-    )
-    fix = min(
-        (
-            f
-            for f in fixes
-            if f["key"] == interaction["key"]
-            and f["source"] == source
-            and f["detected_at"] >= at
-            and _steps_of(f.get("plan")) == steps
-        ),
-        key=lambda f: (f["detected_at"], f["id"]),
-        default=None,
-    )
-    return (dict(decision) if decision else None), (dict(fix) if fix else None)
+    fix: Mapping[str, Any] | None = None,
+    parked: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The stored outcome of one interaction: ``outcome`` (a badge word), ``outcome_label``,
+    ``outcome_reason``, ``mode``, ``fix_id`` and, for a plan parked for approval, the
+    ``pending_plan_id`` its reason names. ``fix`` is the fix of ``fix_id`` and ``parked``
+    the parked plan, when known: a parked plan an operator (or a recovery) has since decided
+    reads as that decision."""
+    decision = interaction.get("decision")
+    reason = str(interaction.get("reason") or "")
+    fix_id = interaction.get("fix_id")
+    if decision in LLM_DECISIONS:
+        outcome, label = LLM_DECISIONS[str(decision)]
+        if decision == "rejected" and _BUDGET_REASON.search(reason):
+            outcome, label = LLM_DECISIONS["budget"]
+        if decision in ("admitted", "approved") and fix is not None:
+            outcome = str(fix.get("outcome") or fix.get("status") or "running")
+            label = f"ran as fix #{fix['id']}"
+        agreement, compared = interaction.get("agreement"), interaction.get("compared_fix_id")
+        if decision == "shadow" and agreement and compared:
+            verb = {"agrees": "agrees with", "differs": "differs from"}.get(str(agreement))
+            label += f"; {verb or str(agreement)} fix #{compared}, which ran"
+    elif decision:
+        outcome, label = str(decision), str(decision)
+    elif interaction.get("error"):
+        outcome, label = "error", "the planner failed"
+    elif not interaction.get("plan"):
+        outcome, label = "no-plan", "no usable plan"
+    else:
+        outcome, label = "planned", "planned; no outcome recorded yet"
+    pending = pending_plan_id(interaction)
+    if parked is not None and parked.get("status") not in (None, "pending"):
+        outcome = str(parked["status"])
+        by = f" by {parked['actor']}" if parked.get("actor") else ""
+        label = f"parked as plan #{parked['id']}, then {outcome}{by}"
+    return {
+        "outcome": outcome,
+        "outcome_label": label,
+        "outcome_reason": reason or (interaction.get("error") or ""),
+        "mode": interaction.get("mode"),
+        "decision": decision,
+        "fix_id": fix_id,
+        "pending_plan_id": pending,
+        "agreement": interaction.get("agreement"),
+        "compared_fix_id": interaction.get("compared_fix_id"),
+    }
 
 
 def llm_summary(
     interaction: Mapping[str, Any],
-    decision: Mapping[str, Any] | None = None,
     fix: Mapping[str, Any] | None = None,
+    parked: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A list row: time, resource, root cause and outcome of one LLM interaction."""
     plan = interaction.get("plan") or {}
     drifts = plan.get("drifts") or []
-    root = plan.get("reasoning") or "; ".join(str(d.get("description", "")) for d in drifts)
-    if interaction.get("error"):
-        outcome = "error"
-    elif not plan:
-        outcome = "no plan"
-    elif fix is not None:
-        outcome = str(fix.get("outcome") or fix.get("status") or "running")
-    elif decision is not None:
-        outcome = "admitted" if decision.get("admitted") else "rejected"
-    else:
-        outcome = "planned"
+    root = plan.get("reasoning") or root_cause_text(drifts)
     return {
         "id": interaction["id"],
         "key": interaction["key"],
@@ -461,13 +603,12 @@ def llm_summary(
         "planner": interaction.get("planner"),
         "model": interaction.get("model"),
         "root_cause": root or (interaction.get("error") or ""),
-        "outcome": outcome,
         "steps": [str(s.get("tool")) for s in plan.get("steps") or []],
         "tokens_in": interaction.get("tokens_in"),
         "tokens_out": interaction.get("tokens_out"),
         "latency_s": interaction.get("latency_s"),
-        "fix_id": None if fix is None else fix.get("id"),
-    }
+        "cost_usd": interaction.get("cost_usd"),
+    } | llm_outcome(interaction, fix, parked)
 
 
 # --- actors ----------------------------------------------------------------------------------

@@ -157,7 +157,7 @@
     announcer.textContent = text;
   };
 
-  function toast(text, kind = "info") {
+  function toast(text, kind = "info", link = null) {
     const box = $("#toasts");
     if (!box) return;
     const el = document.createElement("div");
@@ -165,6 +165,12 @@
     el.setAttribute("role", kind === "error" ? "alert" : "status");
     const msg = document.createElement("span");
     msg.textContent = text;
+    if (link) {
+      const a = document.createElement("a");
+      a.href = link.href; // built from a number by the caller, never from free text
+      a.textContent = link.text;
+      msg.append(" ", a);
+    }
     const close = document.createElement("button");
     close.type = "button";
     close.className = "toast-close";
@@ -202,14 +208,23 @@
   }
 
   const dialog = $("#token-dialog");
-  function openTokenDialog() {
-    if (!dialog) return;
+  // Where the keyboard was before the dialog opened: it goes back there when it closes
+  // (Save, Cancel, Forget or Escape), not to the top of the page.
+  let returnFocus = null;
+  function openTokenDialog(from = document.activeElement) {
+    if (!dialog || dialog.open) return;
+    returnFocus = from instanceof HTMLElement && from !== document.body ? from : null;
     $("#token-input").value = storage.token;
     $("#actor-input").value = storage.actor;
     dialog.showModal();
     $("#token-input").focus();
   }
-  $("#token-button")?.addEventListener("click", openTokenDialog);
+  dialog?.addEventListener("close", () => {
+    const target = returnFocus && returnFocus.isConnected ? returnFocus : $("#token-button");
+    returnFocus = null;
+    target?.focus();
+  });
+  $("#token-button")?.addEventListener("click", (e) => openTokenDialog(e.currentTarget));
   $("#token-cancel")?.addEventListener("click", () => dialog.close());
   $("#token-forget")?.addEventListener("click", () => {
     storage.token = "";
@@ -257,7 +272,7 @@
     if (btn.dataset.target) body.resource = btn.dataset.target;
     const headers = { "Content-Type": "application/json", Accept: "application/json" };
     if (storage.token) headers.Authorization = `Bearer ${storage.token}`;
-    btn.disabled = true;
+    // Busy, not disabled: a disabled button loses the keyboard's focus.
     btn.setAttribute("aria-busy", "true");
     try {
       const res = await fetch(btn.dataset.url, {
@@ -275,19 +290,18 @@
       } else {
         const detail = typeof data.detail === "string" ? data.detail : `the server answered ${res.status}`;
         toast(`${label} refused: ${detail}`, "error");
-        if (res.status === 401) openTokenDialog();
+        if (res.status === 401) openTokenDialog(btn);
       }
     } catch (err) {
       toast(`${label} failed: ${err}`, "error");
     } finally {
-      btn.disabled = false;
       btn.removeAttribute("aria-busy");
     }
   }
 
   document.addEventListener("click", (event) => {
     const btn = event.target.closest("button[data-action]");
-    if (!btn || btn.disabled) return;
+    if (!btn || btn.disabled || btn.getAttribute("aria-busy") === "true") return;
     event.preventDefault();
     runAction(btn);
   });
@@ -366,7 +380,7 @@
     const pts = (history[id] || [])
       .filter(([at, s]) => at >= start && typeof s[signal] === "number" && Number.isFinite(s[signal]))
       .map(([at, s]) => [at, s[signal]]);
-    const pad = { top: 13, bottom: 14, left: 2, right: 2 };
+    const pad = { top: 14, bottom: 15, left: 2, right: 2 };
     const max = niceMax(Math.max(0, ...pts.map((p) => p[1])), unit);
     const x = (at) => pad.left + ((at - start) / span) * (w - pad.left - pad.right);
     const y = (v) => pad.top + (1 - v / max) * (h - pad.top - pad.bottom);
@@ -420,25 +434,32 @@
     const svg = $("svg", fig);
     const [w, h] = sized(svg);
     const pts = (page.ttr || []).filter((p) => p.status !== "running");
-    const pad = { top: 12, bottom: 16, left: 40, right: 8 };
+    const pad = { top: 14, bottom: 18, left: 48, right: 8 };
     if (!pts.length) {
       svg.append(svgEl("text", { class: "tick", x: w / 2, y: h / 2, "text-anchor": "middle" }, "No fix yet"));
       svg.setAttribute("aria-label", "Time to recover per fix: no fix yet");
       return;
     }
-    // At least the last ten minutes, so one recent fix is not pinned to the left edge.
-    const t1 = serverNow();
-    const t0 = Math.min(pts[0].at, t1 - 600);
+    // The axis spans the fixes' own times, padded on both sides so no dot sits on an edge;
+    // a lone fix (or a burst within seconds) gets half a minute around it.
+    const first = Math.min(...pts.map((p) => p.at));
+    const last = Math.max(...pts.map((p) => p.at));
+    const range = last - first;
+    const padding = range >= 10 ? range * 0.08 : 15;
+    const t0 = first - padding;
+    const t1 = last + padding;
     const ttrs = pts.map((p) => p.time_to_recover).filter((v) => v != null);
     const max = niceMax(Math.max(1, ...ttrs), "s");
     const x = (at) => pad.left + ((at - t0) / (t1 - t0)) * (w - pad.left - pad.right);
     const y = (v) => pad.top + (1 - v / max) * (h - pad.top - pad.bottom);
     for (const frac of [0, 0.5, 1]) {
       svg.append(svgEl("line", { class: frac ? "grid" : "axis", x1: pad.left, x2: w - pad.right, y1: y(max * frac), y2: y(max * frac) }));
-      svg.append(svgEl("text", { class: "tick", x: pad.left - 4, y: y(max * frac) + 3, "text-anchor": "end" }, seconds(max * frac)));
+      svg.append(svgEl("text", { class: "tick", x: pad.left - 4, y: y(max * frac) + 4, "text-anchor": "end" }, seconds(max * frac)));
     }
-    svg.append(svgEl("text", { class: "tick", x: pad.left, y: h - 3 }, t1 - t0 > 86400 ? dateTime(t0) : clock(t0)));
-    svg.append(svgEl("text", { class: "tick", x: w - pad.right, y: h - 3, "text-anchor": "end" }, "now"));
+    const stamp = (t) => (t1 - t0 > 86400 ? dateTime(t) : clock(t));
+    svg.append(svgEl("text", { class: "tick", x: pad.left, y: h - 3 }, stamp(t0)));
+    svg.append(svgEl("text", { class: "tick", x: (pad.left + w - pad.right) / 2, y: h - 3, "text-anchor": "middle" }, stamp((t0 + t1) / 2)));
+    svg.append(svgEl("text", { class: "tick", x: w - pad.right, y: h - 3, "text-anchor": "end" }, stamp(t1)));
     for (const p of pts) {
       const ok = p.time_to_recover != null;
       const dot = svgEl("circle", { class: ok ? "ttr-ok" : "ttr-bad", cx: x(p.at), cy: ok ? y(p.time_to_recover) : pad.top - 4, r: 4 });
@@ -494,6 +515,7 @@
     if (!els.length && tiles) {
       const tile = fromTemplate("tpl-tile", obj);
       if (tile) {
+        addCharts(tile, r);
         tiles.appendChild(tile);
         setEmpty(tiles, false);
         els = [tile];
@@ -525,6 +547,35 @@
       drawResource(r.id);
     }
     recount();
+  }
+
+  /* A tile that arrives live gets the charts and availability strip of its kind, as the
+     server renders them (cloned from <template>s, attributes set one by one). */
+  function addCharts(tile, r) {
+    const box = $("[data-tile-charts]", tile);
+    const specs = (page.kind_charts || {})[r.kind] || [];
+    for (const c of specs) {
+      const fig = fromTemplate("tpl-chart", {});
+      if (!fig) continue;
+      fig.dataset.resource = r.id;
+      fig.dataset.signal = c.signal;
+      fig.dataset.unit = c.unit;
+      fig.dataset.title = c.title;
+      $(".chart-title", fig).textContent = c.title;
+      const value = $("[data-signal-value]", fig);
+      value.dataset.signalValue = c.signal;
+      value.dataset.unit = c.unit;
+      value.textContent = formatValue(r.signals[c.signal], c.unit);
+      $("svg", fig).setAttribute("aria-label", `${c.title}: no samples yet`);
+      box?.append(fig);
+    }
+    const strip = fromTemplate("tpl-strip", {});
+    if (strip && box) {
+      strip.dataset.resource = r.id;
+      strip.setAttribute("aria-label", `Availability of ${r.key} over the last 15 minutes`);
+      box.after(strip);
+    }
+    if (history[r.id] === undefined) history[r.id] = [];
   }
 
   function onResourceRemoved(r) {
@@ -644,9 +695,25 @@
 
   function onPlans(plans) {
     for (const list of $$("[data-live=plans]")) {
-      const mine = plans.filter((p) => !list.dataset.resourceFilter || list.dataset.resourceFilter === p.key);
+      const mine = plans.filter(
+        (p) =>
+          (!list.dataset.resourceFilter || list.dataset.resourceFilter === p.key) &&
+          (!list.dataset.planFilter || list.dataset.planFilter === String(p.id)),
+      );
       const ids = new Set(mine.map((p) => String(p.id)));
-      for (const item of $$(":scope > [data-plan]", list)) if (!ids.has(item.dataset.plan)) item.remove();
+      for (const item of $$(":scope > [data-plan]", list)) {
+        if (ids.has(item.dataset.plan)) continue;
+        // A decided plan leaves the list; the keyboard's focus must not leave with it.
+        const hadFocus = item.contains(document.activeElement);
+        item.remove();
+        if (hadFocus) {
+          const heading = list.closest("section")?.querySelector("h2, h3");
+          if (heading) {
+            heading.tabIndex = -1;
+            heading.focus();
+          }
+        }
+      }
       for (const p of mine) {
         let item = $(`:scope > [data-plan="${CSS.escape(String(p.id))}"]`, list);
         if (item) {
@@ -675,6 +742,12 @@
     const mine = myJobs.has(job.id);
     if (job.status === "error") {
       if (mine) toast(`${what} failed: ${job.error}`, "error");
+    } else if (job.action === "analyze") {
+      // The LLM's answer: what it decided, why, and a link to the whole exchange.
+      const r = job.result || {};
+      const text = `Ask the LLM about ${job.key}: ${r.decision || "done"}${r.reason ? ` (${r.reason})` : ""}`;
+      const link = r.interaction != null ? { href: `/llm/${encodeURIComponent(r.interaction)}`, text: `Open interaction #${r.interaction}` } : null;
+      mine ? toast(text, r.decision === "rejected" || r.decision === "no-plan" ? "error" : "ok", link) : announce(text);
     } else {
       const r = job.result || {};
       const text = `${what}: ${r.outcome || "done"}${r.message ? ` (${r.message})` : ""}`;
@@ -697,8 +770,40 @@
     return true;
   }
 
+  // With Follow off the filtered table stands still: matching lines wait in ``held`` (and
+  // are counted) until Follow is on again.
+  const held = [];
+  const followBox = $("#follow");
+
+  function showLogCounts(table) {
+    const body = $("tbody", table);
+    const rows = body.rows.length;
+    // Counted from the rows shown, so trimming old rows brings the error count down too.
+    const errors = $$("tr.lvl-error, tr.lvl-critical", body).length;
+    const put = (id, text) => { const el = $(id); if (el) el.textContent = text; };
+    put("#log-count", String(rows));
+    put("#log-count-word", rows === 1 ? "line" : "lines");
+    put("#log-errors", String(errors));
+    put("#log-errors-word", errors === 1 ? "error" : "errors");
+    const heldBox = $("#log-held");
+    if (heldBox) heldBox.hidden = held.length === 0;
+    put("#log-held-count", String(held.length));
+  }
+
+  function insertLog(table, obj) {
+    const row = fromTemplate(table.dataset.rowTemplate, obj);
+    if (!row) return;
+    localizeTimes(row);
+    const body = $("tbody", table);
+    const desc = table.dataset.order === "desc";
+    desc ? body.prepend(row) : body.append(row);
+    const keep = parseInt(table.dataset.keep || "200", 10);
+    while (body.rows.length > keep) body.rows[desc ? body.rows.length - 1 : 0].remove();
+    setEmpty(table, false);
+  }
+
   function onLogs(lines) {
-    const follow = $("#follow");
+    const following = !followBox || followBox.checked;
     for (const l of lines) {
       const id = logId(l);
       if (seenLogs.has(id)) continue;
@@ -706,26 +811,28 @@
       const obj = { ...l, level_lower: l.level.toLowerCase() };
       for (const table of $$("table[data-live=logs]")) {
         if (table.dataset.resourceFilter && table.dataset.resourceFilter !== l.key) continue;
-        if (table.dataset.filtered && (!logMatches(l) || (follow && !follow.checked))) continue;
-        const row = fromTemplate(table.dataset.rowTemplate, obj);
-        if (!row) continue;
-        localizeTimes(row);
-        const body = $("tbody", table);
-        const desc = table.dataset.order === "desc";
-        desc ? body.prepend(row) : body.append(row);
-        const keep = parseInt(table.dataset.keep || "200", 10);
-        while (body.rows.length > keep) body.rows[desc ? body.rows.length - 1 : 0].remove();
-        setEmpty(table, false);
-        if (table.dataset.filtered) {
-          const count = $("#log-count");
-          if (count) count.textContent = String(body.rows.length);
-          const errors = $("#log-errors");
-          if (errors && (LEVELS[l.level] || 0) >= LEVELS.ERROR) errors.textContent = String(parseInt(errors.textContent, 10) + 1);
+        if (table.dataset.filtered && !logMatches(l)) continue;
+        if (table.dataset.filtered && !following) {
+          held.push(obj);
+          continue;
         }
+        insertLog(table, obj);
       }
     }
+    for (const table of $$("table[data-live=logs][data-filtered]")) showLogCounts(table);
     if (seenLogs.size > 5000) seenLogs.clear();
+    if (held.length > 1000) held.splice(0, held.length - 1000);
   }
+
+  followBox?.addEventListener("change", () => {
+    if (!followBox.checked) return;
+    const waiting = held.splice(0, held.length);
+    for (const table of $$("table[data-live=logs][data-filtered]")) {
+      for (const obj of waiting) insertLog(table, obj);
+      showLogCounts(table);
+    }
+    if (waiting.length) announce(`${waiting.length} new log ${waiting.length === 1 ? "line" : "lines"} shown`);
+  });
 
   // ---------------------------------------------------------------- the stream
 

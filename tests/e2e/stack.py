@@ -7,13 +7,17 @@ controller that reconciles), and Playwright driving Debian's chromium.
 The stack: a small web app supervised on the ``process`` runtime (a health probe, a crash
 policy, and a start-up delay so that "healing" lasts long enough to be seen), and a Redis
 server filled past a policy's threshold whose remedy, ``redis_flush``, is destructive: the
-controller parks that plan for an operator's approval.
+controller parks that plan for an operator's approval. The app's policy escalates to the
+replay planner (recorded answers, no model) in shadow mode, so "Ask the LLM" has a planner
+to ask and what the rules cannot fix is recorded as the LLM would have fixed it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from fastapi import FastAPI
 from playwright.async_api import Browser, Playwright, async_playwright
 
 from controller.loop import Controller
+from controller.planners.replay import ReplayPlanner
 from controller.spec import Container, LoadResult
 from dashboard.app import close_streams, create_app
 from tests.integration.harness import REPO, down_all, eventually, load, running, write_specs
@@ -33,7 +38,11 @@ from tests.services import RedisServer, free_port, running_redis
 
 API = "driftmend.dev/v1alpha1"
 TOKEN = "e2e-dashboard-token"
-SCREENSHOTS = REPO / "docs" / "screenshots"
+# Screenshots go to tests/artifacts/ (ignored by git) so that a test run leaves the checkout
+# clean; `make screenshots` points this at docs/screenshots/ to refresh the README's pictures.
+SCREENSHOTS = Path(
+    os.environ.get("DRIFTMEND_SCREENSHOTS_DIR", REPO / "tests" / "artifacts" / "screenshots")
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -101,6 +110,9 @@ def specs(web_port: int, redis_port: int) -> list[dict[str, Any]]:
                         "attempts": {"max": 10, "window": "5m"},
                     }
                 ],
+                # What no rule fixes (a failing health probe while the app starts) is asked
+                # of the replay planner, and only recorded: the operator stays in charge.
+                "escalate": {"planner": "replay", "mode": "shadow"},
             },
         },
         {
@@ -150,6 +162,20 @@ class Stack:
         found = next(r for r in self.result.resources if r.key == "Container/web")
         assert isinstance(found, Container)
         return found
+
+
+# The replay planner's recorded answer for the web app.
+REPLAY = {
+    "plans": [
+        {
+            "key": "Container/*",
+            "reasoning": "The app's process is gone or its health probe fails: restart it.",
+            "steps": [{"tool": "container_restart"}],
+            "tokens_in": 812,
+            "tokens_out": 64,
+        }
+    ]
+}
 
 
 def fill_redis(port: int) -> None:
@@ -203,10 +229,17 @@ async def stack(tmp: Path) -> AsyncIterator[Stack]:
     with running_redis() as cache:
         fill_redis(cache.port)
         result = load(write_specs(tmp / "specs.yaml", specs(web_port, cache.port)))
+        replay = tmp / "replay.json"
+        replay.write_text(json.dumps(REPLAY))
         state = tmp / "state"
         try:
             async with running(
-                state, result, dashboard_token=TOKEN, resync_period=1.0, log_poll_interval=0.2
+                state,
+                result,
+                dashboard_token=TOKEN,
+                resync_period=1.0,
+                log_poll_interval=0.2,
+                planners={"replay": ReplayPlanner.from_file(replay)},
             ) as controller:
                 app = create_app(
                     controller.store, controller.metrics.registry, controller, controller.settings
@@ -218,6 +251,7 @@ async def stack(tmp: Path) -> AsyncIterator[Stack]:
 
 
 def screenshot_path(name: str) -> Path:
-    """Where a page's screenshot goes (docs/screenshots/<name>.png, shown by the README)."""
+    """Where a page's screenshot goes: tests/artifacts/screenshots/, or
+    $DRIFTMEND_SCREENSHOTS_DIR (`make screenshots`: docs/screenshots/, shown by the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS / f"{name}.png"

@@ -11,7 +11,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,14 @@ from dashboard.dependencies import get_controller, get_store
 from dashboard.jobs import JobBoard
 from dashboard.stream import StoreView, Tracker, event_stream, read_store
 from dashboard.views import (
+    describe_drift,
     downsample,
+    drift_lines,
     format_value,
     key_of,
-    llm_links,
+    llm_outcome,
     resource_id,
+    root_cause_text,
     sanitize_actor,
     signal_changes,
     up_state,
@@ -63,9 +66,18 @@ class FakeController:
         self.logs = LogAccumulator()
         self.calls: list[tuple[Any, ...]] = []
 
-    async def trigger_fix(self, key: str, actor: str) -> ReconcileResult:
+    @property
+    def llm_ready(self) -> bool:
+        return False  # rules only, as a controller without an API key
+
+    async def analyze(self, key: str, actor: str) -> dict[str, Any]:
+        raise PermanentError("no LLM planner is configured")
+
+    async def trigger_fix(
+        self, key: str, actor: str, detail: Mapping[str, Any] | None = None
+    ) -> ReconcileResult:
         self.calls.append(("fix", key, actor))
-        self.store.record_action(key, "fix", actor, {}, time.time())
+        self.store.record_action(key, "fix", actor, dict(detail or {}), time.time())
         return ReconcileResult(key, Outcome.IN_SYNC, "in sync")
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None:
@@ -88,11 +100,22 @@ class FakeController:
 
 
 class AnalyzingController(FakeController):
-    """A controller with an LLM planner (``analyze``), as the LLM issue will add."""
+    """A controller with an LLM planner for the shop's policy (none for the cache's)."""
+
+    @property
+    def llm_ready(self) -> bool:
+        return True
 
     async def analyze(self, key: str, actor: str) -> dict[str, Any]:
         self.calls.append(("analyze", key, actor))
-        return {"key": key, "interaction_id": 7}
+        if key != "Container/shop":
+            raise PermanentError(f"no LLM planner is configured for {key}'s policy")
+        plan = crash_plan(time.time())
+        iid = self.store.record_llm_interaction(
+            key, "replay", "replay", "p", "r", plan, 10, 5, 0.1, time.time()
+        )
+        self.store.set_llm_outcome(iid, mode="shadow", decision="shadow", reason="recorded")
+        return {"interaction": iid, "decision": "shadow", "reason": "recorded", "plan": None}
 
 
 def crash_plan(now: float) -> Plan:
@@ -213,6 +236,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
         1.2,
         now - 29.7,
     )
+    store.set_llm_outcome(llm, mode="auto", decision="admitted", reason="fixed", fix_id=fixed)
     return {"fixed": fixed, "failed": failed, "pending": pending, "llm": llm}
 
 
@@ -308,16 +332,87 @@ def test_actor_names_are_reduced_to_a_plain_word() -> None:
     assert len(sanitize_actor("x" * 500)) <= len("dashboard:") + 40
 
 
-def test_llm_links_match_the_plan_not_just_the_resource(store: Store) -> None:
-    ids = seed(store, time.time())
-    interaction = store.llm_interactions()[0]
-    decision, fix = llm_links(
-        interaction, store.guard_decisions(), store.fixes(key="Container/shop")
+def test_drifts_read_in_their_units_one_line_per_signal() -> None:
+    spec = {"signal": "container.running", "expected": "== true", "observed": False}
+    rule = spec | {
+        "expected": "not (container.running == false)",
+        "policy": "app-crash",
+        "rule": "restart-on-exit",
+        "since": 5.0,
+    }
+    assert describe_drift(spec) == "container.running is false, expected true"
+    lines = drift_lines([spec | {"since": 9.0}, rule])
+    assert [line["text"] for line in lines] == ["container.running is false, expected true"]
+    assert lines[0]["rules"] == ["app-crash/restart-on-exit"] and lines[0]["since"] == 5.0
+    full = {
+        "signal": "redis.memory_used_ratio",
+        "expected": "not (redis.memory_used_ratio >= 0.95 for 10s; redis.evicting_policy == false)",
+        "observed": 0.9812,
+        "evidence": {"redis.evicting_policy": False},
+        "policy": "redis-memory-full",
+        "rule": "purge",
+    }
+    assert describe_drift(full) == (
+        "redis.memory_used_ratio is 98.1 %, at or over 95 % for 10s; redis.evicting_policy is false"
     )
-    assert decision is not None and decision["admitted"]
-    assert fix is not None and fix["id"] == ids["fixed"]  # the earliest fix after it
-    other = dict(interaction) | {"plan": {**interaction["plan"], "steps": [{"tool": "x"}]}}
-    assert llm_links(other, store.guard_decisions(), store.fixes()) == (None, None)
+    slow = {
+        "signal": "postgres.longest_query_seconds",
+        "expected": "not (postgres.longest_query_seconds > 10)",
+        "observed": 42.5,
+    }
+    assert describe_drift(slow) == "postgres.longest_query_seconds is 42 s, over 10 s"
+    odd = {"signal": "x.y", "expected": "something else", "observed": 3}
+    assert describe_drift(odd) == "x.y is 3, expected something else"  # shown as it came
+    assert root_cause_text([spec, rule, full]).count("container.running") == 1
+
+
+def test_llm_outcomes_are_the_recorded_ones_even_for_identical_plans(store: Store) -> None:
+    # Two identical plans: the first was only recorded (shadow), the second ran as a fix.
+    # Matching by resource and steps would have called both "fixed" by the earlier fix.
+    now = time.time()
+    seeded = seed(store, now)
+    plan = crash_plan(now)
+
+    def ask(decision: str, reason: str, fix_id: int | None = None, mode: str = "auto") -> int:
+        iid = store.record_llm_interaction(
+            "Container/shop", "gemini", "m", "p", "r", plan, 1, 1, 0.1, now
+        )
+        store.set_llm_outcome(iid, mode=mode, decision=decision, reason=reason, fix_id=fix_id)
+        return iid
+
+    shadow = ask("shadow", "recorded, not run (guard: admitted)", mode="shadow")
+    ran = ask("admitted", "not healthy within 30s", fix_id=seeded["failed"])
+    parked = ask("pending", f"waiting for an operator (pending plan {seeded['pending']})")
+    budget = ask("rejected", "policy app-crash ran 3/3 LLM plans in 1h")
+    refused = ask("rejected", "step 1 (redis_flush) is not allowed by this policy")
+    with TestClient(make_app(store, FakeController(store)), base_url=BASE) as c:
+        rows = {r["id"]: r for r in c.get("/api/llm/interactions").json()}
+        assert rows[shadow]["outcome"] == "shadow" and rows[shadow]["fix_id"] is None
+        assert rows[ran]["outcome"] == "failed" and rows[ran]["fix_id"] == seeded["failed"]
+        assert rows[parked]["outcome"] == "pending"
+        assert rows[parked]["pending_plan_id"] == seeded["pending"]
+        assert rows[budget]["outcome"] == "over-budget"
+        assert rows[refused]["outcome"] == "refused"
+        assert "not allowed" in rows[refused]["outcome_reason"]
+        assert rows[seeded["llm"]]["outcome"] == "fixed"
+        one = c.get(f"/api/llm/interactions/{shadow}").json()
+        assert one["fix"] is None and one["summary"]["outcome_label"].startswith("shadow")
+        assert c.get(f"/api/llm/interactions/{ran}").json()["fix"]["id"] == seeded["failed"]
+        page = c.get(f"/llm/{shadow}").text
+        assert "recorded, not run" in page and "/fixes/" not in page
+        detail = c.get(f"/llm/{parked}").text
+        assert "Parked plan #" in detail and "Approve" in detail  # approve it from here
+        listing = c.get("/llm").text
+        assert listing.count('class="badge o-shadow"') == 1
+        assert 'class="badge o-over-budget"' in listing
+        # Once an operator decides the parked plan, the interaction says so.
+        store.set_pending_status(seeded["pending"], "rejected", "dashboard:bob", now)
+        row = next(r for r in c.get("/api/llm/interactions").json() if r["id"] == parked)
+        assert row["outcome"] == "rejected" and "by dashboard:bob" in row["outcome_label"]
+        assert "rejected" in c.get(f"/llm/{parked}").text
+    unknown = llm_outcome({"decision": None, "plan": {"steps": []}})
+    assert unknown["outcome"] == "planned"
+    assert llm_outcome({"decision": None, "plan": None, "error": "timeout"})["outcome"] == "error"
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -378,10 +473,12 @@ def test_llm_interactions(client: TestClient, ids: dict[str, int]) -> None:
     assert len(rows) == 1
     row = rows[0]
     assert row["id"] == ids["llm"] and row["outcome"] == "fixed" and row["fix_id"] == ids["fixed"]
+    assert row["decision"] == "admitted" and row["mode"] == "auto"
     assert row["root_cause"] == "restart the app" and row["steps"] == ["container_restart"]
+    assert "prompt" not in row  # the list stays light; the detail has it whole
     one = client.get(f"/api/llm/interactions/{ids['llm']}").json()
     assert one["prompt"] == {"prompt": f"log: {XSS}"}
-    assert one["guard_decision"]["admitted"] is True
+    assert one["summary"]["outcome"] == "fixed"
     assert one["fix"]["steps"][0]["result"]["data"] == {"pid": 42}
     assert client.get("/api/llm/interactions/999").status_code == 404
     assert client.get("/api/llm/interactions", params={"resource": "RedisCache.cache"}).json() == []
@@ -516,20 +613,39 @@ def test_retry_only_what_failed(
     retried = client.post(f"/api/fixes/{ids['failed']}/retry", json={"wait": True}, headers=AUTH)
     assert retried.status_code == 200 and retried.json()["result"]["retry_of"] == ids["failed"]
     assert controller.calls == [("fix", "Container/shop", "dashboard")]
-    assert client.get("/api/actions").json()[-1]["action"] == "retry"
+    # One press, one audited action: the controller's "fix" (the job says what it retried).
+    [action] = client.get("/api/actions").json()
+    assert action["action"] == "fix" and action["detail"] == {"retry_of": ids["failed"]}
     assert client.post("/api/fixes/999/retry", json={}, headers=AUTH).status_code == 404
 
 
 def test_analyze_needs_an_llm_planner(client: TestClient, store: Store) -> None:
     refused = client.post("/api/llm/analyze", json={"resource": "Container.shop"}, headers=AUTH)
-    assert refused.status_code == 503 and "no LLM planner configured" in refused.json()["detail"]
+    assert refused.status_code == 503
+    assert "no LLM planner is configured" in refused.json()["detail"]
+    assert "GEMINI_API_KEY" in refused.json()["detail"]  # and says how to get one
+    assert 'data-action="analyze"' in client.get("/resources").text
+    assert "No LLM planner is configured" in client.get("/resources").text  # disabled, why
     fake = AnalyzingController(store)
     with TestClient(make_app(store, fake), base_url=BASE) as c:
         answer = c.post(
             "/api/llm/analyze", json={"resource": "Container.shop", "wait": True}, headers=AUTH
         )
-        assert answer.status_code == 200 and answer.json()["result"]["interaction_id"] == 7
-    assert fake.calls == [("analyze", "Container/shop", "dashboard")]
+        assert answer.status_code == 200
+        result = answer.json()["result"]
+        assert result["decision"] == "shadow" and result["resource_id"] == "Container.shop"
+        assert c.get(f"/api/llm/interactions/{result['interaction']}").json()["decision"] == (
+            "shadow"
+        )
+        other = c.post(
+            "/api/llm/analyze", json={"resource": "RedisCache.cache", "wait": True}, headers=AUTH
+        ).json()
+        assert other["status"] == "error" and "no LLM planner" in other["error"]
+        assert "No LLM planner is configured" not in c.get("/resources").text
+    assert fake.calls == [
+        ("analyze", "Container/shop", "dashboard"),
+        ("analyze", "RedisCache/cache", "dashboard"),
+    ]
 
 
 # --- the gate --------------------------------------------------------------------------------
@@ -604,10 +720,14 @@ def test_loopback_answers_only_loopback_host_names(
         r = c.get("/api/resources")
         assert r.status_code == 403 and "answers only requests addressed to localhost" in r.text
         assert c.get("/").status_code == 403
-        assert c.get("/metrics").status_code == 200 and c.get("/healthz").status_code == 200
+        # The schema, its page and the metrics too: a rebinding page reads none of them.
+        for path in ("/openapi.json", "/docs", "/metrics"):
+            assert c.get(path).status_code == 403, path
+        assert c.get("/healthz").status_code == 200
     for base in ("http://localhost:8080", "http://[::1]:8080", BASE):
         with TestClient(app, base_url=base) as c:
-            assert c.get("/api/resources").status_code == 200, base
+            for path in ("/api/resources", "/openapi.json", "/docs", "/metrics"):
+                assert c.get(path).status_code == 200, (base, path)
 
 
 def test_beyond_localhost_reading_needs_the_token(
@@ -621,7 +741,10 @@ def test_beyond_localhost_reading_needs_the_token(
         assert page.status_code == 401 and "/login?next=%2Ffixes" in page.text
         assert c.get("/api/stream").status_code == 401
         assert c.get("/api/resources", headers=AUTH).status_code == 200
-        assert c.get("/metrics").status_code == 200  # Prometheus scrapes it, as before
+        for path in ("/openapi.json", "/docs", "/metrics"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=AUTH).status_code == 200, path  # Prometheus: a bearer
+        assert c.get("/healthz").status_code == 200
         assert c.get("/login").status_code == 200
         wrong = c.post(
             "/login",
@@ -738,12 +861,69 @@ def test_metrics_and_healthz_are_unchanged(store: Store) -> None:
     registry = CollectorRegistry()
     Counter("driftmend_test_total", "a test counter", registry=registry).inc()
     app = create_app(store, registry)
-    with TestClient(app) as c:  # the default test host: /metrics has no host check
+    with TestClient(app, base_url=BASE) as c:
         m = c.get("/metrics")
         assert m.status_code == 200 and "driftmend_test_total 1.0" in m.text
         assert m.headers["content-type"].startswith("text/plain")
         assert "content-security-policy" not in m.headers
         assert c.get("/healthz").json() == {"status": "ok"}
+
+
+# --- contrast ---------------------------------------------------------------------------------
+
+CSS = Path(__file__).resolve().parents[2] / "dashboard" / "static" / "dashboard.css"
+# (text, background, what a translucent background lies on): every pair the pages use.
+CONTRAST_PAIRS = [
+    *[(t, b, None) for t in ("text", "muted", "accent") for b in ("bg", "surface", "surface-2")],
+    *[(t, b, base) for t in ("text", "muted", "accent") for b in ("warn-bg", "bad-bg")
+      for base in ("surface", "surface-2")],
+    ("accent-text", "accent", None),
+    *[(c, f"{c}-bg", base) for c in ("ok", "warn", "heal", "bad", "none")
+      for base in ("surface", "surface-2")],
+    *[(c, b, None) for c in ("ok", "warn", "heal", "bad") for b in ("surface", "surface-2")],
+]  # fmt: skip
+
+
+def _theme(css: str, selector: str) -> dict[str, str]:
+    start = css.index(selector)
+    return dict(re.findall(r"--([\w-]+):\s*([^;]+);", css[start : css.index("}", start)]))
+
+
+def _rgba(value: str) -> tuple[float, float, float, float]:
+    value = value.strip()
+    if value.startswith("#"):
+        r, g, b = (int(value[i : i + 2], 16) for i in (1, 3, 5))
+        return r, g, b, 1.0
+    parts = [float(p) for p in value[value.index("(") + 1 : -1].split(",")]
+    return parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else 1.0
+
+
+def _luminance(c: tuple[float, ...]) -> float:
+    lin = [
+        (x / 255) / 12.92 if x / 255 <= 0.03928 else ((x / 255 + 0.055) / 1.055) ** 2.4
+        for x in c[:3]
+    ]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]  # fmt: skip
+
+
+def test_every_text_reaches_4_5_to_1_in_both_themes() -> None:
+    css = CSS.read_text()
+    dark = _theme(css, ':root[data-theme="dark"] {')
+    assert _theme(css, ':root:not([data-theme="light"]) {') == dark  # the two dark blocks
+    weak = []
+    for name, theme in (("light", _theme(css, ":root {")), ("dark", dark)):
+        for fg, bg, base in CONTRAST_PAIRS:
+            b = _rgba(theme[bg])
+            if b[3] < 1 and base is not None:  # a translucent tint, laid over its panel
+                under = _rgba(theme[base])
+                b = (*(b[i] * b[3] + under[i] * (1 - b[3]) for i in range(3)), 1.0)
+            hi, lo = sorted((_luminance(_rgba(theme[fg])), _luminance(b)), reverse=True)
+            ratio = (hi + 0.05) / (lo + 0.05)
+            if ratio < 4.5:
+                weak.append(f"{name}: {fg} on {bg} ({base}) is {ratio:.2f}:1")
+    assert not weak, weak
+    tick = re.search(r"\.chart-svg \.tick \{[^}]*font-size: ([\d.]+)px", css)
+    assert tick and float(tick.group(1)) >= 11  # chart labels stay readable
 
 
 # --- the live stream -------------------------------------------------------------------------
@@ -755,18 +935,23 @@ def _view(store: Store) -> StoreView:
 
 def test_tracker_sends_only_what_changed(store: Store, ids: dict[str, int]) -> None:
     tracker = Tracker()
-    events, fixes_changed, llm_after = tracker.diff(_view(store))
+    events, fixes_changed, llm_changed = tracker.diff(_view(store))
     names = [name for name, _ in events]
     assert names.count("resource") == 2 and names.count("fix") == 2 and "plans" in names
-    assert fixes_changed and llm_after is None  # the first poll only sets the LLM mark
-    assert tracker.diff(_view(store)) == ([], False, None)
+    assert fixes_changed and llm_changed == []  # the first poll only takes note of the LLM
+    assert tracker.diff(_view(store)) == ([], False, [])
     store.upsert_resource("Container/shop", "Container", {}, Health.HEALING, {}, time.time(), "x")
-    store.record_llm_interaction(
+    fresh = store.record_llm_interaction(
         "Container/shop", "gemini", "m", "p", "r", None, 1, 1, 0.1, time.time()
     )
-    events, fixes_changed, llm_after = tracker.diff(_view(store))
+    events, fixes_changed, llm_changed = tracker.diff(_view(store))
     assert [(n, d["health"]) for n, d in events] == [("resource", "healing")]
-    assert llm_after == ids["llm"] and not fixes_changed
+    assert [i["id"] for i in llm_changed] == [fresh] and not fixes_changed
+    # The controller records the outcome after the exchange: the row is sent again.
+    store.set_llm_outcome(fresh, mode="approve", decision="pending", reason="waiting")
+    _, _, llm_changed = tracker.diff(_view(store))
+    assert [(i["id"], i["decision"]) for i in llm_changed] == [(fresh, "pending")]
+    assert tracker.diff(_view(store)) == ([], False, [])
     store.remove_resource("RedisCache/cache")
     events, _, _ = tracker.diff(_view(store))
     assert events == [("resource-removed", {"key": "RedisCache/cache", "id": "RedisCache.cache"})]
