@@ -250,7 +250,8 @@ class ComposeService(Model):
     project: str | None = Field(
         default=None,
         min_length=1,
-        description="com.docker.compose.project; omit to match the service in any project",
+        description="com.docker.compose.project; omitted, the service must be found in one "
+        "project only (driftmend refuses to guess between two)",
     )
 
 

@@ -10,16 +10,23 @@
 #    host's /usr, /lib, /bin, /etc read-only) when it is missing. No registry is needed.
 #
 # Never fails `make test`: when no engine can be had (not root, not Debian, dockerd will not
-# start), it says why and exits 0, and the Docker tests skip with that reason.
+# start), it says why and exits 0, and the Docker tests skip with that reason: it is written
+# to $DRIFTMEND_DOCKER_REASON_FILE (tests/integration/docker_harness.py reads it), which is
+# removed again once an engine answers.
 set -euo pipefail
 
 PIDFILE="${DRIFTMEND_DOCKERD_PIDFILE:-/var/run/driftmend-dockerd.pid}"
 LOGFILE="${DRIFTMEND_DOCKERD_LOG:-/var/log/driftmend-dockerd.log}"
 DEADLINE="${DRIFTMEND_DOCKERD_DEADLINE:-60}"
+REASON_FILE="${DRIFTMEND_DOCKER_REASON_FILE:-/tmp/driftmend-docker-engine.reason}"
 IMAGE=local/hostbase
 
 say() { echo "docker-engine: $*" >&2; }
-give_up() { say "$*; the Docker tests will be skipped"; exit 0; }
+give_up() {
+  say "$*; the Docker tests will be skipped"
+  echo "$*" >"$REASON_FILE" 2>/dev/null || true
+  exit 0
+}
 
 # The engine's own CLI when both are installed: /usr/local/bin may hold a newer client only.
 DOCKER=docker
@@ -67,5 +74,7 @@ fi
 
 if ! "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   say "building $IMAGE from an empty tar (containers mount the host's binaries)"
-  tar cf - -T /dev/null | "$DOCKER" import - "$IMAGE" >/dev/null
+  tar cf - -T /dev/null | "$DOCKER" import - "$IMAGE" >/dev/null \
+    || give_up "docker import of $IMAGE failed"
 fi
+rm -f "$REASON_FILE"

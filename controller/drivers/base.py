@@ -41,7 +41,13 @@ class ContainerRuntime(Protocol):
         """Restart one replica, or all (one after another) when ``replica`` is None."""
 
     async def stop(self, container: Container) -> dict[str, Any]:
-        """Stop every replica; they stay stopped until ``restart`` or ``scale``."""
+        """Stop every replica on purpose, until ``start_replicas``, ``restart`` or ``scale``.
+
+        The spec still asks for the replicas: the next pass sees the drift (fact ``stopped``).
+        """
+
+    async def start_replicas(self, container: Container) -> dict[str, Any]:
+        """Start the desired replicas that are not running (undoes ``stop``); others are left."""
 
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
         """Run exactly ``replicas`` replicas (within ``spec.maxReplicas``)."""

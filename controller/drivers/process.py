@@ -32,7 +32,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,20 @@ from controller.signals import SignalValue
 from controller.spec import Container, HealthProbe, ProcessSpec
 
 log = logging.getLogger(__name__)
+
+# What a supervised process inherits of the controller's environment: what a program needs
+# to run (where binaries are, locale, time zone, a home and a temp directory), nothing
+# else. Above all not the controller's secrets (GEMINI_API_KEY, DRIFTMEND_*_TOKEN, cloud
+# credentials): like a container, a process gets the rest from its spec's `env`.
+INHERITED_ENV = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR"}
+)
+
+
+def child_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``parent`` (the controller's environment) a supervised process inherits."""
+    return {k: v for k, v in parent.items() if k in INHERITED_ENV or k.startswith("LC_")}
+
 
 _PID_FILE = re.compile(r"^replica-(\d+)\.pid$")
 _CREATE_TIME_SLACK = 0.5  # psutil's create_time is rounded to clock ticks
@@ -374,6 +388,20 @@ class ProcessRuntime:
             stopped = await self._terminate_all(unit, _process_spec(container))
         return {"stopped": stopped}
 
+    async def start_replicas(self, container: Container) -> dict[str, Any]:
+        """Start every desired replica that is not running (after ``stop``); others are left."""
+        unit = self._unit(container)
+        started: list[dict[str, Any]] = []
+        async with unit.lock:
+            unit.state.stopped = False
+            self._save(unit)
+            for i in range(self._desired(unit, container)):
+                if i not in unit.replicas:
+                    r = await self._spawn(unit, container, i)
+                    started.append({"replica": i, "pid": r.pid})
+            self._sync_probes(unit, container)
+        return {"started": started}
+
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
         """Run exactly ``replicas`` replicas on ports port+i; the override persists on disk.
 
@@ -597,7 +625,11 @@ class ProcessRuntime:
         port = spec.port + index if spec.port is not None else None
         argv = self._argv(container)
         cwd = self._cwd(container)
-        env = {**os.environ, **proc_spec.env, "DRIFTMEND_STATE_DIR": str(unit.dir)}
+        env = {
+            **child_environment(os.environ),
+            **proc_spec.env,
+            "DRIFTMEND_STATE_DIR": str(unit.dir),
+        }
         if spec.port_env and port is not None:
             env[spec.port_env] = str(port)
         log_path = unit.dir / f"replica-{index}.log"
@@ -840,7 +872,11 @@ class ProcessRuntime:
         async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
             while not r.exited.is_set():
                 ok = url is not None and await _probe_once(client, url)
-                self._record_probe(unit, r, ok, probe.failure_threshold)
+                # Before its first pass, within its start-up window, a replica that does not
+                # answer yet is starting, not failing (its health stays "not known yet").
+                starting = not r.probed_ok and self._clock() - r.started_at < probe.startup_timeout
+                if ok or not starting:
+                    self._record_probe(unit, r, ok, probe.failure_threshold)
                 await asyncio.sleep(probe.interval)
 
     def _record_probe(self, unit: _Unit, r: _Replica, ok: bool, threshold: int) -> None:

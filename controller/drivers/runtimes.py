@@ -105,6 +105,10 @@ class RuntimeRouter:
         """Stop every replica on purpose."""
         return await (await self._runtime(container)).stop(container)
 
+    async def start_replicas(self, container: Container) -> dict[str, Any]:
+        """Start the replicas that are not running (after ``stop``)."""
+        return await (await self._runtime(container)).start_replicas(container)
+
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
         """Run exactly ``replicas`` replicas."""
         return await (await self._runtime(container)).scale(container, replicas)

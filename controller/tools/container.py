@@ -1,7 +1,7 @@
-"""Tools on ``Container`` resources: restart, scale, logs, stats.
+"""Tools on ``Container`` resources: restart, stop, start, scale, limits, logs, stats.
 
-Stage: *act*. They reach the replicas through ``ctx.runtime`` (the ``process`` runtime, later
-Docker), so the same tool works on every runtime.
+Stage: *act*. They reach the replicas through ``ctx.runtime`` (the ``process`` or the
+``docker`` runtime), so the same tool works on every runtime.
 """
 
 from __future__ import annotations
@@ -24,6 +24,22 @@ class RestartParams(Params):
 
 async def _restart(ctx: ToolContext, c: Container, p: RestartParams) -> ToolResult:
     return ToolResult.success(**await ctx.runtime.restart(c, p.replica))
+
+
+class StopParams(Params):
+    """No parameters: every replica of the Container stops."""
+
+
+async def _stop(ctx: ToolContext, c: Container, p: StopParams) -> ToolResult:
+    return ToolResult.success(**await ctx.runtime.stop(c))
+
+
+class StartParams(Params):
+    """No parameters: every replica that should run and does not is started."""
+
+
+async def _start(ctx: ToolContext, c: Container, p: StartParams) -> ToolResult:
+    return ToolResult.success(**await ctx.runtime.start_replicas(c))
 
 
 class ScaleParams(Params):
@@ -65,6 +81,37 @@ class LimitsParams(Params):
     )
 
 
+def _over_cap(c: Container, cpu: float | None, memory: int | None) -> str | None:
+    """Why raising a limit past what the spec declares is refused, if it is.
+
+    Pure: the spec's limits and caps only. The runtime checks again with what only it knows
+    (the container's own limits, the memory in use, the host's cores).
+    """
+    limits = c.spec.limits
+    asks = (
+        ("cpu", cpu, limits.cpu, limits.cpu_cap, "cpuCap", lambda v: f"{v:g} cores"),
+        ("memory", memory, limits.memory, limits.memory_cap, "memoryCap", _size),
+    )
+    for name, value, declared, cap, cap_field, shown in asks:
+        if value is None or declared is None or value <= declared:
+            continue
+        if cap is None:
+            return (
+                f"{name} {shown(value)} would raise {c.key}'s limit above the declared "
+                f"{shown(declared)}, and no spec.limits.{cap_field} is declared: declare one "
+                "to allow raising it"
+            )
+        if value > cap:
+            return (
+                f"{name} {shown(value)} is above {c.key}'s spec.limits.{cap_field} ({shown(cap)})"
+            )
+    return None
+
+
+def _size(n: float) -> str:
+    return f"{n / (1 << 20):g}Mi" if n >= 1 << 20 else f"{n:g} bytes"
+
+
 async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolResult:
     if p.cpu is None and p.memory is None:
         return ToolResult.refused("give cpu, memory or both")
@@ -72,6 +119,9 @@ async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolRe
         memory = parse_bytes(p.memory) if p.memory is not None else None
     except ValueError as exc:
         return ToolResult.refused(str(exc))
+    refusal = _over_cap(c, p.cpu, memory)
+    if refusal is not None:
+        return ToolResult.refused(refusal)
     return ToolResult.success(**await ctx.runtime.set_limits(c, p.cpu, memory))
 
 
@@ -97,6 +147,34 @@ TOOLS: tuple[Tool[Any], ...] = (
         fn=_restart,
     ),
     Tool(
+        name="container_stop",
+        description=(
+            "Stop every replica of a Container (stop signal, then SIGKILL after its stop "
+            "timeout); they stay down until container_start or container_restart. The spec "
+            "still asks for them, so the controller sees a drift on its next pass and its "
+            "policy restarts them unless healing of this resource is paused: pause it first "
+            "to keep it down (to run fewer replicas for good, use container_scale). Use it to "
+            "stop a replica that harms others (a runaway writer, a corrupting process) while "
+            "someone investigates. Reversible: container_start brings them back."
+        ),
+        params=StopParams,
+        kinds=("Container",),
+        effect=Effect.REVERSIBLE,
+        fn=_stop,
+    ),
+    Tool(
+        name="container_start",
+        description=(
+            "Start every replica of a Container that should run and does not (after "
+            "container_stop, or a crash); running replicas are left alone, unlike "
+            "container_restart. Reversible: container_stop stops them again."
+        ),
+        params=StartParams,
+        kinds=("Container",),
+        effect=Effect.REVERSIBLE,
+        fn=_start,
+    ),
+    Tool(
         name="container_scale",
         description=(
             "Run exactly N replicas of a Container, on consecutive ports, within its maxReplicas. "
@@ -111,10 +189,13 @@ TOOLS: tuple[Tool[Any], ...] = (
     Tool(
         name="container_set_limits",
         description=(
-            "Raise or lower a Container's CPU and memory limits, within the caps its spec "
-            "declares (limits.cpuCap, limits.memoryCap); the container restarts with them. Use "
-            "it when a container is OOM-killed or throttled under legitimate load. Docker "
-            "runtime only. Reversible: set the old limits back."
+            "Raise or lower a Container's CPU and memory limits. Raising above the declared "
+            "limit needs a cap in its spec (limits.cpuCap, limits.memoryCap) and stays within "
+            "it; lowering stops at a floor (0.1 cores; the memory in use now plus 25 %). "
+            "Running replicas get the new limits live; a replica that is down (OOM-killed or "
+            "exited) is started again with them. Use it when a container is OOM-killed or "
+            "throttled under legitimate load. Docker runtime only. Reversible: set the old "
+            "limits back."
         ),
         params=LimitsParams,
         kinds=("Container",),

@@ -6,7 +6,12 @@ mount the host's own /usr, /lib, /bin and /etc read-only), and containers use ho
 networking, so tests talk to 127.0.0.1 only. Every container a test creates carries the label
 ``driftmend.test=1`` and is removed when the test ends.
 
-Where no engine can be had (not root and none running), the tests skip and say why.
+Where no engine can be had (not root and none running), the tests skip and say why: the
+reason the script wrote to ``REASON_FILE`` when it gave up.
+
+Compose services are faked at the engine: ``compose_container`` creates a container with the
+labels Compose gives its own (project, service, container number, one-off), so tests can
+set up two projects running one service without a Compose binary.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ IMAGE = "local/hostbase"
 TEST_LABEL = "driftmend.test"
 HOST_MOUNTS = ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro", "/bin:/bin:ro", "/etc:/etc:ro"]
 PIDFILE = Path(os.environ.get("DRIFTMEND_DOCKERD_PIDFILE", "/var/run/driftmend-dockerd.pid"))
+REASON_FILE = Path(
+    os.environ.get("DRIFTMEND_DOCKER_REASON_FILE", "/tmp/driftmend-docker-engine.reason")
+)
 SCRIPT = REPO / "scripts" / "docker-engine.sh"
 
 # A tiny web app: every path answers 200; one INFO line per request on stdout.
@@ -73,18 +81,25 @@ def engine_or_skip() -> Engine:
         subprocess.run(["bash", str(SCRIPT)], check=False, timeout=600)
         api = _ping()
     if api is None:
-        why = (
-            "no Docker engine answers and scripts/docker-engine.sh could not start one "
-            "(see its output)"
-            if os.geteuid() == 0
-            else "no Docker engine answers and only root can install and start dockerd"
-        )
-        pytest.skip(why)
+        pytest.skip(f"no Docker engine: {_script_reason()}")
     try:
         api.inspect_image(IMAGE)
     except docker.errors.ImageNotFound:
         pytest.skip(f"the engine has no {IMAGE} image: run scripts/docker-engine.sh")
     return Engine(api, api.version()["Version"])
+
+
+def _script_reason() -> str:
+    """Why scripts/docker-engine.sh could not provide an engine, in its own words."""
+    try:
+        reason = REASON_FILE.read_text(encoding="utf-8").strip()
+    except OSError:
+        reason = ""
+    if reason:
+        return f"{reason} (scripts/docker-engine.sh)"
+    if os.geteuid() != 0:
+        return "none answers, and only root can install and start dockerd"
+    return "none answers, and scripts/docker-engine.sh gave no reason (run it to see its output)"
 
 
 def _ping() -> Any:
@@ -104,6 +119,53 @@ def remove_test_containers(api: Any) -> None:
     for c in api.containers(all=True, filters={"label": [f"{TEST_LABEL}=1"]}):
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_container(c["Id"], force=True)
+
+
+def compose_container(
+    api: Any,
+    project: str,
+    service: str,
+    number: int,
+    *,
+    command: list[str],
+    env: dict[str, str] | None = None,
+    oneoff: bool = False,
+    **host: Any,
+) -> str:
+    """Create and start a container as Compose would for ``project``'s ``service``; its id.
+
+    Named ``<project>-<service>-<number>`` (a one-off gets ``-run-<number>``), with Compose's
+    labels and the test label; ``host`` goes to ``create_host_config`` (``nano_cpus``, ...).
+    """
+    labels = {
+        "com.docker.compose.project": project,
+        "com.docker.compose.service": service,
+        "com.docker.compose.container-number": str(number),
+        "com.docker.compose.oneoff": "True" if oneoff else "False",
+        TEST_LABEL: "1",
+    }
+    name = f"{project}-{service}-{'run-' if oneoff else ''}{number}"
+    created = api.create_container(
+        IMAGE,
+        command,
+        name=name,
+        labels=labels,
+        environment=env or {},
+        host_config=api.create_host_config(
+            network_mode="host", binds=HOST_MOUNTS, init=True, **host
+        ),
+    )
+    api.start(created["Id"])
+    return str(created["Id"])
+
+
+def foreign_running_containers(api: Any) -> list[str]:
+    """Names of running containers that no test made (they lack ``driftmend.test=1``)."""
+    return sorted(
+        c["Names"][0].lstrip("/")
+        for c in api.containers()
+        if (c.get("Labels") or {}).get(TEST_LABEL) != "1"
+    )
 
 
 def docker_container(
@@ -190,6 +252,22 @@ def docker_runtime(controller: Controller) -> DockerRuntime:
     """The Docker runtime behind a controller built by ``build``."""
     assert isinstance(controller.runtime, RuntimeRouter)
     return controller.runtime.docker
+
+
+def record_events(controller: Controller) -> list[tuple[str, str]]:
+    """The (key, reason) events the Docker runtime reports from now on, still delivered.
+
+    A spy, not a fake: the events go on to ``controller.on_event`` as before; the list lets
+    a test say that an engine event, not a resync, put the resource on the queue.
+    """
+    seen: list[tuple[str, str]] = []
+
+    def sink(key: str, reason: str) -> None:
+        seen.append((key, reason))
+        controller.on_event(key, reason)
+
+    docker_runtime(controller).set_event_sink(sink)
+    return seen
 
 
 # --- restarting the engine ---------------------------------------------------------------

@@ -7,6 +7,7 @@ runtime through the Controller.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.drivers.docker import DockerRuntime
+from controller.drivers.docker import DockerRuntime, parse_time_ns
+from controller.drivers.docker.logs import FIRST_TAIL
 from controller.drivers.runtimes import RuntimeRouter
 from controller.errors import PermanentError
+from controller.logs import parse_line
 from controller.spec import Container
 from tests.integration.docker_harness import (
     HOST_MOUNTS,
@@ -106,7 +109,12 @@ async def test_scale_up_and_down(engine: Engine, rt: RuntimeRouter) -> None:
 
 
 # Allocates 40 MiB and keeps it: more than a 32 MiB limit allows, well within 96 MiB.
-HOG = "import time\nhog = bytearray(40 << 20)\nprint('INFO holding 40 MiB', flush=True)\ntime.sleep(3600)\n"
+HOG = (
+    "import time\n"
+    "hog = bytearray(40 << 20)\n"
+    "print('INFO holding 40 MiB', flush=True)\n"
+    "time.sleep(3600)\n"
+)
 
 
 async def test_oom_then_raise_the_limit_within_its_cap(engine: Engine, rt: RuntimeRouter) -> None:
@@ -130,20 +138,30 @@ async def test_oom_then_raise_the_limit_within_its_cap(engine: Engine, rt: Runti
         await rt.set_limits(hog, memory=128 << 20)
     with pytest.raises(PermanentError, match="cpuCap"):
         await rt.set_limits(hog, cpu=1.5)
+    with pytest.raises(PermanentError, match=r"below the floor of 0\.1 cores"):
+        await rt.set_limits(hog, cpu=0.05)
+    # Raising the limit also starts the OOM-killed replica again, with the new limit.
     out = await rt.set_limits(hog, cpu=1.0, memory=96 << 20)
     assert out["previous"] == {"cpu": 0.5, "memory": 32 << 20}
     assert (out["cpu"], out["memory"]) == (1.0, 96 << 20)
+    assert [(s["replica"], s["how"]) for s in out["started"]] == [(0, "started")]
     host = engine.api.inspect_container("driftmend-default-hog-0")["HostConfig"]
     assert host["Memory"] == 96 << 20 and host["CpuQuota"] == 100_000
 
-    await rt.restart(hog)
-    await asyncio.sleep(1.0)
-    stats = (await rt.stats(hog))["replicas"][0]  # waits for a fresh stats reading
-    assert stats["memory_limit"] == 96 << 20 and stats["memory_bytes"] > 40 << 20
+    async def holding() -> Any:
+        row = (await rt.stats(hog))["replicas"][0]  # waits for a fresh stats reading
+        return row if row["running"] and (row["memory_bytes"] or 0) > 40 << 20 else None
+
+    stats = await eventually(holding, what="the hog holding its 40 MiB under the raised limit")
+    assert stats["memory_limit"] == 96 << 20
     obs = await rt.observe(hog)
     assert obs.signals["container.running"] is True, obs
     assert obs.signals["container.oom_killed"] is False
     assert 0.4 < obs.signals["container.memory_used_ratio"] < 1  # of the raised limit
+
+    # Lowering stops at a floor: below what the hog holds now, it would be OOM-killed at once.
+    with pytest.raises(PermanentError, match="below the floor"):
+        await rt.set_limits(hog, memory=32 << 20)
 
     # The process runtime has no limits to update: it refuses, and says what to do instead.
     proc = Container.model_validate(
@@ -158,19 +176,70 @@ async def test_oom_then_raise_the_limit_within_its_cap(engine: Engine, rt: Runti
         await rt.set_limits(proc, memory=64 << 20)
 
 
-async def test_stop_is_a_drift_until_restart(engine: Engine, rt: RuntimeRouter) -> None:
-    port = free_ports(1)
-    web = container("web", command=["python3", "-u", "-c", WEB], port=port)
+async def test_raising_a_limit_needs_a_declared_cap(engine: Engine, rt: RuntimeRouter) -> None:
+    web = container(
+        "capless",
+        command=["python3", "-c", "import time; time.sleep(3600)"],
+        limits={"memory": "64Mi", "cpu": 0.5},
+    )
+    await rt.ensure(web)
+    with pytest.raises(PermanentError, match=r"no spec.limits.memoryCap is declared"):
+        await rt.set_limits(web, memory=128 << 20)
+    with pytest.raises(PermanentError, match=r"no spec.limits.cpuCap is declared"):
+        await rt.set_limits(web, cpu=1.0)
+    out = await rt.set_limits(web, memory=48 << 20)  # lowering needs no cap
+    assert out["memory"] == 48 << 20 and out["started"] == []
+    host = engine.api.inspect_container("driftmend-default-capless-0")["HostConfig"]
+    assert host["Memory"] == 48 << 20
+
+
+async def test_a_command_missing_from_the_image_is_permanent(
+    engine: Engine, rt: RuntimeRouter
+) -> None:
+    # Without Docker's init, the engine itself execs the command, and answers 400 (exec: not
+    # found): retrying will not help.
+    broken = container("broken", command=["/no/such/binary"], docker_extra={"init": False})
+    with pytest.raises(PermanentError, match=r"no/such/binary"):
+        await rt.ensure(broken)
+    obs = await rt.observe(broken)
+    assert obs.signals["container.running"] is False
+    assert obs.signals["container.exit_code"] == 127
+    assert obs.facts["last_exit_reason"].startswith("could not start: ")
+    with pytest.raises(PermanentError, match=r"no/such/binary"):
+        await rt.restart(broken)
+
+
+async def test_stop_is_a_drift_until_start(engine: Engine, rt: RuntimeRouter) -> None:
+    port = free_ports(2)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port, replicas=2)
     await rt.ensure(web)
     await eventually(lambda: answers(port), what="web answers")
     out = await rt.stop(web)
-    assert [s["container"] for s in out["stopped"]] == ["driftmend-default-web-0"]
+    assert [s["container"] for s in out["stopped"]] == [
+        "driftmend-default-web-1",
+        "driftmend-default-web-0",
+    ]
     obs = await rt.observe(web)
     assert obs.signals["container.running"] is False and obs.facts["stopped"] == "true"
+    assert obs.facts["last_exit_reason"].startswith("stopped by driftmend")
     assert await rt.ensure(web) == []  # stopped on purpose: ensure leaves it alone
-    out = await rt.restart(web)
-    assert out["how"] == ["restarted"] and out["alive"] == [True]
-    assert (await rt.observe(web)).signals["container.running"] is True
+    out = await rt.start_replicas(web)
+    assert [(s["replica"], s["how"]) for s in out["started"]] == [(0, "started"), (1, "started")]
+    await eventually(lambda: answers(port + 1), what="replica 1 answers again")
+    obs = await rt.observe(web)
+    assert obs.signals["container.running"] is True and "stopped" not in obs.facts
+
+    # start touches only what is down: a running replica keeps its process.
+    pid0 = engine.api.inspect_container("driftmend-default-web-0")["State"]["Pid"]
+    await asyncio.to_thread(engine.api.kill, "driftmend-default-web-1")
+
+    async def down() -> bool:
+        return (await rt.observe(web)).signals["container.replicas_running"] == 1
+
+    await eventually(down, what="replica 1 down")
+    out = await rt.start_replicas(web)
+    assert [s["replica"] for s in out["started"]] == [1]
+    assert engine.api.inspect_container("driftmend-default-web-0")["State"]["Pid"] == pid0
 
 
 async def test_changed_spec_is_applied_by_the_next_restart(
@@ -241,10 +310,81 @@ async def test_docker_events_reach_the_sink(engine: Engine, tmp_path: Path) -> N
         web = container("web", command=["python3", "-u", "-c", "import time; time.sleep(3600)"])
         await runtime.ensure(web)
         await eventually(lambda: runtime.event_stream_connects >= 1, what="the event stream")
-        await runtime.restart(web)  # driftmend's own restart: not news
-        await asyncio.sleep(0.5)
-        assert seen == []
+        await runtime.restart(web)  # driftmend's own restart: its `die` is not news
         await asyncio.to_thread(engine.api.kill, "driftmend-default-web-0")
         await eventually(lambda: ("Container/web", "exit") in seen, what="the die event")
+        # The engine sends events in order: had the restart's `die` been reported, it
+        # would be here, before the kill's.
+        assert seen == [("Container/web", "exit")]
     finally:
         await runtime.close()
+
+
+# 500 numbered lines without a time of their own, then quiet.
+CHATTY = "import sys, time\nfor i in range(500): print(f'line {i}', flush=True)\ntime.sleep(3600)\n"
+
+
+def log_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+async def test_logs_start_at_a_bounded_tail_and_keep_dockers_times(
+    engine: Engine, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    path = state.resolve() / "docker" / "default-chatty" / "replica-0.log"
+    chatty = container("chatty", command=["python3", "-u", "-c", CHATTY])
+    runtime = router(state)
+    await runtime.start()
+    try:
+        await runtime.ensure(chatty)
+        name = "driftmend-default-chatty-0"
+
+        def history() -> list[str]:
+            raw = engine.api.logs(name, timestamps=True).decode().splitlines()
+            return raw if len(raw) == 500 else []
+
+        stamped = await eventually(history, what="the container's 500 lines")
+        await runtime.observe(chatty)  # starts the log follower
+        lines = await eventually(
+            lambda: (found := log_lines(path)) and len(found) >= FIRST_TAIL and found,
+            what="the tail copied",
+        )
+        # Only the last FIRST_TAIL lines of the history, each at the time Docker gave it.
+        assert len(lines) == FIRST_TAIL
+        for written, original in zip(lines, stamped[-FIRST_TAIL:], strict=True):
+            stamp, _, text = original.partition(" ")
+            parsed = parse_line(written, read_at=0.0)
+            assert parsed.message == text
+            assert parsed.at == pytest.approx(parse_time_ns(stamp) / 1e9)  # type: ignore[operator]
+
+        # A new run is copied whole, after what was copied of the last one.
+        await runtime.restart(chatty)
+
+        async def second_run() -> bool:
+            await runtime.observe(chatty)  # as every pass does: a follower for the new run
+            return len(log_lines(path)) == FIRST_TAIL + 500
+
+        await eventually(second_run, what="the second run copied")
+    finally:
+        await runtime.close()
+
+    # A restarted controller follows from where the last one stopped: nothing copied twice.
+    again = router(state)
+    await again.start()
+    try:
+        await again.observe(chatty)
+        follower = f"docker logs {engine.api.inspect_container(name)['Id'][:12]}"
+        assert follower in {t.name for t in threading.enumerate()}
+        # The stream ends when the container stops, after everything it had to send.
+        await asyncio.to_thread(engine.api.kill, name)
+        await eventually(
+            lambda: follower not in {t.name for t in threading.enumerate()},
+            what="the follower done",
+        )
+        assert len(log_lines(path)) == FIRST_TAIL + 500
+    finally:
+        await again.close()

@@ -517,6 +517,8 @@ async def test_probes_stop_when_the_spec_drops_them(harness: Harness) -> None:
     c = harness.track(container("toggle", port=port, health=health))
     await rt.ensure(c)
     await eventually(lambda: answers(port), "server answers")
+    # Past its start-up: failures count from its first passed probe on.
+    await eventually(lambda: _is_true(rt, c), "first probe passed")
     (harness.state_dir / "containers" / "default-toggle" / "unhealthy").touch()
     await harness.events.wait_for(c.key, "health")
     without = container("toggle", port=port)
@@ -638,3 +640,69 @@ async def test_user_runs_the_process_as_that_user(harness: Harness) -> None:
     status = read(Path(f"/proc/{pid}/status"))
     groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
     assert "0" not in groups.split()[1:]  # root's supplementary groups were dropped
+
+
+async def test_a_process_inherits_no_secret_of_the_controller(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The controller's own secrets stay with it; a process gets PATH and the like, plus the
+    # `env` of its spec.
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-key-never-shared")
+    monkeypatch.setenv("DRIFTMEND_DASHBOARD_TOKEN", "dashboard-token-never-shared")
+    rt = await harness.runtime()
+    dump = harness.base_dir / "env.json"
+    code = (
+        "import json, os, pathlib; "
+        f"pathlib.Path({str(dump)!r}).write_text(json.dumps(dict(os.environ))); input()"
+    )
+    c = harness.track(
+        container("envdump", process={"command": [sys.executable, "-c", code],
+                                      "env": {"SHOP_MODE": "demo"}})
+    )  # fmt: skip
+    await rt.ensure(c)
+    await eventually(lambda: dump.exists() and dump.stat().st_size > 0, "the env dumped")
+    env = json.loads(read(dump))
+    assert "GEMINI_API_KEY" not in env and "DRIFTMEND_DASHBOARD_TOKEN" not in env
+    assert env["SHOP_MODE"] == "demo" and env["PATH"] == os.environ["PATH"]
+    assert env["DRIFTMEND_STATE_DIR"]  # where the runtime keeps this container's state
+
+
+async def test_a_slow_start_is_not_ill_health(harness: Harness) -> None:
+    # The app needs a second before it listens; probes fail meanwhile. Within its start-up
+    # window that is "not known yet", never "unhealthy" (which would page an operator).
+    rt = await harness.runtime()
+    port = free_port()
+    slow = f"import time; time.sleep(1.0)\n{SERVER}"
+    health = {"http": {"path": "/"}, "interval": "100ms", "timeout": "200ms",
+              "failureThreshold": 1, "startupTimeout": "10s"}  # fmt: skip
+    c = harness.track(
+        container("slow", port=port, health=health,
+                  process={"command": [sys.executable, "-u", "-c", slow]})
+    )  # fmt: skip
+    await rt.ensure(c)
+    seen: list[object] = []
+
+    async def healthy() -> bool:
+        seen.append((await rt.observe(c)).get("container.healthy"))
+        return seen[-1] is True
+
+    await eventually(healthy, "the slow starter healthy")
+    assert False not in seen and None in seen, seen
+
+    # One that never answers is unhealthy once its start-up window has passed.
+    never = harness.track(
+        container("never", port=free_port(), health={**health, "startupTimeout": "300ms"},
+                  process={"command": [sys.executable, "-c", "input()"]})
+    )  # fmt: skip
+    await rt.ensure(never)
+    await eventually(
+        lambda: _is_false(rt, never), "unhealthy after the start-up window", deadline=5
+    )
+
+
+async def _is_false(rt: ProcessRuntime, c: Container) -> bool:
+    return (await rt.observe(c)).get("container.healthy") is False
+
+
+async def _is_true(rt: ProcessRuntime, c: Container) -> bool:
+    return (await rt.observe(c)).get("container.healthy") is True

@@ -165,9 +165,7 @@ def test_a_drift_begins_when_the_last_of_its_conditions_began_to_hold() -> None:
 def test_a_rule_drift_reads_as_the_rule_that_fired() -> None:
     p = policy(rules=[RATIO_RULE])
     first = diff(container(), [p], running(at=100.0, container__cpu_used_ratio=0.95))
-    later = diff(
-        container(), [p], running(at=111.0, container__cpu_used_ratio=0.95), first.pending
-    )
+    later = diff(container(), [p], running(at=111.0, container__cpu_used_ratio=0.95), first.pending)
     [drift] = later.rule_drifts
     assert drift.describe() == (
         "container.cpu_used_ratio is 0.95 (rule p/hot: container.cpu_used_ratio > 0.9 "

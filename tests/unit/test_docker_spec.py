@@ -51,13 +51,13 @@ def test_a_docker_container_validates(tmp_path: Path) -> None:
     [
         (
             "  docker: {image: x}\n",
-            "spec: docker is set but runtime is process (the default): add `runtime: docker`",
+            "spec.docker: docker is set but runtime is process (the default): add `runtime: docker`",
         ),
-        ("  runtime: docker\n", "spec: docker is required when runtime is docker"),
-        ("  runtime: process\n", "spec: process is required when runtime is process"),
+        ("  runtime: docker\n", "spec.docker: docker is required when runtime is docker"),
+        ("  runtime: process\n", "spec.process: process is required when runtime is process"),
         (
             "  runtime: docker\n  docker: {image: x}\n  process: {command: [x]}\n",
-            "spec: process is set but runtime is docker",
+            "spec.process: process is set but runtime is docker",
         ),
         (
             "  runtime: docker\n  docker: {image: x, compose: {service: web}}\n",
@@ -70,15 +70,15 @@ def test_a_docker_container_validates(tmp_path: Path) -> None:
         ),
         (
             "  runtime: docker\n  docker: {compose: {service: web}, command: [x], env: {A: b}}\n",
-            "spec.docker: command, env apply only with image",
+            "spec.docker.command: command, env apply only with image",
         ),
         (
             "  runtime: kubernetes\n  process: {command: [x]}\n",
-            "spec.runtime: Input should be 'process' or 'docker'",
+            "spec.runtime: must be one of process, docker; got 'kubernetes'",
         ),
         (
             "  runtime: docker\n  docker: {image: x}\n  limits: {memory: 64Mi, memoryCap: 32Mi}\n",
-            "spec.limits: memoryCap (33554432 bytes) is below memory (67108864 bytes)",
+            "spec.limits.memoryCap: memoryCap (33554432 bytes) is below memory (67108864 bytes)",
         ),
     ],
 )
