@@ -441,11 +441,11 @@
       return;
     }
     // The axis spans the fixes' own times, padded on both sides so no dot sits on an edge;
-    // a lone fix (or a burst within seconds) gets half a minute around it.
+    // a lone fix (or several in the same second) gets half a minute around it.
     const first = Math.min(...pts.map((p) => p.at));
     const last = Math.max(...pts.map((p) => p.at));
     const range = last - first;
-    const padding = range >= 10 ? range * 0.08 : 15;
+    const padding = range >= 1 ? range * 0.08 : 15;
     const t0 = first - padding;
     const t1 = last + padding;
     const ttrs = pts.map((p) => p.time_to_recover).filter((v) => v != null);
