@@ -179,7 +179,10 @@
     close.addEventListener("click", () => el.remove());
     el.append(msg, close);
     box.appendChild(el);
-    setTimeout(() => el.remove(), kind === "error" ? 12000 : 6000);
+    // An error, or a toast that leads somewhere, stays until dismissed: a reader (or a slow
+    // hand) must not lose it. Plain news fades; at most five toasts are kept.
+    if (kind !== "error" && !link) setTimeout(() => el.remove(), 8000);
+    while (box.children.length > 5) box.firstElementChild.remove();
   }
 
   // ---------------------------------------------------------------- token and actor
