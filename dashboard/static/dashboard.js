@@ -266,6 +266,9 @@
   // ---------------------------------------------------------------- actions
 
   const myJobs = new Set();
+  // A quick job can end (on the live stream) before its own 202 answer is read here: keep
+  // the last ended jobs, so the answer still reaches the operator who asked.
+  const endedJobs = new Map();
 
   async function runAction(btn) {
     const action = btn.dataset.action;
@@ -286,6 +289,8 @@
       if (res.status === 202) {
         myJobs.add(data.id);
         toast(`${label}: started`, "info");
+        const early = endedJobs.get(data.id);
+        if (early) onJob(early);
       } else if (res.ok) {
         toast(`${label}: ${data.status || (data.outcome ?? "done")}`, "ok");
         if (action === "pause" || action === "resume") showPaused(data.id, data.paused);
@@ -741,6 +746,8 @@
 
   function onJob(job) {
     if (job.status === "running") return;
+    endedJobs.set(job.id, job);
+    if (endedJobs.size > 50) endedJobs.delete(endedJobs.keys().next().value);
     const what = `${job.action}${job.key ? ` ${job.key}` : ""}`;
     const mine = myJobs.has(job.id);
     if (job.status === "error") {

@@ -12,6 +12,7 @@ Every wait is a condition with a deadline (Playwright's ``expect``, or ``eventua
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import socket
@@ -22,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from controller import chaos
 from controller.model import Drift, Plan, PlanStep
@@ -270,10 +271,20 @@ async def test_ask_the_llm(dash: Stack) -> None:
         await page.goto("/resources")
         await sign_in_by_keyboard(page)
         cache = page.locator(f'article[data-resource="{CACHE}"]')
+
+        async def late(route: Route) -> None:
+            # Held back on purpose: the job's end reaches the live stream before its own
+            # 202 answer does, and the operator must still be told.
+            response = await route.fetch()
+            await asyncio.sleep(1.0)
+            await route.fulfill(response=response)
+
+        await page.route("**/api/llm/analyze", late)
         await cache.get_by_role("button", name="Ask the LLM").click()
         await expect(page.locator(".toast.error")).to_contain_text(
             "no HealingPolicy with an escalate block selects RedisCache/cache"
         )
+        await page.unroute("**/api/llm/analyze")
         web = page.locator(f'article[data-resource="{WEB}"]')
         await web.get_by_role("button", name="Ask the LLM").click()
         answer = page.locator(".toast").filter(has_text="Ask the LLM about Container/web")
