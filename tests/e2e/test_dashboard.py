@@ -287,7 +287,9 @@ async def test_ask_the_llm(dash: Stack) -> None:
         await page.unroute("**/api/llm/analyze")
         web = page.locator(f'article[data-resource="{WEB}"]')
         await web.get_by_role("button", name="Ask the LLM").click()
-        answer = page.locator(".toast").filter(has_text="Ask the LLM about Container/web")
+        answer = page.locator(".toast").filter(
+            has_text=re.compile(r"Ask the LLM about Container/web: (pending|rejected)")
+        )
         await expect(answer).to_be_visible()
         newest = store.llm_interactions(key="Container/web", limit=1)[0]
         assert newest["planner"] == "replay" and newest["decision"] in ("pending", "rejected")
