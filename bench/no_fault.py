@@ -17,11 +17,15 @@ import time
 from collections.abc import Sequence
 
 import httpx
-from shop.loadgen import run_load
 
 from bench.mttr import Controller, _until
 from controller.store import Store
 from tests.demo_stack import REPO, demo_stack
+
+# The sample app is not an installed package (pytest finds it through its pythonpath):
+# its load generator is imported from the checkout.
+sys.path.insert(0, str(REPO / "sample-app"))
+from shop.loadgen import run_load
 
 
 async def run(minutes: float, rps: float) -> dict[str, object]:

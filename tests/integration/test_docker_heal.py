@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from controller.loop import Controller
 from controller.spec import Container, LoadResult
@@ -283,3 +284,78 @@ async def test_removed_container_is_a_drift_and_is_recreated(
             if r["outcome"] == "error"
         ]
         assert errors == []
+
+
+# A web app that starts burning a core on GET /burn and leaking memory on GET /leak: fast
+# up to 200 MiB, then 4 MiB/s. Unlike a process's, a container's memory limit is enforced:
+# a leak that crossed the last 10 % of the limit faster than the policy's `for: 2s` would
+# meet the kernel's OOM killer first (the Compose policies' OOM rung covers that case).
+HOG = (
+    "import http.server, os, threading, time\n"
+    "hog = []\n"
+    "def burn():\n"
+    "    while True: pass\n"
+    "def leak():\n"
+    "    while True:\n"
+    "        hog.append(b'x' * (1 << 20)); time.sleep(0.02 if len(hog) < 200 else 0.25)\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        job = {'/burn': burn, '/leak': leak}.get(self.path)\n"
+    "        if job: threading.Thread(target=job, daemon=True).start()\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
+)
+LOCAL_POLICIES = Path(__file__).resolve().parents[2] / "manifests/examples/local/policies.yaml"
+
+
+def local_policies(*names: str) -> list[dict[str, Any]]:
+    """The demo's own policies (manifests/examples/local/), unchanged, by name."""
+    docs = yaml.safe_load_all(LOCAL_POLICIES.read_text(encoding="utf-8"))
+    return [d for d in docs if d and d["metadata"]["name"] in names]
+
+
+async def test_cpu_burn_and_memory_leak_are_healed_by_the_demo_policies(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The local demo's app-cpu-burn and app-memory-leak policies, as they are, heal a
+    Docker container: its CPU and memory ratios come from Docker's own stats against the
+    limits Docker enforces."""
+    port = free_port()
+    docs = [
+        docker_container(
+            "shop",
+            command=["python3", "-u", "-c", HOG],
+            port=port,
+            health={"http": {"path": "/"}, "interval": "500ms", "failureThreshold": 3},
+            labels={"app": "shop", "tier": "web"},
+            limits={"cpu": 1, "memory": "256Mi"},
+        ),
+        *local_policies("app-cpu-burn", "app-memory-leak"),
+    ]
+    result = load(write_specs(tmp_path / "specs.yaml", docs))
+    shop = container_of(result, "shop")
+    async with running(tmp_path / "state", result, resync_period=1.0) as controller:
+        await observed(controller, shop, container__healthy=True)
+        for path, rule, signal, threshold in (
+            ("/burn", "restart-on-cpu-burn", "container.cpu_used_ratio", 0.8),
+            ("/leak", "restart-on-memory-leak", "container.memory_used_ratio", 0.9),
+        ):
+            last = controller.store.last_fix("Container/shop")
+            async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+                assert (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200
+            fix = await eventually(
+                lambda last=last: (
+                    (f := controller.store.last_fix("Container/shop"))
+                    and f["id"] != (last or {}).get("id")
+                    and f["status"] == "done"
+                    and f
+                ),
+                deadline=60,
+                what=f"{rule} on Docker",
+            )
+            assert fix["outcome"] == "fixed" and fix["verified"], fix
+            assert fix["rule"] == rule
+            assert [s["tool"] for s in fix["steps"]] == ["container_restart"]
+            assert fix["signals_before"][signal] >= threshold
+            assert fix["signals_after"][signal] < threshold
