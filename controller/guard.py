@@ -14,7 +14,7 @@ from typing import Any
 
 from controller.model import FixAttempt, Plan
 from controller.quantities import format_duration
-from controller.spec import HealingPolicy, Rule
+from controller.spec import Attempts, HealingPolicy, Rule
 
 # Planners whose plans count against a policy's ``escalate`` budget.
 LLM_SOURCES = frozenset({"gemini", "openai", "replay"})
@@ -51,31 +51,45 @@ class Budget:
     exhausted: bool = False
 
 
-def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: float) -> Budget:
-    """Check a rule's attempts per window and cooldown against the resource's fix history."""
-    mine = [
-        a for a in history if a.policy == policy and a.rule == rule.name and a.source == "rules"
-    ]
-    in_window = [a for a in mine if now - a.started_at < rule.attempts.window]
-    if len(in_window) >= rule.attempts.max:
+def _budget(
+    mine: Sequence[FixAttempt],
+    attempts: Attempts,
+    cooldown: float,
+    now: float,
+    *,
+    used: Callable[[int], str],
+    cooling: Callable[[float], str],
+) -> Budget:
+    """``mine`` (earlier attempts) against ``attempts`` per window, then ``cooldown``."""
+    in_window = [a for a in mine if now - a.started_at < attempts.window]
+    if len(in_window) >= attempts.max:
         oldest = min(a.started_at for a in in_window)
         return Budget(
             False,
-            f"rule {policy}/{rule.name} used {len(in_window)}/{rule.attempts.max} attempts "
-            f"in {format_duration(rule.attempts.window)}",
-            retry_after=oldest + rule.attempts.window - now,
+            used(len(in_window)),
+            retry_after=oldest + attempts.window - now,
             exhausted=True,
         )
-    if mine and rule.cooldown:
-        last = max(a.started_at for a in mine)
-        left = last + rule.cooldown - now
+    if mine and cooldown:
+        left = max(a.started_at for a in mine) + cooldown - now
         if left > 0:
-            return Budget(
-                False,
-                f"rule {policy}/{rule.name} is cooling down for {left:.1f}s more",
-                retry_after=left,
-            )
+            return Budget(False, cooling(left), retry_after=left)
     return Budget(True, "within budget")
+
+
+def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: float) -> Budget:
+    """Check a rule's attempts per window and cooldown against the resource's fix history."""
+    window = format_duration(rule.attempts.window)
+    return _budget(
+        [a for a in history if a.policy == policy and a.rule == rule.name and a.source == "rules"],
+        rule.attempts,
+        rule.cooldown,
+        now,
+        used=lambda n: (
+            f"rule {policy}/{rule.name} used {n}/{rule.attempts.max} attempts in {window}"
+        ),
+        cooling=lambda left: f"rule {policy}/{rule.name} is cooling down for {left:.1f}s more",
+    )
 
 
 def escalation_budget(policy: HealingPolicy, history: Sequence[FixAttempt], now: float) -> Budget:
@@ -87,26 +101,17 @@ def escalation_budget(policy: HealingPolicy, history: Sequence[FixAttempt], now:
     esc = policy.spec.escalate
     if esc is None:
         return Budget(True, "within budget")
-    mine = [a for a in history if a.policy == policy.name and a.source in LLM_SOURCES]
-    in_window = [a for a in mine if now - a.started_at < esc.attempts.window]
-    if len(in_window) >= esc.attempts.max:
-        oldest = min(a.started_at for a in in_window)
-        return Budget(
-            False,
-            f"policy {policy.name} ran {len(in_window)}/{esc.attempts.max} LLM plans "
-            f"in {format_duration(esc.attempts.window)}",
-            retry_after=oldest + esc.attempts.window - now,
-            exhausted=True,
-        )
-    if mine and esc.cooldown:
-        left = max(a.started_at for a in mine) + esc.cooldown - now
-        if left > 0:
-            return Budget(
-                False,
-                f"policy {policy.name}'s LLM plans are cooling down for {left:.1f}s more",
-                retry_after=left,
-            )
-    return Budget(True, "within budget")
+    window = format_duration(esc.attempts.window)
+    return _budget(
+        [a for a in history if a.policy == policy.name and a.source in LLM_SOURCES],
+        esc.attempts,
+        esc.cooldown,
+        now,
+        used=lambda n: f"policy {policy.name} ran {n}/{esc.attempts.max} LLM plans in {window}",
+        cooling=lambda left: (
+            f"policy {policy.name}'s LLM plans are cooling down for {left:.1f}s more"
+        ),
+    )
 
 
 def named_targets(policy: HealingPolicy | None) -> frozenset[str]:

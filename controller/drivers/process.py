@@ -42,6 +42,7 @@ import httpx
 import psutil
 
 from controller.drivers.base import EventSink
+from controller.drivers.http_probe import probe_once
 from controller.errors import DriverError, PermanentError
 from controller.model import Observation
 from controller.signals import SignalValue
@@ -871,7 +872,7 @@ class ProcessRuntime:
         # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
         async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
             while not r.exited.is_set():
-                ok = url is not None and await _probe_once(client, url)
+                ok = url is not None and await probe_once(client, url)
                 # Before its first pass, within its start-up window, a replica that does not
                 # answer yet is starting, not failing (its health stays "not known yet").
                 starting = not r.probed_ok and self._clock() - r.started_at < probe.startup_timeout
@@ -929,15 +930,6 @@ def _process_spec(container: Container) -> ProcessSpec:
             f"{container.spec.runtime})"
         )
     return container.spec.process
-
-
-async def _probe_once(client: httpx.AsyncClient, url: str) -> bool:
-    """One GET: 2xx and 3xx pass; an error status, a refused connection or a timeout fails."""
-    try:
-        response = await client.get(url)
-    except (httpx.HTTPError, httpx.InvalidURL, OSError):
-        return False
-    return response.status_code < 400
 
 
 def _alive(ps: psutil.Process | None) -> bool:

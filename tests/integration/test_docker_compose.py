@@ -36,8 +36,6 @@ from tests.integration.docker_harness import (
     WEB,
     Engine,
     compose_container,
-    engine_session,
-    remove_test_containers,
     router,
 )
 from tests.integration.harness import REPO, eventually
@@ -173,20 +171,6 @@ def test_compose_policies_are_the_local_ladders() -> None:
 
 
 # --- a real Compose project --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def engine_once() -> Iterator[Engine]:
-    with engine_session() as e:
-        yield e
-
-
-@pytest.fixture
-def engine(engine_once: Engine) -> Iterator[Engine]:
-    """The engine, with no test container left over from an earlier test."""
-    remove_test_containers(engine_once.api)
-    yield engine_once
-    remove_test_containers(engine_once.api)
 
 
 @pytest.fixture

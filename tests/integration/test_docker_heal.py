@@ -11,7 +11,6 @@ here, and the events the runtime reported are recorded: the Docker event stream 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,8 @@ from tests.integration.docker_harness import (
     WEB,
     Engine,
     docker_container,
-    engine_session,
     policy,
     record_events,
-    remove_test_containers,
     running,
 )
 from tests.integration.harness import eventually, load, write_specs
@@ -38,20 +35,6 @@ from tests.services import free_port
 pytestmark = pytest.mark.integration
 
 RESYNC = 60.0  # longer than any wait below: only events (and requeues) drive these passes
-
-
-@pytest.fixture(scope="module")
-def engine_once() -> Iterator[Engine]:
-    with engine_session() as e:
-        yield e
-
-
-@pytest.fixture
-def engine(engine_once: Engine) -> Iterator[Engine]:
-    """The engine, with no test container left over from an earlier test."""
-    remove_test_containers(engine_once.api)
-    yield engine_once
-    remove_test_containers(engine_once.api)
 
 
 def restart_rule(name: str, signal: str, value: bool, **extra: Any) -> dict[str, Any]:

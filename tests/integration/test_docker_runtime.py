@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,28 +26,12 @@ from tests.integration.docker_harness import (
     WEB,
     Engine,
     docker_container,
-    engine_session,
-    remove_test_containers,
     router,
 )
 from tests.integration.harness import eventually
 from tests.integration.test_process_runtime import free_ports
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def engine_once() -> Iterator[Engine]:
-    with engine_session() as e:
-        yield e
-
-
-@pytest.fixture
-def engine(engine_once: Engine) -> Iterator[Engine]:
-    """The engine, with no test container left over from an earlier test."""
-    remove_test_containers(engine_once.api)
-    yield engine_once
-    remove_test_containers(engine_once.api)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ resource is paused); ``container_set_limits`` refusing to raise a limit without 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,7 @@ from controller.spec import Container, LoadResult
 from tests.integration.docker_harness import (
     Engine,
     docker_container,
-    engine_session,
     policy,
-    remove_test_containers,
     running,
 )
 from tests.integration.harness import REPO, eventually, load, write_specs
@@ -32,20 +29,6 @@ pytestmark = pytest.mark.integration
 
 RESYNC = 60.0  # longer than any wait below: only the test's own passes and events drive them
 SLEEP = "import time; time.sleep(3600)"
-
-
-@pytest.fixture(scope="module")
-def engine_once() -> Iterator[Engine]:
-    with engine_session() as e:
-        yield e
-
-
-@pytest.fixture
-def engine(engine_once: Engine) -> Iterator[Engine]:
-    """The engine, with no test container left over from an earlier test."""
-    remove_test_containers(engine_once.api)
-    yield engine_once
-    remove_test_containers(engine_once.api)
 
 
 def process_container(name: str, replicas: int = 1) -> dict[str, Any]:

@@ -12,12 +12,14 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.errors import PermanentError
+from controller.loop import Controller
 from controller.model import Plan, PlanStep
 from controller.planners.base import PlannerAnswer, PlanRequest
 from controller.spec import LoadResult
@@ -75,6 +77,16 @@ async def specs(tmp_path: Path) -> AsyncIterator[tuple[Path, int]]:
     yield tmp_path, free_port()
 
 
+@asynccontextmanager
+async def started(tmp: Path, result: LoadResult, **settings: Any) -> AsyncIterator[Controller]:
+    """A running controller on ``result``; its processes stopped for good afterwards."""
+    try:
+        async with running(tmp / "state", result, **settings) as controller:
+            yield controller
+    finally:
+        await down_all(tmp / "state", result)
+
+
 async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) -> dict[str, Any]:
     await eventually(
         lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy", what="healthy"
@@ -94,22 +106,19 @@ async def test_auto_mode_runs_an_admitted_plan_and_records_it(specs: tuple[Path,
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            await crash_and_wait(controller, result, health="healthy")
-            fix = await eventually(
-                lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
-                what="fix",
-            )
-            assert fix["source"] == "replay" and fix["outcome"] == "fixed" and fix["verified"]
-            [asked] = planner.requests
-            assert "no HealingPolicy has a rule for container.running" in asked.reason
-            assert {t.name for t in asked.tools} >= {"container_logs", "container_stats"}
-            [interaction] = controller.store.llm_interactions(key=KEY)
-            assert interaction["decision"] == "admitted" and interaction["fix_id"] == fix["id"]
-            assert interaction["tokens_in"] == 100
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="healthy")
+        fix = await eventually(
+            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+            what="fix",
+        )
+        assert fix["source"] == "replay" and fix["outcome"] == "fixed" and fix["verified"]
+        [asked] = planner.requests
+        assert "no HealingPolicy has a rule for container.running" in asked.reason
+        assert {t.name for t in asked.tools} >= {"container_logs", "container_stats"}
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "admitted" and interaction["fix_id"] == fix["id"]
+        assert interaction["tokens_in"] == 100
 
 
 async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
@@ -119,18 +128,15 @@ async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
     policy = escalating_policy("auto", allowedTools=["container_logs", "container_restart"])
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
     planner = ScriptedPlanner(("container_scale", {"replicas": 3}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert (
-                "rejected by the guard" in row["message"]
-                and "does not allow this tool" in row["message"]
-            )
-            assert controller.store.fixes(key=KEY) == []
-            [interaction] = controller.store.llm_interactions(key=KEY)
-            assert interaction["decision"] == "rejected"
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert (
+            "rejected by the guard" in row["message"]
+            and "does not allow this tool" in row["message"]
+        )
+        assert controller.store.fixes(key=KEY) == []
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "rejected"
 
 
 async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -> None:
@@ -139,13 +145,10 @@ async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     planner = ScriptedPlanner(("container_restart", {}), target="Container/other")
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "targets Container/other, but only Container/web drifted" in row["message"]
-            assert controller.store.fixes(key=KEY) == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "targets Container/other, but only Container/web drifted" in row["message"]
+        assert controller.store.fixes(key=KEY) == []
 
 
 async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> None:
@@ -154,21 +157,18 @@ async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> No
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("approve")])
     )
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "waits for an operator's approval" in row["message"]
-            assert controller.store.fixes(key=KEY) == []
-            [pending] = controller.store.pending_plans(key=KEY)
-            done = await controller.approve_plan(pending["id"], "test-operator")
-            assert done.outcome.value == "fixed"
-            assert controller.store.pending_plan(pending["id"])["status"] == "executed"
-            await eventually(
-                lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
-                what="healthy",
-            )
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "waits for an operator's approval" in row["message"]
+        assert controller.store.fixes(key=KEY) == []
+        [pending] = controller.store.pending_plans(key=KEY)
+        done = await controller.approve_plan(pending["id"], "test-operator")
+        assert done.outcome.value == "fixed"
+        assert controller.store.pending_plan(pending["id"])["status"] == "executed"
+        await eventually(
+            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
+            what="healthy",
+        )
 
 
 async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> None:
@@ -176,25 +176,22 @@ async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> 
     policy = escalating_policy("shadow", rules=True, when="always")
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            await crash_and_wait(controller, result, health="healthy")
-            fix = await eventually(
-                lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
-                what="fix",
-            )
-            assert fix["source"] == "rules" and fix["outcome"] == "fixed"
-            [interaction] = controller.store.llm_interactions(key=KEY)
-            assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
-            assert [s["tool"] for s in interaction["plan"]["steps"]] == ["container_restart"]
-            # Judged against the rules' fix that ran: the same restart, so they agree.
-            assert interaction["agreement"] == "agrees"
-            assert interaction["compared_fix_id"] == fix["id"]
-            assert controller.store.shadow_agreement() == {
-                "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
-            }
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="healthy")
+        fix = await eventually(
+            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+            what="fix",
+        )
+        assert fix["source"] == "rules" and fix["outcome"] == "fixed"
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
+        assert [s["tool"] for s in interaction["plan"]["steps"]] == ["container_restart"]
+        # Judged against the rules' fix that ran: the same restart, so they agree.
+        assert interaction["agreement"] == "agrees"
+        assert interaction["compared_fix_id"] == fix["id"]
+        assert controller.store.shadow_agreement() == {
+            "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
+        }
 
 
 async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
@@ -207,18 +204,15 @@ async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
     )  # fmt: skip
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
     planner = ScriptedPlanner(("container_logs", {}), ("container_scale", {"replicas": 2}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            await crash_and_wait(controller, result, health="healthy")
-            interaction = await eventually(
-                lambda: (i := controller.store.llm_interactions(key=KEY)) and i[0]["agreement"]
-                and i[0],
-                what="the shadow plan judged",
-            )  # fmt: skip
-            assert interaction["agreement"] == "differs"
-            assert controller.store.fixes(key=KEY)[0]["source"] == "rules"
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="healthy")
+        interaction = await eventually(
+            lambda: (i := controller.store.llm_interactions(key=KEY)) and i[0]["agreement"]
+            and i[0],
+            what="the shadow plan judged",
+        )  # fmt: skip
+        assert interaction["agreement"] == "differs"
+        assert controller.store.fixes(key=KEY)[0]["source"] == "rules"
 
 
 async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) -> None:
@@ -227,16 +221,13 @@ async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) 
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("shadow")])
     )
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "recorded in shadow mode" in row["message"]
-            assert controller.store.fixes(key=KEY) == []
-            assert controller.store.pending_plans(key=KEY) == []
-            [interaction] = controller.store.llm_interactions(key=KEY)
-            assert interaction["decision"] == "shadow" and interaction["agreement"] is None
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "recorded in shadow mode" in row["message"]
+        assert controller.store.fixes(key=KEY) == []
+        assert controller.store.pending_plans(key=KEY) == []
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "shadow" and interaction["agreement"] is None
 
 
 async def test_llm_plans_have_their_own_attempts(specs: tuple[Path, int]) -> None:
@@ -244,19 +235,16 @@ async def test_llm_plans_have_their_own_attempts(specs: tuple[Path, int]) -> Non
     policy = escalating_policy("auto", attempts={"max": 1, "window": "1h"})
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            await crash_and_wait(controller, result, health="healthy")
-            await eventually(
-                lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
-                what="the first LLM fix",
-            )
-            # A crash loop: the second crash within the hour is not the LLM's to restart.
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "ran 1/1 LLM plans in 1h" in row["message"]
-            assert len(controller.store.fixes(key=KEY)) == 1
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="healthy")
+        await eventually(
+            lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
+            what="the first LLM fix",
+        )
+        # A crash loop: the second crash within the hour is not the LLM's to restart.
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "ran 1/1 LLM plans in 1h" in row["message"]
+        assert len(controller.store.fixes(key=KEY)) == 1
 
 
 class StuckPlanner(ScriptedPlanner):
@@ -274,17 +262,12 @@ async def test_an_escalation_ends_at_its_deadline(specs: tuple[Path, int]) -> No
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     planner = StuckPlanner()
-    try:
-        async with running(
-            tmp / "state", result, planners={"replay": planner}, llm_deadline=0.5
-        ) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "gave no plan within the 0.5s deadline" in row["message"]
-            [interaction] = controller.store.llm_interactions(key=KEY)
-            assert "deadline" in interaction["error"]
-            assert controller.store.fixes(key=KEY) == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}, llm_deadline=0.5) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "gave no plan within the 0.5s deadline" in row["message"]
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert "deadline" in interaction["error"]
+        assert controller.store.fixes(key=KEY) == []
 
 
 async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
@@ -293,20 +276,17 @@ async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(
-            tmp / "state", result, planners={"replay": planner}, llm_tokens_per_day=1000
-        ) as controller:
-            # Spent on another resource: the shared cap counts every resource.
-            controller.store.record_llm_interaction(
-                "RedisCache/other", "replay", "m", "p", "r", None, 900, 200, 0.1,
-                controller.clock(),
-            )  # fmt: skip
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "shared LLM token budget is spent: 1100 of 1000" in row["message"]
-            assert planner.requests == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(
+        tmp, result, planners={"replay": planner}, llm_tokens_per_day=1000
+    ) as controller:
+        # Spent on another resource: the shared cap counts every resource.
+        controller.store.record_llm_interaction(
+            "RedisCache/other", "replay", "m", "p", "r", None, 900, 200, 0.1,
+            controller.clock(),
+        )  # fmt: skip
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "shared LLM token budget is spent: 1100 of 1000" in row["message"]
+        assert planner.requests == []
 
 
 async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
@@ -315,25 +295,22 @@ async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) ->
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            assert controller.llm_ready
-            await eventually(
-                lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
-                what="healthy",
-            )
-            answer = await controller.analyze(KEY, "alice")
-            assert answer["decision"] == "pending" and answer["pending_plan"] is not None
-            assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
-            assert "an operator (alice) asked" in planner.requests[0].reason
-            [parked] = controller.store.pending_plans(key=KEY)
-            assert parked["id"] == answer["pending_plan"]
-            assert controller.store.fixes(key=KEY) == []
-            interaction = controller.store.llm_interaction(answer["interaction"])
-            assert interaction is not None and interaction["decision"] == "pending"
-            assert [a["action"] for a in controller.store.actions(key=KEY)][:1] == ["analyze"]
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        assert controller.llm_ready
+        await eventually(
+            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
+            what="healthy",
+        )
+        answer = await controller.analyze(KEY, "alice")
+        assert answer["decision"] == "pending" and answer["pending_plan"] is not None
+        assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
+        assert "an operator (alice) asked" in planner.requests[0].reason
+        [parked] = controller.store.pending_plans(key=KEY)
+        assert parked["id"] == answer["pending_plan"]
+        assert controller.store.fixes(key=KEY) == []
+        interaction = controller.store.llm_interaction(answer["interaction"])
+        assert interaction is not None and interaction["decision"] == "pending"
+        assert [a["action"] for a in controller.store.actions(key=KEY)][:1] == ["analyze"]
 
 
 async def test_analyze_without_a_planner_says_how_to_configure_one(
@@ -343,13 +320,10 @@ async def test_analyze_without_a_planner_says_how_to_configure_one(
     result = load(
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
-    try:
-        async with running(tmp / "state", result) as controller:
-            assert not controller.llm_ready
-            with pytest.raises(PermanentError, match="set GEMINI_API_KEY"):
-                await controller.analyze(KEY, "alice")
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result) as controller:
+        assert not controller.llm_ready
+        with pytest.raises(PermanentError, match="set GEMINI_API_KEY"):
+            await controller.analyze(KEY, "alice")
 
 
 async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
@@ -358,33 +332,27 @@ async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
     tmp, port = specs
     policy = escalating_policy("approve", allowedTools=["container_logs", "container_restart"])
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
-    try:
-        async with running(tmp / "state", result) as controller:
-            sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
-                          "t", "app-crash")  # fmt: skip
-            parked = controller.store.add_pending_plan(KEY, sneaky, "test", controller.clock())
-            refused = await controller.approve_plan(parked, "alice")
-            assert refused.outcome.value == "rejected"
-            assert "does not allow this tool" in refused.message
-            assert controller.store.fixes(key=KEY) == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result) as controller:
+        sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
+                      "t", "app-crash")  # fmt: skip
+        parked = controller.store.add_pending_plan(KEY, sneaky, "test", controller.clock())
+        refused = await controller.approve_plan(parked, "alice")
+        assert refused.outcome.value == "rejected"
+        assert "does not allow this tool" in refused.message
+        assert controller.store.fixes(key=KEY) == []
 
 
 async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
     tmp, port = specs
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), crash_policy()]))
-    try:
-        async with running(tmp / "state", result, dry_run=True) as controller:
-            await crash_and_wait(controller, result, health="drifting")
-            fix = await eventually(lambda: controller.store.last_fix(KEY), what="a dry-run fix")
-            assert fix["dry_run"] and fix["outcome"] == "dry-run"
-            assert fix["planned_steps"][0]["tool"] == "container_restart"
-            assert fix["steps"] == []  # nothing was called
-            observed = await controller.observe(result.resources[0])
-            assert observed.get("container.running") is False  # still down
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, dry_run=True) as controller:
+        await crash_and_wait(controller, result, health="drifting")
+        fix = await eventually(lambda: controller.store.last_fix(KEY), what="a dry-run fix")
+        assert fix["dry_run"] and fix["outcome"] == "dry-run"
+        assert fix["planned_steps"][0]["tool"] == "container_restart"
+        assert fix["steps"] == []  # nothing was called
+        observed = await controller.observe(result.resources[0])
+        assert observed.get("container.running") is False  # still down
 
 
 async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
@@ -395,13 +363,10 @@ async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
         write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
     )
     unconfigured = {"replay": "no GEMINI_API_KEY"}
-    try:
-        async with running(tmp / "state", result, unconfigured_planners=unconfigured) as controller:
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "rules only: no GEMINI_API_KEY" in row["message"]
-            assert controller.store.llm_interactions(key=KEY) == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, unconfigured_planners=unconfigured) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "rules only: no GEMINI_API_KEY" in row["message"]
+        assert controller.store.llm_interactions(key=KEY) == []
 
 
 async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]) -> None:
@@ -409,13 +374,10 @@ async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]
     policy = escalating_policy("auto", tokenBudgetPerDay=1000)
     result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
     planner = ScriptedPlanner(("container_restart", {}))
-    try:
-        async with running(tmp / "state", result, planners={"replay": planner}) as controller:
-            controller.store.record_llm_interaction(
-                KEY, "replay", "m", "p", "r", None, 900, 200, 0.1, controller.clock()
-            )
-            row = await crash_and_wait(controller, result, health="needs-operator")
-            assert "token budget spent: 1100 of 1000" in row["message"]
-            assert planner.requests == []
-    finally:
-        await down_all(tmp / "state", result)
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        controller.store.record_llm_interaction(
+            KEY, "replay", "m", "p", "r", None, 900, 200, 0.1, controller.clock()
+        )
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "token budget spent: 1100 of 1000" in row["message"]
+        assert planner.requests == []

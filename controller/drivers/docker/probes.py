@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from controller.drivers.docker.replicas import DockerReplica, seconds
+from controller.drivers.http_probe import probe_once
 from controller.spec import Container, HealthProbe
 
 
@@ -83,15 +84,6 @@ def health(
     if any(r.health != "healthy" for r in checked):
         return (None if running else False), worst
     return True, worst
-
-
-async def probe_once(client: httpx.AsyncClient, url: str) -> bool:
-    """One GET: 2xx and 3xx pass; an error status, a refused connection or a timeout fails."""
-    try:
-        response = await client.get(url)
-    except (httpx.HTTPError, httpx.InvalidURL, OSError):
-        return False
-    return response.status_code < 400
 
 
 async def probe_loop(p: Probe, on_change: Callable[[Probe], None]) -> None:
