@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from controller.model import LogLine
-from controller.redaction import redact
+from controller.redaction import PRIVATE_KEY_BEGIN, PRIVATE_KEY_END, REDACTED, redact
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ class _Window:
     lines: deque[LogLine]
     errors: deque[float] = field(default_factory=deque)
     previous: LogLine | None = None  # the last line given by ``add_text``
+    in_private_key: bool = False  # between a private key's BEGIN and END lines
 
 
 class LogAccumulator:
@@ -402,10 +403,19 @@ class LogAccumulator:
 
     def _append(self, key: str, line: LogLine, *, counts: bool) -> None:
         # Redacted on the way in: every reader (store, dashboard, MCP, prompts) sees the same.
-        message = redact(line.message)
+        # A private key's body lines carry no marker of their own: they are hidden from its
+        # BEGIN line to its END line.
+        window = self._window(key)
+        if window.in_private_key:
+            window.in_private_key = PRIVATE_KEY_END.search(line.message) is None
+            message = REDACTED
+        else:
+            message = redact(line.message)
+            window.in_private_key = bool(
+                PRIVATE_KEY_BEGIN.search(line.message) and not PRIVATE_KEY_END.search(line.message)
+            )
         if message != line.message:
             line = dataclasses.replace(line, message=message)
-        window = self._window(key)
         window.lines.append(line)
         if counts and LEVELS.get(line.level, 0) >= LEVELS["ERROR"]:
             window.errors.append(line.at)

@@ -22,7 +22,7 @@ from controller.diff import diff
 from controller.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
 from controller.errors import PermanentError, TemporaryError
 from controller.escalation import Escalator, allowed_tools, escalation_policy, shadow_agreement
-from controller.guard import ToolFacts, admit, named_targets
+from controller.guard import ToolFacts, admit, escalation_budget, named_targets
 from controller.logs import LogAccumulator
 from controller.metrics import Metrics
 from controller.model import Drift, FixAttempt, Health, Observation, Outcome, Plan
@@ -44,6 +44,10 @@ from controller.tools.catalogue import tool_facts
 from controller.verify import verify
 
 log = logging.getLogger("driftmend.loop")
+
+# The mode recorded with an exchange an operator asked for: whatever the policy's mode, its
+# plan waits for them (and it is never counted as a shadow plan).
+ANALYZE = "analyze"
 
 HEALTH_OF: dict[Outcome, Health] = {
     Outcome.IN_SYNC: Health.HEALTHY,
@@ -290,11 +294,15 @@ class Controller:
             self._not_before.pop(key, None)
             if self.store.needs_operator(key):
                 self.store.set_needs_operator(key, None)
-            # A plan proposed for an incident that is over must not be approved later.
+            # A plan proposed for an incident that is over must not be approved later; one an
+            # operator asked for waits for them.
             for stale in self.store.pending_plans(key=key):
-                self.store.set_pending_status(
+                if stale.get("origin") == "asked":
+                    continue
+                if self.store.set_pending_status(
                     stale["id"], "superseded", "controller", obs.at, expected="pending"
-                )
+                ):
+                    self._pending_plan_decided(stale["id"], "superseded", "the drift is over")
             return settle(Outcome.IN_SYNC, "in sync")
 
         for drift in result.drifts:
@@ -332,12 +340,10 @@ class Controller:
         if esc_policy is not None and esc is not None:
             hand_over = decision.verdict is Verdict.NEEDS_OPERATOR or esc.when == "always"
             if hand_over and not (decision.verdict is Verdict.PLAN and esc.mode == "shadow"):
-                outcome, message, fix_id = await self._escalate(
+                outcome, message, fix_id, requeue = await self._escalate(
                     resource, esc_policy, result.drifts, obs, decision.reason, now, event_at
                 )
-                res = settle(
-                    outcome, message, 0.5 if outcome is Outcome.FIXED else None, result.drifts
-                )
+                res = settle(outcome, message, requeue, result.drifts)
                 return ReconcileResult(key, res.outcome, res.message, res.requeue_after, fix_id)
             if hand_over:  # shadow beside a rule: record what the LLM would have done
                 await self._escalate(
@@ -371,7 +377,11 @@ class Controller:
                 Outcome.DRY_RUN, verdict.reason, self.settings.resync_period, result.drifts
             )
         if verdict.needs_approval:
-            if not self.store.pending_plans(key=key):
+            parked = self.store.pending_plans(key=key)
+            if not any(
+                p["plan"].get("policy") == plan.policy and p["plan"].get("rule") == plan.rule
+                for p in parked
+            ):
                 self.store.add_pending_plan(key, plan, verdict.reason, now)
             reason = f"awaiting an operator's approval: {verdict.reason}"
             self.store.set_needs_operator(key, reason)
@@ -430,7 +440,7 @@ class Controller:
         )
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
         self.metrics.fix_finished(resource.kind, plan.source, outcome.value, now - fault_at, ttr)
-        self._compare_shadow_plans(resource, plan, fix_id)
+        self._compare_shadow_plans(resource, plan, fix_id, since=fault_at)
         self._pending.pop(key, None)
         if outcome is Outcome.FIXED:
             self._failures.pop(key, None)
@@ -452,23 +462,32 @@ class Controller:
         event_at: float | None,
         *,
         record_only: bool = False,
-    ) -> tuple[Outcome, str, int | None]:
+    ) -> tuple[Outcome, str, int | None, float | None]:
         """Ask the LLM, put its plan through the guard, and act as the policy's mode says.
 
-        ``record_only`` (shadow beside a rule that runs) stores the exchange and changes
-        nothing else: the rules keep the resource.
+        Returns the pass's outcome, its message, the fix it ran (if any) and when to look
+        again. The escalation's own budget (attempts, cooldown) is checked before the model
+        is asked, so a plan that could not run costs no tokens. ``record_only`` (shadow
+        beside a rule that runs) stores the exchange and changes nothing else: the rules
+        keep the resource.
         """
         key = resource.key
         esc = policy.spec.escalate
         assert esc is not None
-        asked = await self.escalator.ask(resource, policy, drifts, obs, why)
 
-        def operator(reason: str) -> tuple[Outcome, str, int | None]:
+        def operator(reason: str) -> tuple[Outcome, str, int | None, float | None]:
             if record_only:
-                return Outcome.WAITING, reason, None
+                return Outcome.WAITING, reason, None, None
             self.store.set_needs_operator(key, reason)
             log.warning("%s needs an operator: %s", key, reason)
-            return Outcome.NEEDS_OPERATOR, reason, None
+            return Outcome.NEEDS_OPERATOR, reason, None, None
+
+        budget = escalation_budget(policy, self.history(key), now)
+        if not budget.ok:
+            if budget.exhausted:
+                return operator(f"{why}; {budget.reason}" if why else budget.reason)
+            return Outcome.WAITING, budget.reason, None, budget.retry_after
+        asked = await self.escalator.ask(resource, policy, drifts, obs, why)
 
         def outcome(
             decision: str, reason: str, fix_id: int | None = None, pending: int | None = None
@@ -501,7 +520,9 @@ class Controller:
             return operator(f"{why}; the {plan.source} plan is recorded in shadow mode")
         if verdict.dry_run:
             outcome("dry-run", verdict.reason)
-            return Outcome.DRY_RUN, verdict.reason, None
+            # Asking again on every pass would spend tokens on a plan that will not run
+            # either: the recorded plan waits for an operator, like a shadow plan.
+            return operator(f"dry-run: the {plan.source} plan is recorded and nothing runs")
         if esc.mode == "approve" or verdict.needs_approval:
             if not verdict.admitted and not verdict.needs_approval:
                 outcome("over-budget" if verdict.over_budget else "rejected", verdict.reason)
@@ -523,7 +544,7 @@ class Controller:
         outcome("admitted", message, fix_id)
         if result is not Outcome.FIXED:
             return operator(f"the {plan.source} plan ran but did not fix it: {message}")
-        return result, f"fixed by the {plan.source} plan", fix_id
+        return result, f"fixed by the {plan.source} plan", fix_id, 0.5
 
     # --- operator actions (dashboard, CLI) -----------------------------------------------
 
@@ -548,46 +569,69 @@ class Controller:
         self.queue.add(key)
 
     async def approve_plan(self, plan_id: int, actor: str) -> ReconcileResult:
-        """Run a pending plan with an operator's approval, through the guard, act and verify."""
+        """Run a pending plan with an operator's approval, through the guard, act and verify.
+
+        The plan is judged when its turn comes under the resource's lock (a worker may be
+        fixing it right now): by the guard, with the fix history as it is then, and against
+        the world as it is then. When the drift it was proposed for is over (another fix
+        came first, or it healed), it is superseded instead of run. A plan an operator
+        asked the LLM for (``analyze``) runs whatever the drift.
+        """
         pending = self.store.pending_plan(plan_id)
         if pending is None:
             raise PermanentError(f"no pending plan {plan_id}")
-        now = self.clock()
         plan = plan_from_dict(pending["plan"])
         resource = self._require(plan.key)
-        if not self.store.set_pending_status(plan_id, "approved", actor, now, expected="pending"):
+        approved_at = self.clock()
+        if not self.store.set_pending_status(
+            plan_id, "approved", actor, approved_at, expected="pending"
+        ):
             raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
-        self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, now)
-        policy = self._policy_named(resource, plan.policy)
-        # An LLM's plan stays held to its escalation's allowlist and step limit: approval
-        # answers "may this run?", it does not widen what may run.
-        allowed, max_steps = None, None
-        if plan.source != "rules" and policy is not None and policy.spec.escalate is not None:
-            allowed = allowed_tools(policy, self.catalogue, resource.kind)
-            max_steps = policy.spec.escalate.max_steps
-        verdict = admit(
-            plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
-            history=self.history(plan.key), now=now, dry_run=self.settings.dry_run, approved=True,
-            targets=named_targets(policy), allowed_tools=allowed, max_steps=max_steps,
-        )  # fmt: skip
-        self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
-        self.metrics.guard_decision(verdict.admitted)
-        if not verdict.admitted:
-            self.store.set_pending_status(plan_id, "failed", actor, now)
-            return ReconcileResult(plan.key, Outcome.REJECTED, f"guard: {verdict.reason}")
+        self.store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, approved_at)
         async with self._lock(plan.key):
+            now = self.clock()
             obs = await self.observe(resource)
+            if pending.get("origin") != "asked":
+                current = diff(resource, self.policies, obs, self._pending.get(plan.key))
+                if current.in_sync:
+                    reason = "the drift was over before the approved plan could run"
+                    self.store.set_pending_status(
+                        plan_id, "superseded", "controller", now, expected="approved"
+                    )
+                    self._pending_plan_decided(plan_id, "superseded", reason)
+                    return ReconcileResult(plan.key, Outcome.IN_SYNC, reason)
+            policy = self._policy_named(resource, plan.policy)
+            # An LLM's plan stays held to its escalation's allowlist and step limit: approval
+            # answers "may this run?", it does not widen what may run.
+            allowed, max_steps = None, None
+            if plan.source != "rules" and policy is not None and policy.spec.escalate is not None:
+                allowed = allowed_tools(policy, self.catalogue, resource.kind)
+                max_steps = policy.spec.escalate.max_steps
+            verdict = admit(
+                plan, kind=resource.kind, policy=policy, tools=self.tool_facts(),
+                history=self.history(plan.key), now=now, dry_run=self.settings.dry_run,
+                approved=True, targets=named_targets(policy), allowed_tools=allowed,
+                max_steps=max_steps,
+            )  # fmt: skip
+            self.store.record_guard_decision(plan.key, plan, verdict.admitted, verdict.reason, now)
+            self.metrics.guard_decision(verdict.admitted)
+            if not verdict.admitted:
+                self.store.set_pending_status(plan_id, "failed", actor, now)
+                self._pending_plan_decided(
+                    plan_id,
+                    "over-budget" if verdict.over_budget else "rejected",
+                    f"approved by {actor}, then refused by the guard: {verdict.reason}",
+                )
+                return ReconcileResult(plan.key, Outcome.REJECTED, f"guard: {verdict.reason}")
             fault_at = min([d.since for d in plan.drifts] + [now])
             outcome, message, fix_id = await self.execute(resource, plan, obs, fault_at, now)
         self.store.set_pending_status(
             plan_id, "executed" if outcome is Outcome.FIXED else "failed", actor, self.clock()
         )
-        asked = self.store.llm_interaction_of_pending_plan(plan_id)
-        if asked is not None:  # the LLM's exchange now leads to the fix it became
-            self._llm_outcome(
-                asked["id"], str(asked["mode"]), "approved", f"approved by {actor}: {message}",
-                fix_id=fix_id, pending=plan_id,
-            )  # fmt: skip
+        # The LLM's exchange (if the plan was one's) now leads to the fix it became.
+        self._pending_plan_decided(
+            plan_id, "approved", f"approved by {actor}: {message}", fix_id=fix_id
+        )
         self.queue.add(plan.key)
         return ReconcileResult(plan.key, outcome, message, None, fix_id)
 
@@ -603,10 +647,17 @@ class Controller:
         self.store.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self.clock()
         )
+        self._pending_plan_decided(plan_id, "rejected", f"rejected by {actor}")
+
+    def _pending_plan_decided(
+        self, plan_id: int, decision: str, reason: str, *, fix_id: int | None = None
+    ) -> None:
+        """Carry an operator's (or the controller's) decision on a parked plan over to the
+        LLM exchange that proposed it, if one did."""
         asked = self.store.llm_interaction_of_pending_plan(plan_id)
         if asked is not None:
             self._llm_outcome(
-                asked["id"], str(asked["mode"]), "rejected", f"rejected by {actor}",
+                asked["id"], str(asked["mode"] or "-"), decision, reason, fix_id=fix_id,
                 pending=plan_id,
             )  # fmt: skip
 
@@ -649,7 +700,7 @@ class Controller:
                 "reason": asked.reason, "plan": None, "pending_plan": None,
             }  # fmt: skip
             if asked.plan is None:
-                self._llm_outcome(asked.interaction_id, esc.mode, "no-plan", asked.reason)
+                self._llm_outcome(asked.interaction_id, ANALYZE, "no-plan", asked.reason)
                 return answer
             plan = asked.plan
             verdict = admit(
@@ -665,7 +716,7 @@ class Controller:
                 answer.update(decision=decision, reason=verdict.reason)
             else:
                 pending = self.store.add_pending_plan(
-                    key, plan, f"{plan.source} plan asked for by {actor}", now
+                    key, plan, f"{plan.source} plan asked for by {actor}", now, origin="asked"
                 )
                 answer.update(
                     decision="pending",
@@ -673,7 +724,7 @@ class Controller:
                     pending_plan=pending,
                 )
             self._llm_outcome(
-                asked.interaction_id, esc.mode, answer["decision"], answer["reason"],
+                asked.interaction_id, ANALYZE, answer["decision"], answer["reason"],
                 pending=answer["pending_plan"],
             )  # fmt: skip
             return answer
@@ -694,11 +745,14 @@ class Controller:
                 pending_plan_id=pending,
             )  # fmt: skip
 
-    def _compare_shadow_plans(self, resource: Resource, plan: Plan, fix_id: int) -> None:
-        """Judge the shadow plans of the last hour against the plan that was run instead."""
+    def _compare_shadow_plans(
+        self, resource: Resource, plan: Plan, fix_id: int, *, since: float
+    ) -> None:
+        """Judge the shadow plans proposed for this incident (since the fault) against the
+        plan that was run instead."""
         if plan.source != "rules" and plan.source != "operator":
             return
-        for shadow in self.store.shadow_plans_to_compare(resource.key, self.clock() - 3600):
+        for shadow in self.store.shadow_plans_to_compare(resource.key, since):
             verdict = shadow_agreement(plan_from_dict(shadow["plan"]), plan, self.catalogue)
             self.store.set_shadow_agreement(shadow["id"], verdict, fix_id)
             self.metrics.shadow_compared(str(shadow["plan"].get("policy") or "-"), verdict)

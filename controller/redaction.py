@@ -71,3 +71,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for pattern, replacement in SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+# A private key spans lines; a log reader sees them one at a time (see LogAccumulator).
+PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+PRIVATE_KEY_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY-----")

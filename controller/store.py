@@ -196,6 +196,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE llm_interactions ADD COLUMN compared_fix_id INTEGER",
         # The plan parked for an operator's approval, when the mode or a step asked for one.
         "ALTER TABLE llm_interactions ADD COLUMN pending_plan_id INTEGER",
+        # Why a plan was parked: 'incident' (a drift's plan, superseded when the drift is
+        # over) or 'asked' (an operator asked the LLM; it waits for them whatever happens).
+        "ALTER TABLE pending_plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'incident'",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -1030,13 +1033,18 @@ class Store:
 
     # -- pending plans (operator approval)
 
-    def add_pending_plan(self, key: str, plan: Plan, reason: str, at: float) -> int:
-        """Park a plan until an operator approves or rejects it; returns its id."""
+    def add_pending_plan(
+        self, key: str, plan: Plan, reason: str, at: float, origin: str = "incident"
+    ) -> int:
+        """Park a plan until an operator approves or rejects it; returns its id.
+
+        ``origin`` is ``incident`` (superseded once the drift is over) or ``asked`` (an
+        operator's own request: it waits for them)."""
         with self._tx() as db:
             cur = db.execute(
-                """INSERT INTO pending_plans (key, at, reason, plan, status)
-                   VALUES (?, ?, ?, ?, 'pending')""",
-                (key, at, reason, _dumps(plan_to_dict(plan))),
+                """INSERT INTO pending_plans (key, at, reason, plan, status, origin)
+                   VALUES (?, ?, ?, ?, 'pending', ?)""",
+                (key, at, reason, _dumps(plan_to_dict(plan)), origin),
             )
             return _rowid(cur)
 
@@ -1174,7 +1182,8 @@ class Store:
         """Shadow-mode plans of ``key`` since ``since`` not yet compared with a fix."""
         rows = self._read(
             """SELECT * FROM llm_interactions WHERE key = ? AND at >= ? AND mode = 'shadow'
-               AND plan IS NOT NULL AND agreement IS NULL ORDER BY at, id""",
+               AND decision = 'shadow' AND plan IS NOT NULL AND agreement IS NULL
+               ORDER BY at, id""",
             (key, since),
         )
         return self._llm_dicts(rows)
@@ -1192,7 +1201,7 @@ class Store:
         how many still wait for one: the measure to read before trusting a planner."""
         rows = self._read(
             """SELECT plan, COALESCE(agreement, 'pending') AS agreement FROM llm_interactions
-               WHERE mode = 'shadow' AND plan IS NOT NULL"""
+               WHERE mode = 'shadow' AND decision = 'shadow' AND plan IS NOT NULL"""
         )
         out: dict[str, dict[str, int]] = {}
         for r in rows:
@@ -1271,6 +1280,7 @@ def _pending_dict(r: sqlite3.Row) -> dict[str, Any]:
         "status": r["status"],
         "actor": r["actor"],
         "decided_at": r["decided_at"],
+        "origin": r["origin"],
     }
 
 

@@ -512,6 +512,7 @@ LLM_DECISIONS: dict[str, tuple[str, str]] = {
     "admitted": ("admitted", "admitted by the guard"),
     "pending": ("pending", "waiting for an operator's approval"),
     "approved": ("approved", "approved by an operator"),
+    "superseded": ("superseded", "superseded: the drift was over before it could run"),
     "shadow": ("shadow", "shadow mode: recorded, not run"),
     "dry-run": ("dry-run", "dry run: recorded, not run"),
     "rejected": ("refused", "refused by the guard"),

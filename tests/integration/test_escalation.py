@@ -381,3 +381,94 @@ async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "token budget spent: 1100 of 1000" in row["message"]
         assert planner.requests == []
+
+
+async def test_a_cooling_escalation_waits_without_asking(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    policy = escalating_policy("auto", cooldown="1h", attempts={"max": 5, "window": "1h"})
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_restart", {}))
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="healthy")
+        await eventually(
+            lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
+            what="the first LLM fix",
+        )
+        # Cooling down: the pass waits (no operator is paged) and no tokens are spent on a
+        # plan that could not run.
+        row = await crash_and_wait(controller, result, health="drifting")
+        assert "cooling down" in row["message"]
+        assert len(planner.requests) == 1
+        assert not controller.store.needs_operator(KEY)
+
+
+async def test_dry_run_asks_the_llm_once(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    async with started(tmp, result, planners={"replay": planner}, dry_run=True) as controller:
+        row = await crash_and_wait(controller, result, health="needs-operator")
+        assert "dry-run: the replay plan is recorded" in row["message"]
+        for _ in range(3):  # later passes leave it to the operator, asking nobody
+            await controller.reconcile(KEY)
+        assert len(planner.requests) == 1
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "dry-run"
+
+
+async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
+    specs: tuple[Path, int],
+) -> None:
+    tmp, port = specs
+    result = load(
+        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("approve")])
+    )
+    planner = ScriptedPlanner(("container_restart", {}))
+    web = result.resources[0]
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await crash_and_wait(controller, result, health="needs-operator")
+        [parked] = controller.store.pending_plans(key=KEY)
+        # A worker holds the resource (say, fixing it) while the operator clicks Approve;
+        # by the time the approval's turn comes, the app is back.
+        async with controller._lock(KEY):
+            approval = asyncio.create_task(controller.approve_plan(parked["id"], "alice"))
+            await controller.runtime.restart(web)  # type: ignore[arg-type]
+            await eventually(lambda: _healthy(controller, web), what="the app back by other means")
+        done = await approval
+        assert done.outcome.value == "in-sync" and "drift was over" in done.message
+        assert controller.store.pending_plan(parked["id"])["status"] == "superseded"
+        assert controller.store.fixes(key=KEY) == []
+        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert interaction["decision"] == "superseded"
+
+
+async def _healthy(controller: Controller, web: Any) -> bool:
+    return (await controller.observe(web)).get("container.healthy") is True
+
+
+async def test_an_operators_question_is_not_a_shadow_plan(specs: tuple[Path, int]) -> None:
+    tmp, port = specs
+    policy = escalating_policy("shadow", rules=True, when="always")
+    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    planner = ScriptedPlanner(("container_restart", {}))
+    async with started(tmp, result, planners={"replay": planner}) as controller:
+        await eventually(
+            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
+            what="healthy",
+        )
+        answer = await controller.analyze(KEY, "alice")
+        assert controller.store.llm_interaction(answer["interaction"])["mode"] == "analyze"
+        await crash_and_wait(controller, result, health="healthy")
+        await eventually(
+            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done",
+            what="the rules' fix",
+        )
+        # Only the shadow plan proposed beside the rules' fix is judged; the operator's
+        # question, asked while nothing was wrong, is not.
+        assert controller.store.shadow_agreement() == {
+            "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
+        }
+        # ... and its parked plan waits for the operator: a healthy pass does not drop it.
+        assert controller.store.pending_plan(answer["pending_plan"])["status"] == "pending"

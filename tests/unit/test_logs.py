@@ -408,3 +408,15 @@ def test_secrets_are_redacted_as_lines_come_in() -> None:
     assert not any("hunter2" in m or "abcdefghijklmnop12345" in m for m in messages), messages
     assert "postgresql://shop:[REDACTED]@db:5432/shop" in messages[0]
     assert [line for _, line in acc.search("hunter2")] == []
+
+
+def test_a_private_key_is_hidden_whole_though_it_comes_line_by_line() -> None:
+    acc = LogAccumulator(clock=lambda: 1000.0)
+    body = ["MIIEvQIBADANBgkqhkiG9w0BAQEFAASC", "BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj"]
+    for text in ["INFO loading key", "-----BEGIN PRIVATE KEY-----", *body,
+                 "-----END PRIVATE KEY-----", "INFO key loaded"]:  # fmt: skip
+        acc.add_text("Container/shop", text)
+    messages = [line.message for line in acc.recent("Container/shop")]
+    assert not any(part in m for m in messages for part in body), messages
+    assert messages[0].endswith("loading key")
+    assert messages[-1].endswith("key loaded")  # the lines after the key are kept
