@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from controller.model import Drift, Observation
+from controller.model import Drift, DriftCondition, Observation
 from controller.signals import SignalValue
 from controller.spec import Container, HealingPolicy, PostgresDatabase, RedisCache, Resource
 
@@ -142,6 +142,9 @@ def diff(
                 observed=observation.get(first.signal), since=fired_since,
                 policy=policy.name, rule=rule.name,
                 evidence=_evidence(observation, [c.signal for c in rule.when]),
+                conditions=tuple(
+                    DriftCondition(c.signal, c.operator, c.value, c.for_) for c in rule.when
+                ),
             ))  # fmt: skip
     return DiffResult(tuple(spec_drifts), tuple(rule_drifts), waiting, after)
 

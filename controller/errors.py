@@ -9,6 +9,7 @@ command (one line on stderr, never a traceback).
     DriftmendError                 anything driftmend raises on purpose
     ├── SpecError                  a document is not a valid resource (file, document, field)
     ├── PermanentError             retrying will not help: count it, show it, do not requeue
+    │   ├── RefusedError           an action refused before anything was done (a cap, a floor)
     │   └── ConfigurationError     the controller itself is misconfigured
     │       ├── SettingError       a setting (DRIFTMEND_* variable or flag) has a bad value
     │       └── StoreError         the store cannot be opened (not SQLite, a directory, ...)
@@ -34,6 +35,11 @@ class SpecError(DriftmendError):
 
 class PermanentError(DriftmendError):
     """Retrying the same thing will not help."""
+
+
+class RefusedError(PermanentError):
+    """An action was refused before anything was done (outside a declared cap, below a
+    floor): a tool answers ``refused``, not ``failed``."""
 
 
 class ConfigurationError(PermanentError):

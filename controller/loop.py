@@ -492,11 +492,10 @@ class Controller:
         def outcome(
             decision: str, reason: str, fix_id: int | None = None, pending: int | None = None
         ) -> None:
-            if asked.interaction_id is not None:
-                self.store.set_llm_outcome(
-                    asked.interaction_id, mode=esc.mode, decision=decision, reason=reason,
-                    fix_id=fix_id, cost_usd=asked.cost_usd, pending_plan_id=pending,
-                )  # fmt: skip
+            self._llm_outcome(
+                asked.interaction_id, esc.mode, decision, reason, fix_id=fix_id,
+                pending=pending, cost_usd=asked.cost_usd,
+            )  # fmt: skip
 
         plan = asked.plan
         if plan is None:
@@ -738,11 +737,13 @@ class Controller:
         *,
         fix_id: int | None = None,
         pending: int | None = None,
+        cost_usd: float | None = None,
     ) -> None:
+        """Record what became of an LLM exchange's plan (no exchange: nothing to record)."""
         if interaction_id is not None:
             self.store.set_llm_outcome(
                 interaction_id, mode=mode, decision=decision, reason=reason, fix_id=fix_id,
-                pending_plan_id=pending,
+                pending_plan_id=pending, cost_usd=cost_usd,
             )  # fmt: skip
 
     def _compare_shadow_plans(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from controller.quantities import format_duration
 from controller.signals import SignalValue
 
 
@@ -40,11 +41,29 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class DriftCondition:
+    """One condition of the rule a drift fired: ``signal operator value`` held for ``hold``
+    seconds (the policy's ``when`` entry, carried as data so readers need not parse text)."""
+
+    signal: str
+    operator: str
+    value: SignalValue
+    hold: float = 0.0
+
+    def describe(self) -> str:
+        """``redis.memory_used_ratio >= 0.95 for 10s``."""
+        value = str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
+        held = f" for {format_duration(self.hold)}" if self.hold else ""
+        return f"{self.signal} {self.operator} {value}{held}"
+
+
+@dataclass(frozen=True)
 class Drift:
     """One difference between what is declared and what is observed, with the evidence.
 
-    ``policy``/``rule`` name the rung whose conditions fired; a drift from the spec itself
-    (a replica down, the database unreachable) has neither.
+    ``policy``/``rule`` name the rung whose conditions fired, and ``conditions`` are that
+    rung's ``when``; a drift from the spec itself (a replica down, the database unreachable)
+    has none of them.
     """
 
     key: str
@@ -55,6 +74,7 @@ class Drift:
     policy: str | None = None
     rule: str | None = None
     evidence: Mapping[str, SignalValue] = field(default_factory=dict)
+    conditions: tuple[DriftCondition, ...] = ()
 
     @property
     def id(self) -> str:
@@ -71,9 +91,8 @@ class Drift:
             observed = f"{self.observed:.4g}"
         else:
             observed = self.observed
-        if self.rule is not None and self.expected.startswith("not (") and self.expected[-1] == ")":
-            # diff() words a rule drift's expectation as "not (<its conditions>)".
-            conditions = self.expected[5:-1].replace("; ", " and ")
+        if self.rule is not None and self.conditions:
+            conditions = " and ".join(c.describe() for c in self.conditions)
             return f"{self.signal} is {observed} (rule {self.policy}/{self.rule}: {conditions})"
         return f"{self.signal} is {observed}, expected {self.expected}"
 

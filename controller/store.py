@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any, get_args
 
 from controller.errors import ConfigurationError, StoreError
-from controller.model import Drift, Health, Outcome, Plan, PlanSource, PlanStep, ToolResult
+from controller.model import (
+    Drift,
+    DriftCondition,
+    Health,
+    Outcome,
+    Plan,
+    PlanSource,
+    PlanStep,
+    ToolResult,
+)
 
 __all__ = [
     "PENDING_STATUSES",
@@ -224,6 +233,10 @@ def drift_to_dict(drift: Drift) -> dict[str, Any]:
         "policy": drift.policy,
         "rule": drift.rule,
         "evidence": dict(drift.evidence),
+        "conditions": [
+            {"signal": c.signal, "operator": c.operator, "value": c.value, "for": c.hold}
+            for c in drift.conditions
+        ],
         "id": drift.id,
         "description": drift.describe(),
     }
@@ -240,6 +253,10 @@ def drift_from_dict(d: Mapping[str, Any]) -> Drift:
         policy=d.get("policy"),
         rule=d.get("rule"),
         evidence=dict(d.get("evidence") or {}),
+        conditions=tuple(
+            DriftCondition(str(c["signal"]), str(c["operator"]), c["value"], float(c["for"]))
+            for c in d.get("conditions") or ()
+        ),
     )
 
 

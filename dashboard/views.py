@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.model import LogLine
+from controller.quantities import format_duration
 from controller.signals import SIGNALS
 
 __all__ = [
@@ -255,15 +256,7 @@ def format_value(value: Any, unit: str | None = None, signal: str | None = None)
     return str(value)
 
 
-# A drift's ``expected`` is text written by ``controller.diff``: ``== true`` for a spec's
-# promise, ``not (signal op value[ for 10s]; ...)`` for a rule whose conditions all hold.
-# The drift records carry no structured conditions, so the text is read back here, to word
-# each threshold in its signal's unit; anything else is shown as it came.
-_CONDITION = re.compile(
-    r"^(?P<signal>[a-z_]+\.[a-z_]+)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>[^\s;]+)"
-    r"(?:\s+for\s+(?P<held>\S+))?$"
-)
-_RULE = re.compile(r"^not \((?P<conditions>.*)\)$")
+# How a rule's operator reads before its threshold: "over 50 %".
 _OPERATOR_WORDS = {
     ">": "over",
     ">=": "at or over",
@@ -271,15 +264,6 @@ _OPERATOR_WORDS = {
     "<=": "at or under",
     "!=": "not",
 }
-
-
-def _literal(text: str) -> bool | float | str:
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _observed_text(value: Any, signal: str) -> str:
@@ -300,30 +284,16 @@ def format_threshold(value: Any, signal: str) -> str:
     return format_value(value, unit=unit) if unit == "bytes" else f"{value:g}"
 
 
-def _conditions(expected: str) -> list[dict[str, Any]] | None:
-    """The conditions of a rule drift's ``expected`` text, or None when it is not one."""
-    found = _RULE.match(expected.strip())
-    if not found:
-        return None
-    out = []
-    for part in found.group("conditions").split(";"):
-        cond = _CONDITION.match(part.strip())
-        if not cond:
-            return None
-        out.append(cond.groupdict() | {"value": _literal(cond.group("value"))})
-    return out
-
-
 def _condition_text(cond: Mapping[str, Any], observed: Any) -> str:
     """``redis.memory_used_ratio is 84.0 %, over 50 %``: the value, then the rule's limit."""
     signal = str(cond["signal"])
     text = f"{signal} is {_observed_text(observed, signal)}"
-    value, op = cond["value"], str(cond["op"])
+    value, op = cond["value"], str(cond["operator"])
     # For a flag, or an equality, the value says it all: "container.running is false".
     if not isinstance(value, bool) and op != "==":
         text += f", {_OPERATOR_WORDS.get(op, op)} {format_threshold(value, signal)}"
-    if cond.get("held"):
-        text += f" for {cond['held']}"
+    if cond.get("for"):
+        text += f" for {format_duration(float(cond['for']))}"
     return text
 
 
@@ -337,7 +307,7 @@ def describe_drift(drift: Mapping[str, Any]) -> str:
     signal = str(drift.get("signal", ""))
     observed = drift.get("observed")
     expected = str(drift.get("expected") or "")
-    conditions = _conditions(expected)
+    conditions = drift.get("conditions")  # a rule drift's conditions, as the store keeps them
     if conditions:
         evidence = drift.get("evidence") or {}
         parts = [
@@ -516,25 +486,15 @@ LLM_DECISIONS: dict[str, tuple[str, str]] = {
     "shadow": ("shadow", "shadow mode: recorded, not run"),
     "dry-run": ("dry-run", "dry run: recorded, not run"),
     "rejected": ("refused", "refused by the guard"),
-    "budget": ("over-budget", "refused: over its budget"),
     "over-budget": ("over-budget", "refused: over its budget"),
     "no-plan": ("no-plan", "no usable plan"),
 }
-# A guard refusal for want of budget (attempts per window, cooldown, tokens per day) is
-# told apart from one for a bad plan: the operator's answer to each differs.
-_BUDGET_REASON = re.compile(r"budget|attempts in|LLM plans in|cooling down", re.IGNORECASE)
-_PENDING_PLAN = re.compile(r"pending plan (\d+)")
 
 
 def pending_plan_id(interaction: Mapping[str, Any]) -> int | None:
-    """The plan an interaction's plan was parked as (recorded by the controller; in older
-    stores, named only by the recorded reason)."""
-    if interaction.get("pending_plan_id") is not None:
-        return int(interaction["pending_plan_id"])
-    if interaction.get("decision") != "pending":
-        return None
-    found = _PENDING_PLAN.search(str(interaction.get("reason") or ""))
-    return int(found.group(1)) if found else None
+    """The plan an interaction's plan was parked as, as the controller recorded it."""
+    pid = interaction.get("pending_plan_id")
+    return int(pid) if pid is not None else None
 
 
 def llm_outcome(
@@ -544,7 +504,7 @@ def llm_outcome(
 ) -> dict[str, Any]:
     """The stored outcome of one interaction: ``outcome`` (a badge word), ``outcome_label``,
     ``outcome_reason``, ``mode``, ``fix_id`` and, for a plan parked for approval, the
-    ``pending_plan_id`` its reason names. ``fix`` is the fix of ``fix_id`` and ``parked``
+    ``pending_plan_id`` the controller recorded. ``fix`` is the fix of ``fix_id`` and ``parked``
     the parked plan, when known: a parked plan an operator (or a recovery) has since decided
     reads as that decision."""
     decision = interaction.get("decision")
@@ -552,8 +512,6 @@ def llm_outcome(
     fix_id = interaction.get("fix_id")
     if decision in LLM_DECISIONS:
         outcome, label = LLM_DECISIONS[str(decision)]
-        if decision == "rejected" and _BUDGET_REASON.search(reason):
-            outcome, label = LLM_DECISIONS["budget"]
         if decision in ("admitted", "approved") and fix is not None:
             outcome = str(fix.get("outcome") or fix.get("status") or "running")
             label = f"ran as fix #{fix['id']}"

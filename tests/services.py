@@ -17,9 +17,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -29,14 +32,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def poll_until(
+    check: Callable[[], T | None], *, deadline_s: float, what: str, interval: float = 0.05
+) -> T:
+    """Block until ``check()`` returns something truthy, and return it; ``TimeoutError``
+    naming ``what`` after ``deadline_s`` seconds. The synchronous twin of ``eventually``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > end:
+            raise TimeoutError(f"after {deadline_s}s: {what}")
+        time.sleep(interval)
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
 def wait_for_port(port: int, deadline_s: float = 20.0) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:port, or fail."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {deadline_s}s")
+    poll_until(
+        lambda: _accepts(port), deadline_s=deadline_s, what=f"nothing listens on 127.0.0.1:{port}"
+    )
 
 
 def pg_bin_dir() -> Path:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import pwd
@@ -43,7 +42,8 @@ import psutil
 
 from controller.drivers.base import EventSink
 from controller.drivers.http_probe import probe_once
-from controller.errors import DriverError, PermanentError
+from controller.drivers.state_files import RuntimeState, read_json, write_json
+from controller.errors import DriverError, PermanentError, RefusedError
 from controller.model import Observation
 from controller.signals import SignalValue
 from controller.spec import Container, HealthProbe, ProcessSpec
@@ -101,41 +101,25 @@ class _Exit:
 
 
 @dataclass
-class _State:
-    """What ``state.json`` holds for one Container."""
+class _State(RuntimeState):
+    """What ``state.json`` holds for one Container: the shared fields, and the exits seen."""
 
-    key: str
-    created: set[int] = field(default_factory=set)  # replica indexes ever started
-    stopped: bool = False  # stopped on purpose (``stop``): ``ensure`` leaves it alone
-    scale: int | None = None  # ``scale`` override of spec.replicas ...
-    scale_base: int | None = None  # ... valid while spec.replicas is still this value
-    restarts: dict[int, int] = field(default_factory=dict)
     exits: dict[int, _Exit] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "created": sorted(self.created),
-            "stopped": self.stopped,
-            "scale": self.scale,
-            "scale_base": self.scale_base,
-            "restarts": {str(i): n for i, n in sorted(self.restarts.items())},
+        return super().to_json() | {
             "exits": {str(i): e.to_json() for i, e in sorted(self.exits.items())},
         }
 
     @classmethod
     def from_json(cls, key: str, raw: dict[str, Any]) -> _State:
-        def opt_int(value: object) -> int | None:
-            return value if isinstance(value, int) and not isinstance(value, bool) else None
-
+        exits = raw.get("exits")
         return cls(
             key=key,
-            created={int(i) for i in raw.get("created", [])},
-            stopped=bool(raw.get("stopped", False)),
-            scale=opt_int(raw.get("scale")),
-            scale_base=opt_int(raw.get("scale_base")),
-            restarts={int(i): int(n) for i, n in raw.get("restarts", {}).items()},
-            exits={int(i): _Exit.from_json(e) for i, e in raw.get("exits", {}).items()},
+            **cls.shared_fields(raw),
+            exits={int(i): _Exit.from_json(e) for i, e in exits.items() if isinstance(e, dict)}
+            if isinstance(exits, dict)
+            else {},
         )
 
 
@@ -255,7 +239,7 @@ class ProcessRuntime:
         if not self._root.is_dir():
             return
         for state_file in sorted(self._root.glob("*/state.json")):
-            raw = self._read_json(state_file)
+            raw = read_json(state_file)
             key = raw.get("key") if raw else None
             if isinstance(key, str) and key not in self._units:
                 self._load(key, state_file.parent)
@@ -476,7 +460,7 @@ class ProcessRuntime:
         if unit is None:
             # Synchronous and maybe outside the loop: read the state, adopt nothing.
             directory = self._dir(container)
-            raw = self._read_json(directory / "state.json")
+            raw = read_json(directory / "state.json")
             unit = _Unit(container.key, directory, _State.from_json(container.key, raw or {}))
         indexes = set(range(self._desired(unit, container))) | set(unit.replicas)
         with contextlib.suppress(OSError):
@@ -489,7 +473,7 @@ class ProcessRuntime:
         self, container: Container, cpu: float | None = None, memory: int | None = None
     ) -> dict[str, Any]:
         """Refused: a local process has no CPU or memory limit to update."""
-        raise PermanentError(
+        raise RefusedError(
             f"{container.key} runs on the process runtime, which cannot enforce CPU or memory "
             "limits (spec.limits are only watched as signals there); restart or scale it "
             "instead, or run it with runtime: docker"
@@ -528,7 +512,7 @@ class ProcessRuntime:
 
         Synchronous on purpose: no other task can see a half-loaded unit.
         """
-        raw = self._read_json(directory / "state.json")
+        raw = read_json(directory / "state.json")
         state = _State.from_json(key, raw) if raw else _State(key)
         unit = _Unit(key, directory, state)
         self._units[key] = unit
@@ -539,7 +523,7 @@ class ProcessRuntime:
                 if m is None:
                     continue
                 index = int(m.group(1))
-                r = self._adopt(index, self._read_json(pid_file))
+                r = self._adopt(index, read_json(pid_file))
                 state.created.add(index)  # a pid file means it was started once
                 if r is None:
                     pid_file.unlink(missing_ok=True)
@@ -582,29 +566,8 @@ class ProcessRuntime:
             ps=ps,
         )
 
-    @staticmethod
-    def _read_json(path: Path) -> dict[str, Any] | None:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return raw if isinstance(raw, dict) else None
-
     def _save(self, unit: _Unit) -> None:
-        self._write_json(unit, unit.dir / "state.json", unit.state.to_json())
-
-    def _write_json(self, unit: _Unit, path: Path, data: dict[str, Any]) -> None:
-        """Write atomically (temp file + rename): a crash never leaves half a state file."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise DriverError(
-                f"{unit.key}: cannot write {path}: {exc.strerror or exc}; "
-                "check that the state directory is writable"
-            ) from exc
+        write_json(unit.key, unit.dir / "state.json", unit.state.to_json())
 
     def _desired(self, unit: _Unit, container: Container) -> int:
         s = unit.state
@@ -680,7 +643,7 @@ class ProcessRuntime:
         r = _Replica(index, proc.pid, create_time, port, started_at, argv, ps, proc=proc)
         unit.replicas[index] = r
         unit.state.created.add(index)
-        self._write_json(unit, unit.dir / f"replica-{index}.pid", r.pid_json())
+        write_json(unit.key, unit.dir / f"replica-{index}.pid", r.pid_json())
         self._save(unit)
         r.watcher = asyncio.get_running_loop().create_task(
             self._watch_child(unit, r), name=f"watch {unit.key} replica {index}"

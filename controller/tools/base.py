@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from controller.drivers.base import ContainerRuntime, LogSource, PostgresDriver, RedisDriver
-from controller.errors import DriftmendError
+from controller.errors import DriftmendError, RefusedError
 from controller.model import ToolResult
 from controller.spec import Container, PostgresDatabase, RedisCache, Resource
 
@@ -101,6 +101,8 @@ class Tool(Generic[P]):
             return ToolResult.refused(f"invalid parameters for {self.name}: {problems}")
         try:
             return await self.fn(ctx, resource, params)
+        except RefusedError as exc:  # nothing was done: a refusal, not a failure
+            return ToolResult.refused(str(exc))
         except DriftmendError as exc:
             return ToolResult.failure(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a tool must never throw through the executor

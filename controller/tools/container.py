@@ -81,37 +81,6 @@ class LimitsParams(Params):
     )
 
 
-def _over_cap(c: Container, cpu: float | None, memory: int | None) -> str | None:
-    """Why raising a limit past what the spec declares is refused, if it is.
-
-    Pure: the spec's limits and caps only. The runtime checks again with what only it knows
-    (the container's own limits, the memory in use, the host's cores).
-    """
-    limits = c.spec.limits
-    asks = (
-        ("cpu", cpu, limits.cpu, limits.cpu_cap, "cpuCap", lambda v: f"{v:g} cores"),
-        ("memory", memory, limits.memory, limits.memory_cap, "memoryCap", _size),
-    )
-    for name, value, declared, cap, cap_field, shown in asks:
-        if value is None or declared is None or value <= declared:
-            continue
-        if cap is None:
-            return (
-                f"{name} {shown(value)} would raise {c.key}'s limit above the declared "
-                f"{shown(declared)}, and no spec.limits.{cap_field} is declared: declare one "
-                "to allow raising it"
-            )
-        if value > cap:
-            return (
-                f"{name} {shown(value)} is above {c.key}'s spec.limits.{cap_field} ({shown(cap)})"
-            )
-    return None
-
-
-def _size(n: float) -> str:
-    return f"{n / (1 << 20):g}Mi" if n >= 1 << 20 else f"{n:g} bytes"
-
-
 async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolResult:
     if p.cpu is None and p.memory is None:
         return ToolResult.refused("give cpu, memory or both")
@@ -119,9 +88,8 @@ async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolRe
         memory = parse_bytes(p.memory) if p.memory is not None else None
     except ValueError as exc:
         return ToolResult.refused(str(exc))
-    refusal = _over_cap(c, p.cpu, memory)
-    if refusal is not None:
-        return ToolResult.refused(refusal)
+    # The runtime refuses a raise past the declared cap or a cut below the floor (a
+    # ``RefusedError``, answered as ``refused``): it alone knows the replicas' own limits.
     return ToolResult.success(**await ctx.runtime.set_limits(c, p.cpu, memory))
 
 

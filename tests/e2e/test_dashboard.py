@@ -371,7 +371,10 @@ async def test_llm_outcomes_are_the_recorded_ones(dash: Stack) -> None:
     )
     budget = record(now)
     store.set_llm_outcome(
-        budget, mode="auto", decision="rejected", reason="policy app-crash ran 3/3 LLM plans in 1h"
+        budget,
+        mode="auto",
+        decision="over-budget",
+        reason="policy app-crash ran 3/3 LLM plans in 1h",
     )
     async with tab(dash) as page:
         await page.goto("/llm")

@@ -42,6 +42,7 @@ from controller.spec import LoadResult
 from controller.store import Store
 from controller.tools.catalogue import default_catalogue
 from tests.integration.harness import REPO
+from tests.services import poll_until
 
 API = "driftmend.dev/v1alpha1"
 IMAGE = "local/hostbase"
@@ -291,15 +292,8 @@ def restart_dockerd(pid: int, deadline: float = 60.0) -> int:
     """
     argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     os.kill(pid, 15)
-    end = time.monotonic() + deadline
-    while Path(f"/proc/{pid}").exists():
-        # A zombie is gone for our purpose: the socket is closed.
-        with contextlib.suppress(OSError):
-            if "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
-                break
-        if time.monotonic() > end:
-            raise AssertionError(f"dockerd (pid {pid}) did not stop within {deadline}s")
-        time.sleep(0.1)
+    started = time.monotonic()
+    poll_until(lambda: _gone(pid), deadline_s=deadline, what=f"dockerd (pid {pid}) stopped")
     with open("/var/log/driftmend-dockerd.log", "ab") as log:
         # `setsid -f` forks the engine off and returns at once: it outlives this test run
         # (as the one the script started would), and there is no child left to reap.
@@ -311,14 +305,19 @@ def restart_dockerd(pid: int, deadline: float = 60.0) -> int:
             check=True,
             timeout=10,
         )
-    while (api := _ping()) is None:
-        if time.monotonic() > end:
-            raise AssertionError(f"dockerd did not answer within {deadline}s of its restart")
-        time.sleep(0.2)
+    left = max(0.0, deadline - (time.monotonic() - started))
+    api = poll_until(_ping, deadline_s=left, what="dockerd answering after its restart")
     api.close()
     new = own_dockerd_pid()
     assert new is not None and new != pid, "the restarted dockerd wrote no pid file"
     return new
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited; a zombie is gone for our purpose (its socket is closed)."""
+    with contextlib.suppress(OSError):
+        return "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    return True
 
 
 @contextlib.contextmanager

@@ -52,14 +52,16 @@ def container_of(result: LoadResult, name: str) -> Container:
     return next(r for r in result.resources if isinstance(r, Container) and r.name == name)
 
 
-async def finished_fix(controller: Controller, key: str, after: int = 0) -> dict[str, Any]:
+async def finished_fix(
+    controller: Controller, key: str, after: int = 0, deadline: float = 30
+) -> dict[str, Any]:
     """The newest fix of ``key`` with an id above ``after``, once it has finished."""
 
     def check() -> dict[str, Any] | None:
         fix = controller.store.last_fix(key)
         return fix if fix and fix["id"] > after and fix["status"] == "done" else None
 
-    return await eventually(check, deadline=30, what=f"a finished fix of {key}")
+    return await eventually(check, deadline=deadline, what=f"a finished fix of {key}")
 
 
 async def observed(controller: Controller, c: Container, **want: Any) -> dict[str, Any]:
@@ -324,19 +326,10 @@ async def test_cpu_burn_and_memory_leak_are_healed_by_the_demo_policies(
             ("/burn", "restart-on-cpu-burn", "container.cpu_used_ratio", 0.8),
             ("/leak", "restart-on-memory-leak", "container.memory_used_ratio", 0.9),
         ):
-            last = controller.store.last_fix("Container/shop")
+            last = (controller.store.last_fix("Container/shop") or {}).get("id", 0)
             async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
                 assert (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200
-            fix = await eventually(
-                lambda last=last: (
-                    (f := controller.store.last_fix("Container/shop"))
-                    and f["id"] != (last or {}).get("id")
-                    and f["status"] == "done"
-                    and f
-                ),
-                deadline=60,
-                what=f"{rule} on Docker",
-            )
+            fix = await finished_fix(controller, "Container/shop", after=last, deadline=60)
             assert fix["outcome"] == "fixed" and fix["verified"], fix
             assert fix["rule"] == rule
             assert [s["tool"] for s in fix["steps"]] == ["container_restart"]

@@ -77,6 +77,12 @@ async def specs(tmp_path: Path) -> AsyncIterator[tuple[Path, int]]:
     yield tmp_path, free_port()
 
 
+def web_and(specs: tuple[Path, int], policy: dict[str, Any]) -> tuple[Path, LoadResult]:
+    """The test's directory, and the web app on its port with ``policy``, loaded."""
+    tmp, port = specs
+    return tmp, load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+
+
 @asynccontextmanager
 async def started(tmp: Path, result: LoadResult, **settings: Any) -> AsyncIterator[Controller]:
     """A running controller on ``result``; its processes stopped for good afterwards."""
@@ -87,10 +93,24 @@ async def started(tmp: Path, result: LoadResult, **settings: Any) -> AsyncIterat
         await down_all(tmp / "state", result)
 
 
-async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) -> dict[str, Any]:
+async def until_healthy(controller: Controller) -> None:
+    """Wait until the store says the web app is healthy."""
     await eventually(
         lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy", what="healthy"
     )
+
+
+async def finished_fix(controller: Controller) -> dict[str, Any]:
+    """The web app's newest fix, once it has finished."""
+    fix: dict[str, Any] = await eventually(
+        lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+        what="a finished fix",
+    )
+    return fix
+
+
+async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) -> dict[str, Any]:
+    await until_healthy(controller)
     pid = (await controller.runtime.stats(result.resources[0]))["replicas"][0]["pid"]
     os.kill(pid, signal.SIGKILL)
     return await eventually(
@@ -101,17 +121,11 @@ async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) ->
 
 
 async def test_auto_mode_runs_an_admitted_plan_and_records_it(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
-        fix = await eventually(
-            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
-            what="fix",
-        )
+        fix = await finished_fix(controller)
         assert fix["source"] == "replay" and fix["outcome"] == "fixed" and fix["verified"]
         [asked] = planner.requests
         assert "no HealingPolicy has a rule for container.running" in asked.reason
@@ -124,9 +138,8 @@ async def test_auto_mode_runs_an_admitted_plan_and_records_it(specs: tuple[Path,
 async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
     policy = escalating_policy("auto", allowedTools=["container_logs", "container_restart"])
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_scale", {"replicas": 3}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -140,10 +153,7 @@ async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
 
 
 async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}), target="Container/other")
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -152,10 +162,7 @@ async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -
 
 
 async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("approve")])
-    )
+    tmp, result = web_and(specs, escalating_policy("approve"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -165,23 +172,16 @@ async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> No
         done = await controller.approve_plan(pending["id"], "test-operator")
         assert done.outcome.value == "fixed"
         assert controller.store.pending_plan(pending["id"])["status"] == "executed"
-        await eventually(
-            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
-            what="healthy",
-        )
+        await until_healthy(controller)
 
 
 async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
     policy = escalating_policy("shadow", rules=True, when="always")
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
-        fix = await eventually(
-            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
-            what="fix",
-        )
+        fix = await finished_fix(controller)
         assert fix["source"] == "rules" and fix["outcome"] == "fixed"
         [interaction] = controller.store.llm_interactions(key=KEY)
         assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
@@ -197,12 +197,11 @@ async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> 
 async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
     policy = escalating_policy(
         "shadow", rules=True, when="always",
         allowedTools=["container_restart", "container_scale", "container_logs"],
     )  # fmt: skip
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_logs", {}), ("container_scale", {"replicas": 2}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
@@ -216,10 +215,7 @@ async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
 
 
 async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("shadow")])
-    )
+    tmp, result = web_and(specs, escalating_policy("shadow"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -231,16 +227,12 @@ async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) 
 
 
 async def test_llm_plans_have_their_own_attempts(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
     policy = escalating_policy("auto", attempts={"max": 1, "window": "1h"})
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
-        await eventually(
-            lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
-            what="the first LLM fix",
-        )
+        assert (await finished_fix(controller))["outcome"] == "fixed"  # the first LLM fix
         # A crash loop: the second crash within the hour is not the LLM's to restart.
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "ran 1/1 LLM plans in 1h" in row["message"]
@@ -257,10 +249,7 @@ class StuckPlanner(ScriptedPlanner):
 
 
 async def test_an_escalation_ends_at_its_deadline(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = StuckPlanner()
     async with started(tmp, result, planners={"replay": planner}, llm_deadline=0.5) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -271,10 +260,7 @@ async def test_an_escalation_ends_at_its_deadline(specs: tuple[Path, int]) -> No
 
 
 async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(
         tmp, result, planners={"replay": planner}, llm_tokens_per_day=1000
@@ -290,17 +276,11 @@ async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
 
 
 async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         assert controller.llm_ready
-        await eventually(
-            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
-            what="healthy",
-        )
+        await until_healthy(controller)
         answer = await controller.analyze(KEY, "alice")
         assert answer["decision"] == "pending" and answer["pending_plan"] is not None
         assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
@@ -316,10 +296,7 @@ async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) ->
 async def test_analyze_without_a_planner_says_how_to_configure_one(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     async with started(tmp, result) as controller:
         assert not controller.llm_ready
         with pytest.raises(PermanentError, match="set GEMINI_API_KEY"):
@@ -329,9 +306,8 @@ async def test_analyze_without_a_planner_says_how_to_configure_one(
 async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
     policy = escalating_policy("approve", allowedTools=["container_logs", "container_restart"])
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     async with started(tmp, result) as controller:
         sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
                       "t", "app-crash")  # fmt: skip
@@ -343,8 +319,7 @@ async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
 
 
 async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), crash_policy()]))
+    tmp, result = web_and(specs, crash_policy())
     async with started(tmp, result, dry_run=True) as controller:
         await crash_and_wait(controller, result, health="drifting")
         fix = await eventually(lambda: controller.store.last_fix(KEY), what="a dry-run fix")
@@ -358,10 +333,7 @@ async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]
 async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     unconfigured = {"replay": "no GEMINI_API_KEY"}
     async with started(tmp, result, unconfigured_planners=unconfigured) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -370,9 +342,8 @@ async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
 
 
 async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
     policy = escalating_policy("auto", tokenBudgetPerDay=1000)
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         controller.store.record_llm_interaction(
@@ -384,16 +355,12 @@ async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]
 
 
 async def test_a_cooling_escalation_waits_without_asking(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
     policy = escalating_policy("auto", cooldown="1h", attempts={"max": 5, "window": "1h"})
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
-        await eventually(
-            lambda: (f := controller.store.last_fix(KEY)) and f["outcome"] == "fixed",
-            what="the first LLM fix",
-        )
+        assert (await finished_fix(controller))["outcome"] == "fixed"  # the first LLM fix
         # Cooling down: the pass waits (no operator is paged) and no tokens are spent on a
         # plan that could not run.
         row = await crash_and_wait(controller, result, health="drifting")
@@ -403,10 +370,7 @@ async def test_a_cooling_escalation_waits_without_asking(specs: tuple[Path, int]
 
 
 async def test_dry_run_asks_the_llm_once(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("auto")])
-    )
+    tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}, dry_run=True) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -421,10 +385,7 @@ async def test_dry_run_asks_the_llm_once(specs: tuple[Path, int]) -> None:
 async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
     specs: tuple[Path, int],
 ) -> None:
-    tmp, port = specs
-    result = load(
-        write_specs(tmp / "s.yaml", [web_container("web", port), escalating_policy("approve")])
-    )
+    tmp, result = web_and(specs, escalating_policy("approve"))
     planner = ScriptedPlanner(("container_restart", {}))
     web = result.resources[0]
     async with started(tmp, result, planners={"replay": planner}) as controller:
@@ -449,22 +410,15 @@ async def _healthy(controller: Controller, web: Any) -> bool:
 
 
 async def test_an_operators_question_is_not_a_shadow_plan(specs: tuple[Path, int]) -> None:
-    tmp, port = specs
     policy = escalating_policy("shadow", rules=True, when="always")
-    result = load(write_specs(tmp / "s.yaml", [web_container("web", port), policy]))
+    tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
-        await eventually(
-            lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy",
-            what="healthy",
-        )
+        await until_healthy(controller)
         answer = await controller.analyze(KEY, "alice")
         assert controller.store.llm_interaction(answer["interaction"])["mode"] == "analyze"
         await crash_and_wait(controller, result, health="healthy")
-        await eventually(
-            lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done",
-            what="the rules' fix",
-        )
+        await finished_fix(controller)  # the rules' fix
         # Only the shadow plan proposed beside the rules' fix is judged; the operator's
         # question, asked while nothing was wrong, is not.
         assert controller.store.shadow_agreement() == {

@@ -43,6 +43,7 @@ from dashboard.views import (
     signal_changes,
     up_state,
 )
+from tests.services import poll_until
 
 TOKEN = "s3cret-token"
 BASE = "http://127.0.0.1:8080"
@@ -332,10 +333,16 @@ def test_actor_names_are_reduced_to_a_plain_word() -> None:
     assert len(sanitize_actor("x" * 500)) <= len("dashboard:") + 40
 
 
+def cond(signal: str, operator: str, value: Any, hold: float = 0.0) -> dict[str, Any]:
+    """A rule drift's condition as the store keeps it (``drift_to_dict``)."""
+    return {"signal": signal, "operator": operator, "value": value, "for": hold}
+
+
 def test_drifts_read_in_their_units_one_line_per_signal() -> None:
     spec = {"signal": "container.running", "expected": "== true", "observed": False}
     rule = spec | {
         "expected": "not (container.running == false)",
+        "conditions": [cond("container.running", "==", False)],
         "policy": "app-crash",
         "rule": "restart-on-exit",
         "since": 5.0,
@@ -349,6 +356,10 @@ def test_drifts_read_in_their_units_one_line_per_signal() -> None:
         "expected": "not (redis.memory_used_ratio >= 0.95 for 10s; redis.evicting_policy == false)",
         "observed": 0.9812,
         "evidence": {"redis.evicting_policy": False},
+        "conditions": [
+            cond("redis.memory_used_ratio", ">=", 0.95, 10.0),
+            cond("redis.evicting_policy", "==", False),
+        ],
         "policy": "redis-memory-full",
         "rule": "purge",
     }
@@ -358,6 +369,7 @@ def test_drifts_read_in_their_units_one_line_per_signal() -> None:
     slow = {
         "signal": "postgres.longest_query_seconds",
         "expected": "not (postgres.longest_query_seconds > 10)",
+        "conditions": [cond("postgres.longest_query_seconds", ">", 10)],
         "observed": 42.5,
     }
     assert describe_drift(slow) == "postgres.longest_query_seconds is 42 s, over 10 s"
@@ -373,17 +385,30 @@ def test_llm_outcomes_are_the_recorded_ones_even_for_identical_plans(store: Stor
     seeded = seed(store, now)
     plan = crash_plan(now)
 
-    def ask(decision: str, reason: str, fix_id: int | None = None, mode: str = "auto") -> int:
+    def ask(
+        decision: str,
+        reason: str,
+        fix_id: int | None = None,
+        mode: str = "auto",
+        pending: int | None = None,
+    ) -> int:
         iid = store.record_llm_interaction(
             "Container/shop", "gemini", "m", "p", "r", plan, 1, 1, 0.1, now
         )
-        store.set_llm_outcome(iid, mode=mode, decision=decision, reason=reason, fix_id=fix_id)
+        store.set_llm_outcome(
+            iid, mode=mode, decision=decision, reason=reason, fix_id=fix_id,
+            pending_plan_id=pending,
+        )  # fmt: skip
         return iid
 
     shadow = ask("shadow", "recorded, not run (guard: admitted)", mode="shadow")
     ran = ask("admitted", "not healthy within 30s", fix_id=seeded["failed"])
-    parked = ask("pending", f"waiting for an operator (pending plan {seeded['pending']})")
-    budget = ask("rejected", "policy app-crash ran 3/3 LLM plans in 1h")
+    parked = ask(
+        "pending",
+        f"waiting for an operator (pending plan {seeded['pending']})",
+        pending=seeded["pending"],
+    )
+    budget = ask("over-budget", "policy app-crash ran 3/3 LLM plans in 1h")
     refused = ask("rejected", "step 1 (redis_flush) is not allowed by this policy")
     with TestClient(make_app(store, FakeController(store)), base_url=BASE) as c:
         rows = {r["id"]: r for r in c.get("/api/llm/interactions").json()}
@@ -550,10 +575,11 @@ def test_fix_button_runs_in_the_background_and_is_recorded(
     assert started.status_code == 202
     job = started.json()
     assert job["action"] == "fix" and job["key"] == "Container/shop"
-    deadline = time.monotonic() + 5
-    while (done := client.get(f"/api/jobs/{job['id']}").json())["status"] == "running":
-        assert time.monotonic() < deadline, done
-        time.sleep(0.01)
+    done = poll_until(
+        lambda: (j := client.get(f"/api/jobs/{job['id']}").json())["status"] != "running" and j,
+        deadline_s=5,
+        what=f"job {job['id']} finished",
+    )
     assert done["status"] == "done" and done["result"]["outcome"] == "in-sync"
     assert controller.calls == [("fix", "Container/shop", "dashboard:alice")]
     assert client.get("/api/actions").json()[0]["actor"] == "dashboard:alice"

@@ -8,11 +8,11 @@ floor, so a remedy cannot starve (or OOM-kill at once) what it means to heal.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from controller.drivers.docker.replicas import DockerReplica, human_bytes
 from controller.drivers.docker.state import DockerState
-from controller.errors import PermanentError
+from controller.errors import RefusedError
 from controller.spec import Container
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses memory limits below 6 MiB
@@ -40,7 +40,7 @@ def check_limits(
     memory_used: int,
     cores: int | None = None,
 ) -> None:
-    """PermanentError unless the new limits are within the caps and above the floors.
+    """``RefusedError`` unless the new limits are within the caps and above the floors.
 
     "Raising" is relative to the declared limit, else to the containers' own (a Compose
     service's ``mem_limit``); with neither, a new limit only lowers (from unlimited).
@@ -50,40 +50,43 @@ def check_limits(
     key = container.key
     if cpu is not None:
         now = limits.cpu or max((r.cpu_limit or 0.0 for r in reps), default=0.0) or None
-        if now is not None and cpu > now:
-            if limits.cpu_cap is None:
-                raise PermanentError(
-                    f"{key}: cpu {cpu:g} would raise the limit ({now:g} cores) and no "
-                    "spec.limits.cpuCap is declared: declare one to allow raising it"
-                )
-            if cpu > limits.cpu_cap:
-                raise PermanentError(
-                    f"{key}: cpu {cpu:g} is above spec.limits.cpuCap ({limits.cpu_cap:g} "
-                    "cores): raise the cap to allow it"
-                )
+        within_cap(key, "cpu", cpu, now, limits.cpu_cap, lambda v: f"{v:g} cores")
         available = cores or os.cpu_count() or 1
         if cpu > available:
-            raise PermanentError(f"{key}: cpu {cpu:g} is above the {available} cores of this host")
+            raise RefusedError(f"{key}: cpu {cpu:g} is above the {available} cores of this host")
         if cpu < MIN_CPU:
-            raise PermanentError(f"{key}: cpu {cpu:g} is below the floor of {MIN_CPU:g} cores")
+            raise RefusedError(f"{key}: cpu {cpu:g} is below the floor of {MIN_CPU:g} cores")
     if memory is not None:
         now_m = limits.memory or max((r.memory_limit or 0 for r in reps), default=0) or None
-        if now_m is not None and memory > now_m:
-            if limits.memory_cap is None:
-                raise PermanentError(
-                    f"{key}: memory {human_bytes(memory)} would raise the limit "
-                    f"({human_bytes(now_m)}) and no spec.limits.memoryCap is declared: "
-                    "declare one to allow raising it"
-                )
-            if memory > limits.memory_cap:
-                raise PermanentError(
-                    f"{key}: memory {human_bytes(memory)} is above spec.limits.memoryCap "
-                    f"({human_bytes(limits.memory_cap)}): raise the cap to allow it"
-                )
+        within_cap(key, "memory", memory, now_m, limits.memory_cap, lambda v: human_bytes(int(v)))
         floor = max(MIN_MEMORY, int(memory_used * MEMORY_HEADROOM))
         if memory < floor:
-            raise PermanentError(
+            raise RefusedError(
                 f"{key}: memory {human_bytes(memory)} is below the floor of "
                 f"{human_bytes(floor)} (Docker's 6Mi, or {MEMORY_HEADROOM:g} times the "
                 f"{human_bytes(memory_used)} a replica uses now: it would be OOM-killed)"
             )
+
+
+def within_cap(
+    key: str,
+    name: str,
+    value: float,
+    now: float | None,
+    cap: float | None,
+    shown: Callable[[float], str],
+) -> None:
+    """``RefusedError`` when ``value`` raises the limit ``now`` without a declared ``cap``
+    (``spec.limits.<name>Cap``) or past it; lowering, or no limit yet, always passes here."""
+    if now is None or value <= now:
+        return
+    if cap is None:
+        raise RefusedError(
+            f"{key}: {name} {shown(value)} would raise the limit ({shown(now)}) and no "
+            f"spec.limits.{name}Cap is declared: declare one to allow raising it"
+        )
+    if value > cap:
+        raise RefusedError(
+            f"{key}: {name} {shown(value)} is above spec.limits.{name}Cap ({shown(cap)}): "
+            "raise the cap to allow it"
+        )
