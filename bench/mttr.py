@@ -35,11 +35,11 @@ from typing import Any
 import httpx
 import psutil
 
-from controller.chaos import Stack, inject, revert
-from controller.settings import Settings
-from controller.spec import Container
-from controller.tools.catalogue import default_catalogue
-from controller.validate import load_and_check
+from driftmend.chaos import Stack, inject, revert
+from driftmend.settings import Settings
+from driftmend.spec import Container
+from driftmend.tools.catalogue import default_catalogue
+from driftmend.validate import load_and_check
 from tests.demo_stack import REPO, DemoStack, demo_stack
 from tests.services import free_port
 

@@ -53,10 +53,10 @@ import httpx
 import yaml
 from prometheus_client import CollectorRegistry
 
-from controller.app import build_controller
-from controller.drivers.docker import parse_time_ns
-from controller.settings import Settings
-from controller.spec import load_paths
+from driftmend.app import build_controller
+from driftmend.drivers.docker import parse_time_ns
+from driftmend.settings import Settings
+from driftmend.spec import load_paths
 
 IMAGE = "local/hostbase"
 MOUNTS = ["/usr:/usr:ro", "/lib:/lib:ro", "/lib64:/lib64:ro", "/bin:/bin:ro", "/etc:/etc:ro"]

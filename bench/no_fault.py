@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import httpx
 
 from bench.mttr import Controller, _until
-from controller.store import Store
+from driftmend.store import Store
 from tests.demo_stack import REPO, demo_stack
 
 # The sample app is not an installed package (pytest finds it through its pythonpath):

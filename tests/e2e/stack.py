@@ -1,7 +1,7 @@
 """A real controller, its HTTP server and a real browser, for the dashboard's browser tests.
 
 Everything runs on the test's event loop, as ``driftmend run`` runs it: the controller's
-workers, uvicorn serving ``dashboard.app`` (so the dashboard's actions reach the very
+workers, uvicorn serving ``driftmend.dashboard.app`` (so the dashboard's actions reach the very
 controller that reconciles), and Playwright driving Debian's chromium.
 
 The stack: a small web app supervised on the ``process`` runtime (a health probe, a crash
@@ -29,10 +29,10 @@ import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Playwright, async_playwright
 
-from controller.loop import Controller
-from controller.planners.replay import ReplayPlanner
-from controller.spec import Container, LoadResult
-from dashboard.app import close_streams, create_app
+from driftmend.dashboard.app import close_streams, create_app
+from driftmend.loop import Controller
+from driftmend.planners.replay import ReplayPlanner
+from driftmend.spec import Container, LoadResult
 from tests.integration.harness import REPO, down_all, eventually, load, running, write_specs
 from tests.services import RedisServer, free_port, running_redis
 

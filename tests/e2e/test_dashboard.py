@@ -3,7 +3,7 @@
 One stack for the module (starting it costs seconds); the tests run in file order, as an
 operator's session would: watch a crash heal live, read the fix, press Fix on a broken
 resource, approve a parked plan, ask the LLM, read logs that try to inject markup, and be
-refused without the token. Faults come from ``controller.chaos``, as `driftmend chaos` injects
+refused without the token. Faults come from ``driftmend.chaos``, as `driftmend chaos` injects
 them. Each page's screenshot goes to tests/artifacts/screenshots/ (`make screenshots`:
 docs/screenshots/).
 
@@ -25,8 +25,8 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, Route, expect
 
-from controller import chaos
-from controller.model import Drift, Plan, PlanStep
+from driftmend import chaos
+from driftmend.model import Drift, Plan, PlanStep
 from tests.e2e.stack import TOKEN, Stack, screenshot_path, stack
 from tests.integration.harness import eventually
 

@@ -3,7 +3,7 @@
 One resource (``RedisCache/shop-cache``), one policy whose allowlist holds a read tool, two
 fixes and the destructive ``redis_flush`` (approval: operator), recent signals, earlier fixes
 and log lines, one of which tries to give the model orders. ``guard`` runs the real
-``controller.guard.admit`` on a plan, as the loop does for an LLM plan.
+``driftmend.guard.admit`` on a plan, as the loop does for an LLM plan.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.escalation import allowed_tools
-from controller.guard import GuardDecision, admit
-from controller.model import Drift, LogLine, Plan, ToolResult
-from controller.planners.base import PlanRequest, ReadTool
-from controller.spec import HealingPolicy, RedisCache
-from controller.tools.base import Tool
-from controller.tools.catalogue import default_catalogue, tool_facts
+from driftmend.escalation import allowed_tools
+from driftmend.guard import GuardDecision, admit
+from driftmend.model import Drift, LogLine, Plan, ToolResult
+from driftmend.planners.base import PlanRequest, ReadTool
+from driftmend.spec import HealingPolicy, RedisCache
+from driftmend.tools.base import Tool
+from driftmend.tools.catalogue import default_catalogue, tool_facts
 
 API = "driftmend.dev/v1alpha1"
 KEY = "RedisCache/shop-cache"

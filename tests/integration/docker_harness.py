@@ -29,18 +29,18 @@ import docker
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.drivers.docker import DockerRuntime
-from controller.drivers.postgres import PsycopgDriver
-from controller.drivers.process import ProcessRuntime
-from controller.drivers.redis import RedisPyDriver
-from controller.drivers.runtimes import RuntimeRouter
-from controller.logs import LogAccumulator
-from controller.loop import Controller
-from controller.metrics import Metrics
-from controller.settings import Settings
-from controller.spec import LoadResult
-from controller.store import Store
-from controller.tools.catalogue import default_catalogue
+from driftmend.drivers.docker import DockerRuntime
+from driftmend.drivers.postgres import PsycopgDriver
+from driftmend.drivers.process import ProcessRuntime
+from driftmend.drivers.redis import RedisPyDriver
+from driftmend.drivers.runtimes import RuntimeRouter
+from driftmend.logs import LogAccumulator
+from driftmend.loop import Controller
+from driftmend.metrics import Metrics
+from driftmend.settings import Settings
+from driftmend.spec import LoadResult
+from driftmend.store import Store
+from driftmend.tools.catalogue import default_catalogue
 from tests.integration.harness import REPO
 from tests.services import poll_until
 
@@ -258,7 +258,7 @@ def docker_runtime(controller: Controller) -> DockerRuntime:
 def record_events(controller: Controller) -> list[tuple[str, str]]:
     """The (key, reason) events the Docker runtime reports from now on, still delivered.
 
-    A spy, not a fake: the events go on to ``controller.on_event`` as before; the list lets
+    A spy, not a fake: the events go on to ``driftmend.on_event`` as before; the list lets
     a test say that an engine event, not a resync, put the resource on the queue.
     """
     seen: list[tuple[str, str]] = []

@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from controller.drivers.postgres import PsycopgDriver
-from controller.drivers.redis import RedisPyDriver
-from controller.model import LogLine
-from controller.spec import Container, Resource
-from controller.tools.base import Catalogue, Tool, ToolContext
+from driftmend.drivers.postgres import PsycopgDriver
+from driftmend.drivers.redis import RedisPyDriver
+from driftmend.model import LogLine
+from driftmend.spec import Container, Resource
+from driftmend.tools.base import Catalogue, Tool, ToolContext
 
 
 class StoppableServer(Protocol):

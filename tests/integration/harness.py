@@ -12,17 +12,17 @@ from typing import Any, TypeVar
 import yaml
 from prometheus_client import CollectorRegistry
 
-from controller.drivers.postgres import PsycopgDriver
-from controller.drivers.process import ProcessRuntime
-from controller.drivers.redis import RedisPyDriver
-from controller.logs import LogAccumulator
-from controller.loop import Controller
-from controller.metrics import Metrics
-from controller.settings import Settings
-from controller.spec import Container, LoadResult
-from controller.store import Store
-from controller.tools.catalogue import default_catalogue
-from controller.validate import load_and_check
+from driftmend.drivers.postgres import PsycopgDriver
+from driftmend.drivers.process import ProcessRuntime
+from driftmend.drivers.redis import RedisPyDriver
+from driftmend.logs import LogAccumulator
+from driftmend.loop import Controller
+from driftmend.metrics import Metrics
+from driftmend.settings import Settings
+from driftmend.spec import Container, LoadResult
+from driftmend.store import Store
+from driftmend.tools.catalogue import default_catalogue
+from driftmend.validate import load_and_check
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -24,11 +24,11 @@ import httpx
 import pytest
 import yaml
 
-from controller.drivers.runtimes import RuntimeRouter
-from controller.errors import PermanentError
-from controller.spec import Container, HealingPolicy
-from controller.tools.catalogue import default_catalogue
-from controller.validate import load_and_check
+from driftmend.drivers.runtimes import RuntimeRouter
+from driftmend.errors import PermanentError
+from driftmend.spec import Container, HealingPolicy
+from driftmend.tools.catalogue import default_catalogue
+from driftmend.validate import load_and_check
 from tests.integration.docker_harness import (
     HOST_MOUNTS,
     IMAGE,
@@ -105,14 +105,14 @@ def test_compose_install_copies_only_what_the_package_build_reads(tmp_path: Path
     script = yaml.safe_load(COMPOSE.read_text())["services"]["install"]["command"][-1]
     copy = script.split(" && python -m venv")[0]
     src = tmp_path / "src"
-    for path in ("pyproject.toml", "README.md", "controller/a.py", "dashboard/b.html"):
+    for path in ("pyproject.toml", "README.md", "driftmend/a.py", "driftmend/dashboard/b.html"):
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text("x")
     for path in (
         ".venv/bin/python",
         ".git/HEAD",
         ".driftmend/store.db",
-        "controller/__pycache__/a.pyc",
+        "driftmend/__pycache__/a.pyc",
     ):
         (src / path).parent.mkdir(parents=True, exist_ok=True)
         (src / path).write_text("x")
@@ -120,7 +120,7 @@ def test_compose_install_copies_only_what_the_package_build_reads(tmp_path: Path
     command = copy.replace("/tmp/src", str(dest)).replace("/src", str(src))
     subprocess.run(["sh", "-c", command], check=True, timeout=30)
     copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
-    assert copied == ["README.md", "controller/a.py", "dashboard/b.html", "pyproject.toml"]
+    assert copied == ["README.md", "driftmend/a.py", "driftmend/dashboard/b.html", "pyproject.toml"]
 
 
 def test_compose_specs_name_the_compose_services() -> None:

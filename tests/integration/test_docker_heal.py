@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from controller.loop import Controller
-from controller.spec import Container, LoadResult
+from driftmend.loop import Controller
+from driftmend.spec import Container, LoadResult
 from tests.integration.docker_harness import (
     HOST_MOUNTS,
     WEB,

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.drivers.docker import DockerRuntime
-from controller.drivers.postgres import PsycopgDriver
-from controller.drivers.process import ProcessRuntime
-from controller.drivers.redis import RedisPyDriver
-from controller.drivers.runtimes import RuntimeRouter
-from controller.errors import DriverError
-from controller.logs import LogAccumulator
-from controller.loop import Controller
-from controller.metrics import Metrics
-from controller.settings import Settings
-from controller.spec import Container
-from controller.store import Store
-from controller.tools.catalogue import default_catalogue
+from driftmend.drivers.docker import DockerRuntime
+from driftmend.drivers.postgres import PsycopgDriver
+from driftmend.drivers.process import ProcessRuntime
+from driftmend.drivers.redis import RedisPyDriver
+from driftmend.drivers.runtimes import RuntimeRouter
+from driftmend.errors import DriverError
+from driftmend.logs import LogAccumulator
+from driftmend.loop import Controller
+from driftmend.metrics import Metrics
+from driftmend.settings import Settings
+from driftmend.spec import Container
+from driftmend.store import Store
+from driftmend.tools.catalogue import default_catalogue
 from tests.integration.harness import REPO, load, write_specs
 
 pytestmark = pytest.mark.integration

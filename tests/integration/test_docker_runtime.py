@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.drivers.docker import DockerRuntime, parse_time_ns
-from controller.drivers.docker.logs import FIRST_TAIL
-from controller.drivers.runtimes import RuntimeRouter
-from controller.errors import PermanentError
-from controller.logs import parse_line
-from controller.spec import Container
+from driftmend.drivers.docker import DockerRuntime, parse_time_ns
+from driftmend.drivers.docker.logs import FIRST_TAIL
+from driftmend.drivers.runtimes import RuntimeRouter
+from driftmend.errors import PermanentError
+from driftmend.logs import parse_line
+from driftmend.spec import Container
 from tests.integration.docker_harness import (
     HOST_MOUNTS,
     WEB,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from controller.drivers.process import ProcessRuntime
-from controller.loop import Controller
-from controller.model import Outcome, ToolStatus
-from controller.spec import Container, LoadResult
+from driftmend.drivers.process import ProcessRuntime
+from driftmend.loop import Controller
+from driftmend.model import Outcome, ToolStatus
+from driftmend.spec import Container, LoadResult
 from tests.integration.docker_harness import (
     Engine,
     docker_container,

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from controller.errors import PermanentError
-from controller.loop import Controller
-from controller.model import Plan, PlanStep
-from controller.planners.base import PlannerAnswer, PlanRequest
-from controller.spec import LoadResult
+from driftmend.errors import PermanentError
+from driftmend.loop import Controller
+from driftmend.model import Plan, PlanStep
+from driftmend.planners.base import PlannerAnswer, PlanRequest
+from driftmend.spec import LoadResult
 from tests.integration.harness import down_all, eventually, load, running, write_specs
 from tests.integration.test_heal_crash import crash_policy, web_container
 from tests.services import free_port

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.spec import LoadResult
+from driftmend.spec import LoadResult
 from tests.integration.harness import down_all, eventually, load, running, write_specs
 from tests.services import free_port
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from controller.eval import EvalOptions, add_eval_parser, run_eval
-from controller.planners.gemini import GeminiPlanner
-from controller.planners.replay import Recorded, ReplayPlanner
-from controller.settings import Settings
+from driftmend.eval import EvalOptions, add_eval_parser, run_eval
+from driftmend.planners.gemini import GeminiPlanner
+from driftmend.planners.replay import Recorded, ReplayPlanner
+from driftmend.settings import Settings
 from tests.fakes import gemini_server as gem
 from tests.fakes.scripted import Reply, Request
 

@@ -3,7 +3,7 @@
 Every test runs twice: the Gemini planner (``google-genai``) against the fake
 ``generateContent`` server, and the OpenAI-compatible planner (``openai``) against the fake
 ``chat/completions`` server. Each goes up to the ``PlannerAnswer`` and then through the real
-guard (``controller.guard.admit``), as the loop does; the loop's executing is not here.
+guard (``driftmend.guard.admit``), as the loop does; the loop's executing is not here.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from controller.planners.base import PlannerAnswer
-from controller.planners.conversation import outcome_of
-from controller.planners.gemini import GeminiPlanner
-from controller.planners.openai_compat import OpenAICompatPlanner
-from controller.store import Store
+from driftmend.planners.base import PlannerAnswer
+from driftmend.planners.conversation import outcome_of
+from driftmend.planners.gemini import GeminiPlanner
+from driftmend.planners.openai_compat import OpenAICompatPlanner
+from driftmend.store import Store
 from tests.fakes import gemini_server as gem
 from tests.fakes import openai_server as oai
 from tests.fakes.escalation import INJECTION, KEY, PASSWORD, ReadTools, guard, policy, request

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from controller.app import build_controller
-from controller.mcp.client import McpInvoker
-from controller.settings import Settings
+from driftmend.app import build_controller
+from driftmend.mcp.client import McpInvoker
+from driftmend.settings import Settings
 from tests.integration.harness import build, down_all, eventually, load, write_specs
 from tests.integration.test_heal_crash import crash_policy, web_container
 from tests.services import free_port

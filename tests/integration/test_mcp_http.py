@@ -20,12 +20,12 @@ import redis
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from controller.mcp.client import ExternalServer, McpInvoker
-from controller.model import ToolStatus
-from controller.spec import RedisCache
-from controller.store import Store
-from controller.tools.base import ToolContext
-from controller.tools.catalogue import default_catalogue
+from driftmend.mcp.client import ExternalServer, McpInvoker
+from driftmend.model import ToolStatus
+from driftmend.spec import RedisCache
+from driftmend.store import Store
+from driftmend.tools.base import ToolContext
+from driftmend.tools.catalogue import default_catalogue
 from tests.integration.harness import REPO, write_specs
 from tests.services import RedisServer, free_port, wait_for_port
 
@@ -69,7 +69,7 @@ def mcp_http(tmp_path: Path, own_redis: RedisServer) -> Iterator[McpHttp]:
     log = (tmp_path / "server.log").open("wb")
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "controller.mcp", "--transport", "http"),
+            *(sys.executable, "-m", "driftmend.mcp", "--transport", "http"),
             *("--port", str(port), "-f", str(spec), "--state-dir", str(state)),
         ],
         cwd=REPO,

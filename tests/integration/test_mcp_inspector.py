@@ -33,7 +33,7 @@ def inspector(spec: Path, state: Path, *args: str) -> Any:
     npx = shutil.which("npx")
     if npx is None:
         pytest.skip("npx is not installed: the MCP Inspector comes from npm")
-    command = [npx, "-y", PACKAGE, "--cli", sys.executable, "-m", "controller.mcp"]
+    command = [npx, "-y", PACKAGE, "--cli", sys.executable, "-m", "driftmend.mcp"]
     command += ["--transport", "stdio", "-f", str(spec), "--state-dir", str(state), *args]
     done = subprocess.run(
         command, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=240

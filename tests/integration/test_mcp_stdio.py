@@ -15,11 +15,11 @@ import pytest
 import redis
 from mcp import Client, StdioServerParameters
 
-from controller.mcp.client import ExternalServer, McpInvoker
-from controller.spec import RedisCache
-from controller.store import Store
-from controller.tools.base import ToolContext
-from controller.tools.catalogue import default_catalogue
+from driftmend.mcp.client import ExternalServer, McpInvoker
+from driftmend.spec import RedisCache
+from driftmend.store import Store
+from driftmend.tools.base import ToolContext
+from driftmend.tools.catalogue import default_catalogue
 from tests.integration.harness import REPO, write_specs
 from tests.services import PostgresServer, RedisServer
 
@@ -59,7 +59,7 @@ def stdio_client(spec: Path, state: Path, **env: str) -> Client:
     params = StdioServerParameters(
         command=sys.executable,
         args=[
-            *("-m", "controller.mcp", "--transport", "stdio"),
+            *("-m", "driftmend.mcp", "--transport", "stdio"),
             *("-f", str(spec), "--state-dir", str(state)),
         ],
         cwd=str(REPO),
@@ -149,7 +149,7 @@ async def test_the_controller_reaches_it_as_an_external_server_by_command(
     spec: Path, tmp_path: Path
 ) -> None:
     """``settings.mcp_servers`` with a command: tools named ``external.<server>/<tool>``."""
-    command = (sys.executable, "-m", "controller.mcp", "--transport", "stdio", "-f", str(spec))
+    command = (sys.executable, "-m", "driftmend.mcp", "--transport", "stdio", "-f", str(spec))
     twin = ExternalServer(
         name="twin", command=(*command, "--state-dir", str(tmp_path / "twin")), timeout_s=30
     )

@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from controller.drivers.postgres import PsycopgDriver, redact_query
-from controller.errors import ConfigurationError, DriverError
-from controller.model import Observation, ToolStatus
-from controller.spec import Container, PostgresDatabase, RedisCache
-from controller.tools.base import Catalogue
-from controller.tools.postgres import TOOLS
+from driftmend.drivers.postgres import PsycopgDriver, redact_query
+from driftmend.errors import ConfigurationError, DriverError
+from driftmend.model import Observation, ToolStatus
+from driftmend.spec import Container, PostgresDatabase, RedisCache
+from driftmend.tools.base import Catalogue
+from driftmend.tools.postgres import TOOLS
 from tests.integration.doubles import ServerRuntime, tool_context, tool_from
 from tests.services import PostgresServer, free_port
 

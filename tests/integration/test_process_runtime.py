@@ -24,9 +24,9 @@ import httpx
 import psutil
 import pytest
 
-from controller.drivers.process import ProcessRuntime
-from controller.errors import DriverError, PermanentError
-from controller.spec import Container
+from driftmend.drivers.process import ProcessRuntime
+from driftmend.errors import DriverError, PermanentError
+from driftmend.spec import Container
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,12 @@ import pytest
 import redis.asyncio as aredis
 from redis.exceptions import OutOfMemoryError
 
-from controller.drivers.redis import RedisPyDriver
-from controller.errors import ConfigurationError, DriverError
-from controller.model import Observation, ToolStatus
-from controller.spec import Container, RedisCache
-from controller.tools.base import Catalogue
-from controller.tools.redis import TOOLS
+from driftmend.drivers.redis import RedisPyDriver
+from driftmend.errors import ConfigurationError, DriverError
+from driftmend.model import Observation, ToolStatus
+from driftmend.spec import Container, RedisCache
+from driftmend.tools.base import Catalogue
+from driftmend.tools.redis import TOOLS
 from tests.integration.doubles import ServerRuntime, tool_context, tool_from
 from tests.services import RedisServer, free_port
 

@@ -18,9 +18,9 @@ import pytest
 import pytest_asyncio
 from shop.loadgen import run_load
 
-from controller.chaos import Stack, inject, revert
-from controller.loop import Controller
-from controller.settings import Settings
+from driftmend.chaos import Stack, inject, revert
+from driftmend.loop import Controller
+from driftmend.settings import Settings
 from tests.demo_stack import DemoStack, demo_stack
 from tests.integration.harness import down_all, eventually, load, running
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.model import Observation
-from controller.spec import Container, HealingPolicy, PostgresDatabase, RedisCache
+from driftmend.model import Observation
+from driftmend.spec import Container, HealingPolicy, PostgresDatabase, RedisCache
 
 API = "driftmend.dev/v1alpha1"
 

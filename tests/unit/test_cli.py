@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import _settings, build_parser, main
-from controller.spec import crds_yaml
-from controller.store import Store
+from driftmend.cli import _settings, build_parser, main
+from driftmend.spec import crds_yaml
+from driftmend.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 DRIFTMEND = Path(sys.executable).parent / "driftmend"

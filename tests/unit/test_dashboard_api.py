@@ -20,17 +20,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Counter
 
-from controller.errors import PermanentError
-from controller.logs import LogAccumulator
-from controller.loop import ReconcileResult
-from controller.model import Drift, Health, LogLine, Outcome, Plan, PlanStep, ToolResult
-from controller.settings import Settings
-from controller.store import Store
-from dashboard.app import close_streams, create_app
-from dashboard.dependencies import get_controller, get_store
-from dashboard.jobs import JobBoard
-from dashboard.stream import StoreView, Tracker, event_stream, read_store
-from dashboard.views import (
+from driftmend.dashboard.app import close_streams, create_app
+from driftmend.dashboard.dependencies import get_controller, get_store
+from driftmend.dashboard.jobs import JobBoard
+from driftmend.dashboard.stream import StoreView, Tracker, event_stream, read_store
+from driftmend.dashboard.views import (
     describe_drift,
     downsample,
     drift_lines,
@@ -43,6 +37,12 @@ from dashboard.views import (
     signal_changes,
     up_state,
 )
+from driftmend.errors import PermanentError
+from driftmend.logs import LogAccumulator
+from driftmend.loop import ReconcileResult
+from driftmend.model import Drift, Health, LogLine, Outcome, Plan, PlanStep, ToolResult
+from driftmend.settings import Settings
+from driftmend.store import Store
 from tests.services import poll_until
 
 TOKEN = "s3cret-token"
@@ -897,7 +897,7 @@ def test_metrics_and_healthz_are_unchanged(store: Store) -> None:
 
 # --- contrast ---------------------------------------------------------------------------------
 
-CSS = Path(__file__).resolve().parents[2] / "dashboard" / "static" / "dashboard.css"
+CSS = Path(__file__).resolve().parents[2] / "driftmend" / "dashboard" / "static" / "dashboard.css"
 # (text, background, what a translucent background lies on): every pair the pages use.
 CONTRAST_PAIRS = [
     *[(t, b, None) for t in ("text", "muted", "accent") for b in ("bg", "surface", "surface-2")],

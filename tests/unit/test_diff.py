@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.diff import covered_signals, diff
+from driftmend.diff import covered_signals, diff
 from tests.unit.factories import container, obs, policy, postgres, redis, running
 
 RATIO_RULE = {
@@ -101,7 +101,7 @@ def test_policy_selects_by_labels_and_kind() -> None:
     p = policy()
     other = container(labels={"app": "other"})
     assert diff(other, [p], obs(container__running=False)).rule_drifts  # no labels: all
-    from controller.spec import HealingPolicy
+    from driftmend.spec import HealingPolicy
 
     picky = HealingPolicy.model_validate(
         {
@@ -130,8 +130,8 @@ def test_diff_is_pure() -> None:
 
 
 def test_health_not_yet_known_is_not_a_drift_but_does_not_verify() -> None:
-    from controller.model import Plan, PlanStep
-    from controller.verify import cleared
+    from driftmend.model import Plan, PlanStep
+    from driftmend.verify import cleared
 
     c = container(health={"http": {"path": "/healthz"}}, port=8000)
     pending = obs(container__running=True, container__healthy=None)

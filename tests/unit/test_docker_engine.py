@@ -13,11 +13,11 @@ import pytest
 import requests
 from docker import errors as docker_errors
 
-from controller.drivers.docker.engine import api_error, connect, translate
-from controller.drivers.docker.events import EventStream, PlannedStops, key_of, reason_of
-from controller.drivers.docker.state import DockerState, load_state, save_state
-from controller.errors import DriverError, PermanentError
-from controller.spec import Container
+from driftmend.drivers.docker.engine import api_error, connect, translate
+from driftmend.drivers.docker.events import EventStream, PlannedStops, key_of, reason_of
+from driftmend.drivers.docker.state import DockerState, load_state, save_state
+from driftmend.errors import DriverError, PermanentError
+from driftmend.spec import Container
 from tests.integration.harness import eventually
 
 

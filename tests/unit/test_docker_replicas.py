@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from controller.drivers.docker.configs import clone_config, config_hash, create_config, outdated
-from controller.drivers.docker.replicas import (
+from driftmend.drivers.docker.configs import clone_config, config_hash, create_config, outdated
+from driftmend.drivers.docker.replicas import (
     DockerReplica,
     docker_spec,
     exit_reason,
@@ -19,8 +19,8 @@ from controller.drivers.docker.replicas import (
     parse_time_ns,
     replica_index,
 )
-from controller.errors import PermanentError
-from controller.spec import Container
+from driftmend.errors import PermanentError
+from driftmend.spec import Container
 
 COMPOSE_NUMBER = "com.docker.compose.container-number"
 

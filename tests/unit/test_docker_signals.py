@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from controller.drivers.docker.limits import check_limits, wanted_limits
-from controller.drivers.docker.logs import LogFile, LogFollower, render
-from controller.drivers.docker.observation import Readings, facts_of, signals_of
-from controller.drivers.docker.probes import Probe, health
-from controller.drivers.docker.replicas import DockerReplica, group
-from controller.drivers.docker.state import DockerState
-from controller.drivers.docker.stats import CpuReading, Sample, cpu_percent, parse_stats
-from controller.errors import PermanentError
-from controller.logs import parse_line
-from controller.spec import Container, HealthProbe
+from driftmend.drivers.docker.limits import check_limits, wanted_limits
+from driftmend.drivers.docker.logs import LogFile, LogFollower, render
+from driftmend.drivers.docker.observation import Readings, facts_of, signals_of
+from driftmend.drivers.docker.probes import Probe, health
+from driftmend.drivers.docker.replicas import DockerReplica, group
+from driftmend.drivers.docker.state import DockerState
+from driftmend.drivers.docker.stats import CpuReading, Sample, cpu_percent, parse_stats
+from driftmend.errors import PermanentError
+from driftmend.logs import parse_line
+from driftmend.spec import Container, HealthProbe
 
 
 def docker(**spec: Any) -> Container:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.spec import Container, crds_yaml
-from controller.tools.catalogue import default_catalogue
-from controller.validate import load_and_check
+from driftmend.spec import Container, crds_yaml
+from driftmend.tools.catalogue import default_catalogue
+from driftmend.validate import load_and_check
 
 HEAD = "apiVersion: driftmend.dev/v1alpha1\nkind: Container\nmetadata: {name: web}\nspec:\n"
 

@@ -6,9 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
-from controller.sources.files import FileSource
-from controller.spec import LoadResult
-from controller.tools.catalogue import default_catalogue
+from driftmend.sources.files import FileSource
+from driftmend.spec import LoadResult
+from driftmend.tools.catalogue import default_catalogue
 from tests.unit.test_spec import GOOD
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.guard import admit
-from controller.model import FixAttempt, Plan, PlanStep
-from controller.tools.catalogue import default_catalogue, tool_facts
+from driftmend.guard import admit
+from driftmend.model import FixAttempt, Plan, PlanStep
+from driftmend.tools.catalogue import default_catalogue, tool_facts
 from tests.unit.factories import policy
 
 FACTS = tool_facts(default_catalogue())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.logs import (
+from driftmend.logs import (
     MAX_LINE_BYTES,
     TAIL_BYTES,
     LogAccumulator,
@@ -20,7 +20,7 @@ from controller.logs import (
     normalize_level,
     parse_line,
 )
-from controller.model import LogLine
+from driftmend.model import LogLine
 
 READ_AT = 1_900_000_000.0
 T0 = calendar.timegm((2026, 11, 25, 4, 29, 24, 0, 0, 0))  # 2026-11-25 04:29:24 UTC

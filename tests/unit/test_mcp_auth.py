@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from controller.mcp.auth import (
+from driftmend.mcp.auth import (
     ANONYMOUS,
     CONTROLLER,
     LOCAL,
@@ -17,8 +17,8 @@ from controller.mcp.auth import (
     http_caller,
     redact,
 )
-from controller.settings import Settings
-from controller.tools.base import Effect
+from driftmend.settings import Settings
+from driftmend.tools.base import Effect
 
 READER = Caller("mcp:http:read-token", frozenset({READ}))
 WRITER = Caller("mcp:http:write-token", frozenset({READ, WRITE}))

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from controller.mcp.cli import DEFAULT_PORT, add_mcp_parser, cmd_mcp
+from driftmend.mcp.cli import DEFAULT_PORT, add_mcp_parser, cmd_mcp
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.mcp.docs import DOC_PATH, render
-from controller.tools.catalogue import default_catalogue
+from driftmend.mcp.docs import DOC_PATH, render
+from driftmend.tools.catalogue import default_catalogue
 
 
 def test_mcp_tools_doc_is_current() -> None:

@@ -8,11 +8,11 @@ import jsonschema
 import mcp_types as types
 import pytest
 
-from controller.guard import ToolFacts, admit, named_targets
-from controller.mcp.client import ExternalServer, _validator, effect_of
-from controller.model import Plan, PlanStep
-from controller.spec import HealingPolicy
-from controller.tools.catalogue import default_catalogue, tool_facts
+from driftmend.guard import ToolFacts, admit, named_targets
+from driftmend.mcp.client import ExternalServer, _validator, effect_of
+from driftmend.model import Plan, PlanStep
+from driftmend.spec import HealingPolicy
+from driftmend.tools.catalogue import default_catalogue, tool_facts
 from tests.unit.factories import policy
 
 FACTS = tool_facts(default_catalogue())

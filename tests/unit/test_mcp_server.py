@@ -14,20 +14,20 @@ import pytest
 from mcp import Client
 from pydantic import SecretStr
 
-from controller.mcp.auth import CONTROLLER, LOCAL, AccessRules, Caller
-from controller.mcp.client import (
+from driftmend.mcp.auth import CONTROLLER, LOCAL, AccessRules, Caller
+from driftmend.mcp.client import (
     McpInvoker,
     effect_of,
     external_servers,
     split_external,
     to_tool_result,
 )
-from controller.mcp.server import OUTPUT_SCHEMA, build_server, input_schema
-from controller.model import LogLine, Observation, ToolResult, ToolStatus
-from controller.spec import Container, RedisCache
-from controller.store import Store
-from controller.tools.base import Catalogue, ToolContext
-from controller.tools.catalogue import default_catalogue
+from driftmend.mcp.server import OUTPUT_SCHEMA, build_server, input_schema
+from driftmend.model import LogLine, Observation, ToolResult, ToolStatus
+from driftmend.spec import Container, RedisCache
+from driftmend.store import Store
+from driftmend.tools.base import Catalogue, ToolContext
+from driftmend.tools.catalogue import default_catalogue
 from tests.unit.factories import container, postgres, redis
 
 
@@ -161,7 +161,7 @@ async def test_a_read_only_server_lists_read_tools_only(ctx: ToolContext) -> Non
 
 
 def test_a_parameter_named_like_a_reserved_argument_is_refused_at_build() -> None:
-    from controller.tools.base import Effect, Params, Tool
+    from driftmend.tools.base import Effect, Params, Tool
 
     class Clash(Params):
         resource: str = "x"

@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.metrics import Metrics, render
-from controller.model import Health, Outcome, ToolStatus
+from driftmend.metrics import Metrics, render
+from driftmend.model import Health, Outcome, ToolStatus
 
 
 @pytest.fixture

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller.model import ToolResult
-from controller.planners.base import PlannerAnswer
-from controller.planners.conversation import (
+from driftmend.model import ToolResult
+from driftmend.planners.base import PlannerAnswer
+from driftmend.planners.conversation import (
     LLMAnswer,
     ModelError,
     ModelReply,
     converse,
     outcome_of,
 )
-from controller.planners.prompt import ToolCall, build_prompt
-from controller.tools.base import Tool
+from driftmend.planners.prompt import ToolCall, build_prompt
+from driftmend.tools.base import Tool
 from tests.fakes.escalation import KEY, ReadTools, policy, request
 
 SECRET = "AIzaSyTHE-SECRET-KEY-0123456789abcdefghij"

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from controller.planners.factory import (
+from driftmend.planners.factory import (
     Planners,
     build_planner,
     configured_planners,
     unavailable_reason,
 )
-from controller.planners.gemini import GeminiPlanner, price_of
-from controller.planners.openai_compat import OpenAICompatPlanner
-from controller.planners.replay import ReplayPlanner
-from controller.settings import Settings
+from driftmend.planners.gemini import GeminiPlanner, price_of
+from driftmend.planners.openai_compat import OpenAICompatPlanner
+from driftmend.planners.replay import ReplayPlanner
+from driftmend.settings import Settings
 
 
 @pytest.fixture

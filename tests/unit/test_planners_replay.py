@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from controller.errors import ConfigurationError
-from controller.planners.conversation import outcome_of
-from controller.planners.replay import ReplayPlanner, load_recordings
+from driftmend.errors import ConfigurationError
+from driftmend.planners.conversation import outcome_of
+from driftmend.planners.replay import ReplayPlanner, load_recordings
 from tests.fakes.escalation import KEY, guard, request
 
 

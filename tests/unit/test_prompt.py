@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from controller.model import LogLine, ToolResult
-from controller.planners.prompt import (
+from driftmend.model import LogLine, ToolResult
+from driftmend.planners.prompt import (
     MAX_LOG_CHARS,
     MAX_LOG_LINES,
     ToolCall,
@@ -21,7 +21,7 @@ from controller.planners.prompt import (
     redact_data,
     tool_output,
 )
-from controller.redaction import REDACTED, redact
+from driftmend.redaction import REDACTED, redact
 from tests.fakes.escalation import (
     CATALOGUE,
     INJECTION,

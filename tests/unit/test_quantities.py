@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from controller.quantities import (
+from driftmend.quantities import (
     BYTES_PATTERN,
     DURATION_PATTERN,
     POSITIVE_DURATION_PATTERN,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.queue import WorkQueue
+from driftmend.queue import WorkQueue
 
 
 async def test_keys_are_deduplicated() -> None:

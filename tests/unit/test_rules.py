@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from controller.diff import diff
-from controller.model import FixAttempt
-from controller.planners.rules import Verdict, plan_rules
+from driftmend.diff import diff
+from driftmend.model import FixAttempt
+from driftmend.planners.rules import Verdict, plan_rules
 from tests.unit.factories import container, obs, policy, running
 
 LADDER = [

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.spec import HealingPolicy, LoadResult, crds_yaml, load_paths
-from controller.tools.catalogue import default_catalogue
-from controller.validate import load_and_check
+from driftmend.spec import HealingPolicy, LoadResult, crds_yaml, load_paths
+from driftmend.tools.catalogue import default_catalogue
+from driftmend.validate import load_and_check
 
 REPO = Path(__file__).resolve().parents[2]
 

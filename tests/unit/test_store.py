@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import ConfigurationError
-from controller.model import Drift, Health, Outcome, Plan, PlanStep, ToolResult
-from controller.store import SCHEMA_VERSION, Store, plan_from_dict, plan_to_dict
+from driftmend.errors import ConfigurationError
+from driftmend.model import Drift, Health, Outcome, Plan, PlanStep, ToolResult
+from driftmend.store import SCHEMA_VERSION, Store, plan_from_dict, plan_to_dict
 
 KEY = "Container/web"
 

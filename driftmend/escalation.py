@@ -1,0 +1,246 @@
+"""Escalation: ask an LLM planner for a plan when the declared rules cannot fix a drift.
+
+Stage: *plan* (rules -> LLM) in DESIGN.md. The rules come first; a policy's ``escalate``
+block says when the LLM is asked (no rung applies or the ladder is exhausted, or always),
+which tools it may use, and what becomes of its plan (``auto``, ``approve``, ``shadow``). This
+module builds the request, enforces the token budget, lets the planner run read tools while
+it investigates, and stores every interaction whole. The loop then puts the plan through the
+same guard, act and verify as any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from driftmend.act import ToolInvoker
+from driftmend.logs import LogAccumulator
+from driftmend.metrics import Metrics
+from driftmend.model import Drift, Observation, Plan, ToolResult
+from driftmend.planners.base import Planner, PlanRequest
+from driftmend.planners.conversation import outcome_of
+from driftmend.spec import Escalate, HealingPolicy, Resource
+from driftmend.store import Store
+from driftmend.tools.base import Catalogue, Effect
+
+log = logging.getLogger("driftmend.escalation")
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """What the planner proposed (or why nothing), and the stored interaction's id."""
+
+    plan: Plan | None
+    reason: str
+    allowed: frozenset[str]
+    interaction_id: int | None = None
+    cost_usd: float = 0.0
+
+
+def escalation_policy(
+    resource: Resource, policies: Sequence[HealingPolicy], drifts: Sequence[Drift] = ()
+) -> HealingPolicy | None:
+    """The policy that escalates for ``resource``: one whose own rule drifted, else the
+    first (by name) that selects it and declares ``escalate``."""
+    candidates = [
+        p
+        for p in sorted(policies, key=lambda p: p.name)
+        if p.spec.escalate is not None and not p.spec.paused and p.selects(resource)
+    ]
+    drifted = {d.policy for d in drifts if d.policy}
+    return next((p for p in candidates if p.name in drifted), None) or next(iter(candidates), None)
+
+
+def allowed_tools(policy: HealingPolicy, catalogue: Catalogue, kind: str) -> frozenset[str]:
+    """The LLM's allowlist: ``escalate.allowedTools``, else the rules' tools plus read tools."""
+    esc = policy.spec.escalate
+    assert esc is not None
+    if esc.allowed_tools:
+        return frozenset(esc.allowed_tools)
+    reads = {t.name for t in catalogue.for_kind(kind) if t.effect is Effect.READ}
+    return frozenset(policy.spec.allowed_tools() | reads)
+
+
+def shadow_agreement(shadow: Plan, ran: Plan, catalogue: Catalogue) -> str:
+    """``agrees`` when a shadow plan would have changed the same things as the plan that was
+    run instead (the same write tools on the same resources, in any order), else ``differs``.
+
+    Read steps are left out: they investigate and change nothing. Parameters are left out
+    too: a planner that restarts the right container has understood the failure, even if
+    it would have asked for a longer grace period. Pure.
+    """
+
+    def writes(plan: Plan) -> list[tuple[str, str]]:
+        def is_read(name: str) -> bool:
+            tool = catalogue.get(name)
+            return tool is not None and tool.effect is Effect.READ
+
+        return sorted((s.tool, s.target) for s in plan.steps if not is_read(s.tool))
+
+    mine = writes(shadow)
+    return "agrees" if mine and mine == writes(ran) else "differs"
+
+
+class Escalator:
+    """Asks the configured planners; everything with I/O is passed in."""
+
+    def __init__(
+        self,
+        *,
+        planners: Mapping[str, Planner],
+        store: Store,
+        metrics: Metrics,
+        catalogue: Catalogue,
+        invoker: Callable[[], ToolInvoker],
+        logs: LogAccumulator,
+        clock: Callable[[], float],
+        unconfigured: Mapping[str, str] | None = None,
+        tokens_per_day: int | None = None,
+        deadline: float = 120.0,
+    ) -> None:
+        self.planners = dict(planners)
+        self.unconfigured = dict(unconfigured or {})
+        self.store = store
+        self.metrics = metrics
+        self.catalogue = catalogue
+        self._invoker = invoker
+        self.logs = logs
+        self.clock = clock
+        self.tokens_per_day = tokens_per_day
+        self.deadline = deadline
+
+    @property
+    def ready(self) -> bool:
+        """True when some LLM planner is configured."""
+        return bool(self.planners)
+
+    async def close(self) -> None:
+        """Close every planner's client."""
+        for planner in self.planners.values():
+            await planner.close()
+
+    def describe(self) -> str:
+        """One line for the start-up log: which planners answer, which do not and why."""
+        ready = ", ".join(sorted(self.planners)) or "none"
+        missing = "; ".join(f"{k}: {v}" for k, v in sorted(self.unconfigured.items()))
+        return f"LLM planners: {ready}" + (f" (not configured: {missing})" if missing else "")
+
+    async def ask(
+        self,
+        resource: Resource,
+        policy: HealingPolicy,
+        drifts: Sequence[Drift],
+        obs: Observation,
+        why: str,
+    ) -> Escalation:
+        """Ask the policy's planner for a plan; never raises."""
+        esc: Escalate = policy.spec.escalate  # type: ignore[assignment]
+        allowed = allowed_tools(policy, self.catalogue, resource.kind)
+        planner = self.planners.get(esc.planner)
+        if planner is None:
+            reason = self.unconfigured.get(esc.planner, f"no {esc.planner} planner configured")
+            return Escalation(None, f"rules only: {reason}", allowed)
+        now = self.clock()
+        spent = self.store.llm_tokens_since(resource.key, now - DAY)
+        if spent >= esc.token_budget_per_day:
+            return Escalation(
+                None,
+                f"LLM token budget spent: {spent} of {esc.token_budget_per_day} tokens today",
+                allowed,
+            )
+        if self.tokens_per_day is not None:
+            fleet = self.store.llm_tokens_since(None, now - DAY)
+            if fleet >= self.tokens_per_day:
+                return Escalation(
+                    None,
+                    f"the shared LLM token budget is spent: {fleet} of {self.tokens_per_day} "
+                    "tokens today over every resource (DRIFTMEND_LLM_TOKENS_PER_DAY)",
+                    allowed,
+                )
+        tools = tuple(t for t in self.catalogue if t.name in allowed and resource.kind in t.kinds)
+
+        async def read_tool(name: str, params: Mapping[str, Any]) -> ToolResult:
+            tool = self.catalogue.get(name)
+            if tool is None or name not in allowed or tool.effect is not Effect.READ:
+                return ToolResult.refused(f"{name} is not a read tool this policy allows")
+            result, _ = await self._invoker().invoke(name, resource, params)
+            return result
+
+        history = tuple(
+            {k: f.get(k) for k in ("source", "rule", "root_cause", "outcome", "message")}
+            for f in self.store.fixes(key=resource.key, limit=5)
+        )
+        request = PlanRequest(
+            resource=resource,
+            drifts=tuple(drifts),
+            signals=dict(obs.signals),
+            tools=tools,
+            escalate=esc,
+            policy=policy.name,
+            history=history,
+            logs=tuple(self.logs.recent(resource.key, 30)),
+            reason=why,
+            read_tool=read_tool,
+        )
+        try:
+            # Retries and read turns included: a worker is held while the model thinks.
+            async with asyncio.timeout(self.deadline):
+                answer = await planner.plan(request)
+        except TimeoutError:
+            reason = f"{esc.planner} gave no plan within the {self.deadline:g}s deadline"
+            interaction = self.store.record_llm_interaction(
+                resource.key, esc.planner, "-", {"note": "the prompt was not recorded: the "
+                "planner was cut off by the deadline"}, {}, None, 0, 0, self.deadline,
+                self.clock(), reason,
+            )  # fmt: skip
+            self.metrics.llm_request(esc.planner, "timeout", self.deadline, 0, 0)
+            return Escalation(None, reason, allowed, interaction)
+        if answer.plan is not None and not answer.plan.policy:
+            # The record says which policy asked, whatever the planner filled in.
+            answer = dataclasses.replace(
+                answer, plan=dataclasses.replace(answer.plan, policy=policy.name)
+            )
+        # The read calls the model made on the way (and their results) are part of the record.
+        response: Any = (
+            {"response": answer.response, "turns": list(answer.turns)}
+            if answer.turns
+            else answer.response
+        )
+        interaction = self.store.record_llm_interaction(
+            resource.key,
+            answer.planner,
+            answer.model,
+            answer.prompt,
+            response,
+            answer.plan,
+            answer.tokens_in,
+            answer.tokens_out,
+            answer.latency_s,
+            self.clock(),
+            answer.error,
+        )
+        self.metrics.llm_request(
+            answer.planner,
+            outcome_of(answer),
+            answer.latency_s,
+            answer.tokens_in,
+            answer.tokens_out,
+        )
+        if answer.plan is None:
+            return Escalation(
+                None,
+                f"{answer.planner} proposed no plan: {answer.error or 'no tool calls'}",
+                allowed,
+                interaction,
+                answer.cost_usd,
+            )
+        log.info(
+            "%s proposed %d step(s) for %s", answer.planner, len(answer.plan.steps), resource.key
+        )
+        return Escalation(answer.plan, "planned", allowed, interaction, answer.cost_usd)

@@ -1,0 +1,268 @@
+"""Prometheus metrics of the controller, all in one place.
+
+Stage: *outputs* in DESIGN.md's data flow (``/metrics``). The loop turns each stage's result
+into a call here (reconcile, drift, guard, act, verify, LLM); nothing else touches
+prometheus_client. Every metric lives on the ``CollectorRegistry`` passed in, so a test
+builds a fresh one and reads exact sample values back.
+
+Names follow controller-runtime's habit: ``driftmend_reconcile_total{kind,result}``,
+``driftmend_reconcile_duration_seconds{kind}``, ``driftmend_reconcile_errors_total{kind}``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from driftmend.model import Health, Outcome, ToolStatus
+from driftmend.signals import SignalValue
+
+__all__ = ["RECONCILE_BUCKETS", "RECOVERY_BUCKETS", "Metrics", "render"]
+
+# A pass is usually milliseconds; a slow driver (a cloud API) can take tens of seconds.
+RECONCILE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Detection and recovery span a sub-second restart to a ten-minute escalation.
+RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+LLM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+class Metrics:
+    """Every driftmend metric, registered on ``registry``, with one method per event."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.reconcile_total = Counter(
+            "driftmend_reconcile_total",
+            "Reconcile passes by result.",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "driftmend_reconcile_duration_seconds",
+            "Duration of one reconcile pass.",
+            ["kind"],
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "driftmend_reconcile_errors_total",
+            "Reconcile passes that ended in an error.",
+            ["kind"],
+            registry=r,
+        )
+        self.drifts = Counter(
+            "driftmend_drift_detected_total",
+            "Drifts detected, by the signal that drifted.",
+            ["kind", "signal"],
+            registry=r,
+        )
+        self.fix_steps = Counter(
+            "driftmend_fix_total",
+            "Executed fix steps (tool calls) by outcome.",
+            ["tool", "outcome"],
+            registry=r,
+        )
+        self.fixes = Counter(
+            "driftmend_fixes_total",
+            "Finished fixes by plan source and outcome.",
+            ["kind", "source", "outcome"],
+            registry=r,
+        )
+        self.time_to_detect = Histogram(
+            "driftmend_time_to_detect_seconds",
+            "From the fault to its detection.",
+            ["kind"],
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_recover = Histogram(
+            "driftmend_time_to_recover_seconds",
+            "From the fault to verified recovery.",
+            ["kind"],
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
+        self.guard_decisions = Counter(
+            "driftmend_guard_decisions_total",
+            "Guard verdicts on plans.",
+            ["decision"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "driftmend_queue_depth", "Resource keys waiting in the work queue.", registry=r
+        )
+        self.workers_busy = Gauge(
+            "driftmend_workers_busy", "Workers reconciling a resource right now.", registry=r
+        )
+        self.resource_health = Gauge(
+            "driftmend_resource_health",
+            "1 for the current health of a resource, 0 for the other states (a state set).",
+            ["key", "kind", "health"],
+            registry=r,
+        )
+        self.resource_signal = Gauge(
+            "driftmend_resource_signal",
+            "Last observed value of a numeric or boolean signal.",
+            ["key", "signal"],
+            registry=r,
+        )
+        self.llm_requests = Counter(
+            "driftmend_llm_requests_total",
+            "Requests to an LLM planner by outcome.",
+            ["planner", "outcome"],
+            registry=r,
+        )
+        self.shadow_comparisons = Counter(
+            "driftmend_llm_shadow_comparisons_total",
+            "Shadow-mode LLM plans judged against the fix that was run: agrees or differs.",
+            ["policy", "agreement"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "driftmend_llm_tokens_total",
+            "LLM tokens, direction in (prompt) or out (answer).",
+            ["planner", "direction"],
+            registry=r,
+        )
+        self.llm_latency = Histogram(
+            "driftmend_llm_latency_seconds",
+            "Latency of one LLM request.",
+            ["planner"],
+            buckets=LLM_BUCKETS,
+            registry=r,
+        )
+        # Which label sets exist per resource, so ``forget`` and stale signals can remove
+        # them: prometheus_client cannot list a metric's children by one label.
+        self._lock = threading.Lock()
+        self._kinds: dict[str, str] = {}
+        self._signals: dict[str, set[str]] = {}
+
+    # -- the reconcile loop
+
+    def observe_reconcile(self, kind: str, result: Outcome | str, duration_s: float) -> None:
+        """Count one pass and its duration; a pass whose result is ``error`` is an error too."""
+        self.reconcile_total.labels(kind, str(result)).inc()
+        self.reconcile_duration.labels(kind).observe(duration_s)
+        if str(result) == Outcome.ERROR:
+            self.reconcile_errors.labels(kind).inc()
+
+    def drift_detected(self, kind: str, signal: str) -> None:
+        """Count one drift detected on ``signal``."""
+        self.drifts.labels(kind, signal).inc()
+
+    def set_queue_depth(self, depth: int) -> None:
+        """How many keys wait in the queue."""
+        self.queue_depth.set(depth)
+
+    def set_workers_busy(self, busy: int) -> None:
+        """How many workers are reconciling right now."""
+        self.workers_busy.set(busy)
+
+    # -- guard, act, verify
+
+    def fix_step(self, tool: str, outcome: ToolStatus | str) -> None:
+        """Count one executed tool step by its result status."""
+        self.fix_steps.labels(tool, str(outcome)).inc()
+
+    def fix_finished(
+        self,
+        kind: str,
+        source: str,
+        outcome: Outcome | str,
+        time_to_detect: float | None,
+        time_to_recover: float | None,
+    ) -> None:
+        """Count one finished fix and observe its times (None: not known / not recovered)."""
+        self.fixes.labels(kind, source, str(outcome)).inc()
+        if time_to_detect is not None:
+            self.time_to_detect.labels(kind).observe(time_to_detect)
+        if time_to_recover is not None:
+            self.time_to_recover.labels(kind).observe(time_to_recover)
+
+    def shadow_compared(self, policy: str, agreement: str) -> None:
+        """Count one shadow plan judged against the fix that ran (``agrees``/``differs``)."""
+        self.shadow_comparisons.labels(policy, agreement).inc()
+
+    def guard_decision(self, admitted: bool) -> None:
+        """Count one guard verdict: ``admitted`` or ``rejected``."""
+        self.guard_decisions.labels("admitted" if admitted else "rejected").inc()
+
+    # -- per-resource state
+
+    def set_health(self, key: str, kind: str, health: Health) -> None:
+        """Set the health state set of a resource: 1 for ``health``, 0 for every other state."""
+        with self._lock:
+            previous = self._kinds.get(key)
+            if previous is not None and previous != kind:
+                self._remove_health(key, previous)
+            self._kinds[key] = kind
+        for state in Health:
+            self.resource_health.labels(key, kind, str(state)).set(1 if state == health else 0)
+
+    def set_signals(self, key: str, signals: Mapping[str, SignalValue]) -> None:
+        """Export a resource's numeric and boolean signals (bools as 0/1).
+
+        A signal that is None or missing is removed rather than left at a stale value: a
+        flat line that is not being measured would lie on a dashboard.
+        """
+        present: set[str] = set()
+        for name, value in signals.items():
+            if isinstance(value, bool | int | float):
+                self.resource_signal.labels(key, name).set(float(value))
+                present.add(name)
+        with self._lock:
+            stale = self._signals.get(key, set()) - present
+            self._signals[key] = present
+        for name in stale:
+            self.resource_signal.remove(key, name)
+
+    def forget(self, key: str) -> None:
+        """Remove every label set of a deleted resource from the per-resource gauges."""
+        with self._lock:
+            kind = self._kinds.pop(key, None)
+            names = self._signals.pop(key, set())
+        if kind is not None:
+            self._remove_health(key, kind)
+        for name in names:
+            self.resource_signal.remove(key, name)
+
+    def _remove_health(self, key: str, kind: str) -> None:
+        for state in Health:
+            self.resource_health.remove(key, kind, str(state))
+
+    # -- planners
+
+    def llm_request(
+        self,
+        planner: str,
+        outcome: str,
+        latency_s: float,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+    ) -> None:
+        """Count one LLM request (``ok``, ``error``, ``timeout``, ...), its latency and tokens."""
+        self.llm_requests.labels(planner, outcome).inc()
+        self.llm_latency.labels(planner).observe(latency_s)
+        if tokens_in:
+            self.llm_tokens.labels(planner, "in").inc(tokens_in)
+        if tokens_out:
+            self.llm_tokens.labels(planner, "out").inc(tokens_out)
+
+
+def render(registry: CollectorRegistry) -> tuple[bytes, str]:
+    """The text exposition of ``registry`` and its content type, for a plain ``/metrics`` route.
+
+    A route, not a mounted ASGI app: Starlette answers a mount at ``/metrics`` with a 307
+    redirect to ``/metrics/``, which some scrapers do not follow.
+    """
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,196 @@
+"""The values that flow through a reconcile pass: observation, drift, plan, tool result, fix.
+
+Stage: every stage of DESIGN.md's data flow passes these along. All are frozen dataclasses:
+plans are data, and nothing downstream can change what a stage decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from driftmend.quantities import format_duration
+from driftmend.signals import SignalValue
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One parsed log line of a resource."""
+
+    at: float
+    level: str
+    message: str
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a driver saw of one resource at one instant (``at``, Unix seconds)."""
+
+    key: str
+    at: float
+    signals: Mapping[str, SignalValue]
+    facts: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def get(self, name: str) -> SignalValue:
+        """A signal's value, or None when the driver could not read it."""
+        return self.signals.get(name)
+
+
+@dataclass(frozen=True)
+class DriftCondition:
+    """One condition of the rule a drift fired: ``signal operator value`` held for ``hold``
+    seconds (the policy's ``when`` entry, carried as data so readers need not parse text)."""
+
+    signal: str
+    operator: str
+    value: SignalValue
+    hold: float = 0.0
+
+    def describe(self) -> str:
+        """``redis.memory_used_ratio >= 0.95 for 10s``."""
+        value = str(self.value).lower() if isinstance(self.value, bool) else f"{self.value:g}"
+        held = f" for {format_duration(self.hold)}" if self.hold else ""
+        return f"{self.signal} {self.operator} {value}{held}"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One difference between what is declared and what is observed, with the evidence.
+
+    ``policy``/``rule`` name the rung whose conditions fired, and ``conditions`` are that
+    rung's ``when``; a drift from the spec itself (a replica down, the database unreachable)
+    has none of them.
+    """
+
+    key: str
+    signal: str
+    expected: str
+    observed: SignalValue
+    since: float
+    policy: str | None = None
+    rule: str | None = None
+    evidence: Mapping[str, SignalValue] = field(default_factory=dict)
+    conditions: tuple[DriftCondition, ...] = ()
+
+    @property
+    def id(self) -> str:
+        """Stable identity of this drift for de-duplication: where it comes from and what."""
+        return f"{self.key}|{self.policy or 'spec'}|{self.rule or ''}|{self.signal}"
+
+    def describe(self) -> str:
+        """One line for people: ``container.running is false, expected == true`` for a spec
+        drift; ``redis.memory_used_ratio is 0.99 (rule cache/purge: redis.memory_used_ratio
+        >= 0.95 and redis.evicting_policy == false)`` for a rule's."""
+        if isinstance(self.observed, bool):
+            observed: object = str(self.observed).lower()
+        elif isinstance(self.observed, float):
+            observed = f"{self.observed:.4g}"
+        else:
+            observed = self.observed
+        if self.rule is not None and self.conditions:
+            conditions = " and ".join(c.describe() for c in self.conditions)
+            return f"{self.signal} is {observed} (rule {self.policy}/{self.rule}: {conditions})"
+        return f"{self.signal} is {observed}, expected {self.expected}"
+
+
+PlanSource = Literal["rules", "gemini", "openai", "replay", "operator"]
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    """One tool call: which tool, on which resource, with which parameters."""
+
+    tool: str
+    target: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An ordered list of tool steps, where it came from, and why."""
+
+    key: str
+    steps: tuple[PlanStep, ...]
+    source: PlanSource
+    reasoning: str
+    policy: str | None = None
+    rule: str | None = None
+    drifts: tuple[Drift, ...] = ()
+    verify_timeout: float = 30.0
+    verify_interval: float = 0.5
+
+
+class ToolStatus(StrEnum):
+    """How one tool call ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The value a tool returns: never an exception across the executor or the LLM loop."""
+
+    status: ToolStatus
+    data: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ToolStatus.OK
+
+    @classmethod
+    def success(cls, **data: Any) -> ToolResult:
+        """A successful result carrying ``data``."""
+        return cls(ToolStatus.OK, data)
+
+    @classmethod
+    def failure(cls, error: str, **data: Any) -> ToolResult:
+        """A failed result: what went wrong, in words an operator and an LLM can act on."""
+        return cls(ToolStatus.ERROR, data, error)
+
+    @classmethod
+    def refused(cls, reason: str) -> ToolResult:
+        """The call was not made: a guard or a cap said no."""
+        return cls(ToolStatus.REFUSED, {}, reason)
+
+
+class Outcome(StrEnum):
+    """How one reconciliation or fix ended; also the ``result`` label of the metrics."""
+
+    IN_SYNC = "in-sync"
+    WAITING = "waiting"  # a condition holds but its `for` has not elapsed
+    FIXED = "fixed"
+    FAILED = "failed"  # the fix ran but verification did not pass
+    REJECTED = "rejected"  # the guard refused the plan
+    DRY_RUN = "dry-run"
+    NEEDS_OPERATOR = "needs-operator"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+class Health(StrEnum):
+    """The one-word status of a resource, as the dashboard colours it."""
+
+    HEALTHY = "healthy"
+    DRIFTING = "drifting"
+    HEALING = "healing"
+    NEEDS_OPERATOR = "needs-operator"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class FixAttempt:
+    """One earlier fix of a resource, as the planners and the guard need to see it."""
+
+    key: str
+    started_at: float
+    outcome: str
+    policy: str | None = None
+    rule: str | None = None
+    source: str = "rules"
