@@ -6,7 +6,7 @@ whose errors arrive here as ``DriverError``.
 Every scenario targets resources by what the specs declare (the web Container, the first
 PostgresDatabase, the first RedisCache) and is undone by ``--stop`` where that means
 something. Faults that must outlive the command (held connections, long queries) run in a
-detached worker process (``python -m controller.chaos``) whose pid is kept under the state
+detached worker process (``python -m driftmend.chaos``) whose pid is kept under the state
 directory, so ``--stop`` can end it.
 """
 
@@ -326,8 +326,8 @@ async def run_chaos(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry of the detached worker: ``python -m controller.chaos hold CONNINFO MODE COUNT``."""
-    parser = argparse.ArgumentParser(prog="python -m controller.chaos")
+    """Entry of the detached worker: ``python -m driftmend.chaos hold CONNINFO MODE COUNT``."""
+    parser = argparse.ArgumentParser(prog="python -m driftmend.chaos")
     sub = parser.add_subparsers(dest="cmd", required=True)
     hold = sub.add_parser("hold")
     hold.add_argument("conninfo")

@@ -1,4 +1,4 @@
-"""``python -m controller.mcp [ARGS]``: ``driftmend mcp`` before (or without) the main CLI.
+"""``python -m driftmend.mcp [ARGS]``: ``driftmend mcp`` before (or without) the main CLI.
 
 Stage: an entry point. Logs go to stderr: on stdio, stdout is the MCP wire.
 """
@@ -14,7 +14,7 @@ from driftmend.mcp.cli import add_mcp_parser
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``driftmend mcp``'s arguments and serve."""
-    parser = argparse.ArgumentParser(prog="python -m controller.mcp")
+    parser = argparse.ArgumentParser(prog="python -m driftmend.mcp")
     sub = parser.add_subparsers(dest="command", required=True)
     add_mcp_parser(sub)
     args = parser.parse_args(["mcp", *(sys.argv[1:] if argv is None else argv)])

@@ -1,6 +1,6 @@
 """``driftmend mcp`` over stdio, driven by the official ``mcp`` client, on real servers.
 
-The server is a child process (``python -m controller.mcp``) reading a spec file that names
+The server is a child process (``python -m driftmend.mcp``) reading a spec file that names
 a Redis and a PostgreSQL server started by the test.
 """
 

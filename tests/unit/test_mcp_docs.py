@@ -8,7 +8,7 @@ from driftmend.tools.catalogue import default_catalogue
 
 def test_mcp_tools_doc_is_current() -> None:
     assert DOC_PATH.read_text(encoding="utf-8") == render(default_catalogue()), (
-        "docs/MCP_TOOLS.md is stale: run `.venv/bin/python -m controller.mcp.docs`"
+        "docs/MCP_TOOLS.md is stale: run `.venv/bin/python -m driftmend.mcp.docs`"
     )
 
 
