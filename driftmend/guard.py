@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftmend.keys import ResourceKey
 from driftmend.model import FixAttempt, Plan
 from driftmend.quantities import format_duration
 from driftmend.spec import Attempts, HealingPolicy, Rule
@@ -119,9 +120,7 @@ def named_targets(policy: HealingPolicy | None) -> frozenset[str]:
     if policy is None:
         return frozenset()
     sel, ns = policy.spec.selector, policy.metadata.namespace
-    return frozenset(
-        f"{sel.kind}/{name}" if ns == "default" else f"{sel.kind}/{ns}/{name}" for name in sel.names
-    )
+    return frozenset(str(ResourceKey.of(sel.kind, name, ns)) for name in sel.names)
 
 
 def admit(

@@ -184,6 +184,63 @@ class Health(StrEnum):
     UNKNOWN = "unknown"
 
 
+class LlmDecision(StrEnum):
+    """What became of an LLM interaction's plan, as the controller records it."""
+
+    ADMITTED = "admitted"
+    PENDING = "pending"
+    APPROVED = "approved"
+    SUPERSEDED = "superseded"
+    SHADOW = "shadow"
+    DRY_RUN = "dry-run"
+    REJECTED = "rejected"
+    OVER_BUDGET = "over-budget"
+    NO_PLAN = "no-plan"
+
+    @property
+    def badge(self) -> str:
+        """The one word the dashboard shows (the guard's "rejected" reads as "refused")."""
+        return "refused" if self is LlmDecision.REJECTED else self.value
+
+    @property
+    def label(self) -> str:
+        """What the decision means, in a sentence fragment for operators."""
+        return _LLM_DECISION_LABELS[self]
+
+
+_LLM_DECISION_LABELS: dict[LlmDecision, str] = {
+    LlmDecision.ADMITTED: "admitted by the guard",
+    LlmDecision.PENDING: "waiting for an operator's approval",
+    LlmDecision.APPROVED: "approved by an operator",
+    LlmDecision.SUPERSEDED: "superseded: the drift was over before it could run",
+    LlmDecision.SHADOW: "shadow mode: recorded, not run",
+    LlmDecision.DRY_RUN: "dry run: recorded, not run",
+    LlmDecision.REJECTED: "refused by the guard",
+    LlmDecision.OVER_BUDGET: "refused: over its budget",
+    LlmDecision.NO_PLAN: "no usable plan",
+}
+
+
+class PendingStatus(StrEnum):
+    """Where a plan parked for an operator's approval stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXECUTED = "executed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+
+
+class ShadowAgreement(StrEnum):
+    """How a shadow policy's plan compares with the fix that ran for the same drift."""
+
+    AGREES = "agrees"
+    DIFFERS = "differs"
+    PENDING = "pending"
+
+
 @dataclass(frozen=True)
 class FixAttempt:
     """One earlier fix of a resource, as the planners and the guard need to see it."""

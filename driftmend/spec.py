@@ -36,6 +36,7 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
+from driftmend.keys import ResourceKey
 from driftmend.quantities import (
     BYTES_PATTERN,
     DURATION_PATTERN,
@@ -663,9 +664,13 @@ class _Resource(Model):
 
         Unique per (kind, namespace, name), and unambiguous: a DNS name holds no ``/``.
         """
+        return str(self.resource_key)
+
+    @property
+    def resource_key(self) -> ResourceKey:
+        """The typed key (``ResourceKey``): its ``dirname`` names the resource's state dir."""
         kind: str = getattr(self, "kind")  # noqa: B009 - set by every subclass
-        ns = self.metadata.namespace
-        return f"{kind}/{self.name}" if ns == "default" else f"{kind}/{ns}/{self.name}"
+        return ResourceKey.of(kind, self.name, self.metadata.namespace)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -1374,7 +1379,7 @@ def check_documents(documents: list[Loaded], issues: list[SpecIssue]) -> LoadRes
         if isinstance(doc, PostgresDatabase | RedisCache) and doc.spec.runtime_ref:
             ref = doc.spec.runtime_ref
             ns = doc.metadata.namespace
-            target = f"{ref.kind}/{ref.name}" if ns == "default" else f"{ref.kind}/{ns}/{ref.name}"
+            target = str(ResourceKey.of(ref.kind, ref.name, ns))
             if target not in seen:
                 issues.append(SpecIssue(
                     loaded.file, loaded.index, doc.key, "spec.runtimeRef.name",

@@ -32,6 +32,7 @@ from driftmend.model import (
     DriftCondition,
     Health,
     Outcome,
+    PendingStatus,
     Plan,
     PlanSource,
     PlanStep,
@@ -212,9 +213,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-PENDING_STATUSES = frozenset(
-    {"pending", "approved", "rejected", "executed", "failed", "expired", "superseded"}
-)
+PENDING_STATUSES = frozenset(s.value for s in PendingStatus)
 _PLAN_SOURCES: frozenset[str] = frozenset(get_args(PlanSource))
 _INTERRUPTED_MESSAGE = "interrupted: the controller stopped before this fix finished"
 

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftmend.model import LogLine
+from driftmend.keys import ResourceKey
+from driftmend.model import LlmDecision, LogLine
 from driftmend.quantities import format_duration
 from driftmend.signals import SIGNALS
 
@@ -51,23 +52,18 @@ __all__ = [
 
 # --- resource ids in URLs ------------------------------------------------------------------
 
+
 # A key is ``Kind/name`` or ``Kind/namespace/name``. Kinds are identifiers and names and
-# namespaces are DNS-1123 labels, so none of them holds a dot: replacing each ``/`` with ``.``
-# gives a single URL path segment that maps back without ambiguity (``Container.shop``).
-_ID = re.compile(r"^[A-Za-z][A-Za-z0-9]*(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?){1,2}$")
-
-
 def resource_id(key: str) -> str:
     """The URL-safe id of a resource key: ``Container/shop`` -> ``Container.shop``."""
-    return key.replace("/", ".")
+    parsed = ResourceKey.find(key)
+    return parsed.url_id if parsed is not None else key.replace("/", ".")
 
 
 def key_of(rid: str) -> str | None:
     """The key of a resource id (``Container.shop`` or ``Container/shop``), None if malformed."""
-    candidate = rid.replace("/", ".")
-    if not _ID.match(candidate):
-        return None
-    return candidate.replace(".", "/")
+    parsed = ResourceKey.find(rid)
+    return str(parsed) if parsed is not None else None
 
 
 # --- health ---------------------------------------------------------------------------------
@@ -478,17 +474,7 @@ def log_dict(key: str, line: LogLine) -> dict[str, Any]:
 
 # What became of an interaction's plan, as the controller recorded it (``set_llm_outcome``):
 # decision -> (badge word, what it means). An admitted plan reads as its fix's outcome.
-LLM_DECISIONS: dict[str, tuple[str, str]] = {
-    "admitted": ("admitted", "admitted by the guard"),
-    "pending": ("pending", "waiting for an operator's approval"),
-    "approved": ("approved", "approved by an operator"),
-    "superseded": ("superseded", "superseded: the drift was over before it could run"),
-    "shadow": ("shadow", "shadow mode: recorded, not run"),
-    "dry-run": ("dry-run", "dry run: recorded, not run"),
-    "rejected": ("refused", "refused by the guard"),
-    "over-budget": ("over-budget", "refused: over its budget"),
-    "no-plan": ("no-plan", "no usable plan"),
-}
+LLM_DECISIONS: dict[str, tuple[str, str]] = {d.value: (d.badge, d.label) for d in LlmDecision}
 
 
 def pending_plan_id(interaction: Mapping[str, Any]) -> int | None:

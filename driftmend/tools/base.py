@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from driftmend.drivers.base import ContainerRuntime, LogSource, PostgresDriver, RedisDriver
 from driftmend.errors import DriftmendError, RefusedError
+from driftmend.keys import ResourceKey
 from driftmend.model import ToolResult
 from driftmend.spec import Container, PostgresDatabase, RedisCache, Resource
 
@@ -55,7 +56,7 @@ class ToolContext:
         if ref is None:
             return None
         ns = resource.metadata.namespace
-        key = f"{ref.kind}/{ref.name}" if ns == "default" else f"{ref.kind}/{ns}/{ref.name}"
+        key = str(ResourceKey.of(ref.kind, ref.name, ns))
         found = self.resources.get(key)
         return found if isinstance(found, Container) else None
 
