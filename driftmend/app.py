@@ -16,12 +16,12 @@ from pathlib import Path
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from driftmend.controller import Controller
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.redis import RedisPyDriver
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import DriftmendError
 from driftmend.logs import LogAccumulator
-from driftmend.loop import Controller
 from driftmend.metrics import Metrics
 from driftmend.planners.factory import configured_planners
 from driftmend.settings import Settings
@@ -103,7 +103,7 @@ async def run_controller(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    app = create_app(controller.store, registry, controller, settings)
+    app = create_app(controller.store, registry, controller.operations, settings)
     server = _QuietServer(
         uvicorn.Config(
             app,

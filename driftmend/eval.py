@@ -455,7 +455,7 @@ async def _in_sync(controller: Any, key: str, within_s: float = 10.0) -> float |
     resource = controller.resources[key]
     end = time.monotonic() + within_s
     while True:
-        obs = await controller.observe(resource)
+        obs = await controller.observer.observe(resource)
         if diff(resource, controller.policies, obs, {}).in_sync:
             return time.time()
         if time.monotonic() >= end:

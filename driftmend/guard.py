@@ -1,6 +1,6 @@
 """The guard: admission of a plan before anything runs. Pure: no I/O, no clock.
 
-Stage: *guard* in DESIGN.md. A plan runs only when every step names a tool the policy
+Stage: *guard* in docs/ARCHITECTURE.md. A plan runs only when every step names a tool the policy
 allows, its parameters validate, it targets the resource that drifted, the rule is within its
 attempts per window and past its cooldown, and a destructive step is approved. A global
 dry-run admits nothing and says so. Every decision carries its reason, for the store.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftmend.keys import ResourceKey
-from driftmend.model import FixAttempt, Plan
+from driftmend.model import FixAttempt, LlmDecision, Plan
 from driftmend.quantities import format_duration
 from driftmend.spec import Attempts, HealingPolicy, Rule
 
@@ -40,6 +40,11 @@ class GuardDecision:
     retry_after: float | None = None
     needs_approval: bool = False  # only an operator's approval is missing
     over_budget: bool = False  # refused for the budget only (attempts or cooldown)
+
+    @property
+    def refusal(self) -> LlmDecision:
+        """How a refusal is recorded: over its budget, or refused outright."""
+        return LlmDecision.OVER_BUDGET if self.over_budget else LlmDecision.REJECTED
 
 
 @dataclass(frozen=True)

@@ -251,3 +251,14 @@ class FixAttempt:
     policy: str | None = None
     rule: str | None = None
     source: str = "rules"
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """How one pass ended and when to look again (None: at the next resync)."""
+
+    key: str
+    outcome: Outcome
+    message: str = ""
+    requeue_after: float | None = None
+    fix_id: int | None = None

@@ -45,7 +45,7 @@ from driftmend.dashboard.views import (
 )
 from driftmend.errors import PermanentError
 from driftmend.logs import normalize_level
-from driftmend.loop import ReconcileResult
+from driftmend.model import ReconcileResult
 
 __all__ = ["action_router", "merged_resources", "read_router"]
 

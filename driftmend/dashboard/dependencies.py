@@ -16,8 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from driftmend.dashboard.jobs import JobBoard
 from driftmend.dashboard.security import Access
-from driftmend.loop import ReconcileResult
-from driftmend.model import LogLine
+from driftmend.model import LogLine, ReconcileResult
 from driftmend.store import Store
 
 __all__ = [

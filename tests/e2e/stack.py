@@ -29,8 +29,8 @@ import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Playwright, async_playwright
 
+from driftmend.controller import Controller
 from driftmend.dashboard.app import close_streams, create_app
-from driftmend.loop import Controller
 from driftmend.planners.replay import ReplayPlanner
 from driftmend.spec import Container, LoadResult
 from tests.integration.harness import REPO, down_all, eventually, load, running, write_specs
@@ -242,7 +242,10 @@ async def stack(tmp: Path) -> AsyncIterator[Stack]:
                 planners={"replay": ReplayPlanner.from_file(replay)},
             ) as controller:
                 app = create_app(
-                    controller.store, controller.metrics.registry, controller, controller.settings
+                    controller.store,
+                    controller.metrics.registry,
+                    controller.operations,
+                    controller.settings,
                 )
                 async with serving(app) as url, browser() as chromium:
                     yield Stack(controller, app, url, web_port, cache, result, chromium)

@@ -223,7 +223,7 @@ async def test_fix_button_heals_a_broken_resource(dash: Stack) -> None:
                 "dashboard:e2e-operator"
             )
     finally:  # whatever happened, the next tests get a healthy, unpaused app
-        dash.controller.set_paused("Container/web", False, "e2e")
+        dash.controller.operations.set_paused("Container/web", False, "e2e")
         await eventually(
             lambda: (store.resource("Container/web") or {}).get("health") == "healthy",
             deadline=30,

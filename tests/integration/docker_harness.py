@@ -29,13 +29,13 @@ import docker
 import pytest
 from prometheus_client import CollectorRegistry
 
+from driftmend.controller import Controller
 from driftmend.drivers.docker import DockerRuntime
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
 from driftmend.drivers.redis import RedisPyDriver
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.logs import LogAccumulator
-from driftmend.loop import Controller
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
 from driftmend.spec import LoadResult

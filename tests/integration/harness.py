@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import yaml
 from prometheus_client import CollectorRegistry
 
+from driftmend.controller import Controller
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
 from driftmend.drivers.redis import RedisPyDriver
 from driftmend.logs import LogAccumulator
-from driftmend.loop import Controller
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
 from driftmend.spec import Container, LoadResult

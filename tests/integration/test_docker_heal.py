@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from driftmend.loop import Controller
+from driftmend.controller import Controller
 from driftmend.spec import Container, LoadResult
 from tests.integration.docker_harness import (
     HOST_MOUNTS,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from driftmend.controller import Controller
 from driftmend.drivers.docker import DockerRuntime
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
@@ -20,7 +21,6 @@ from driftmend.drivers.redis import RedisPyDriver
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import DriverError
 from driftmend.logs import LogAccumulator
-from driftmend.loop import Controller
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
 from driftmend.spec import Container

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from driftmend.controller import Controller
 from driftmend.drivers.process import ProcessRuntime
-from driftmend.loop import Controller
 from driftmend.model import Outcome, ToolStatus
 from driftmend.spec import Container, LoadResult
 from tests.integration.docker_harness import (
@@ -122,13 +122,15 @@ async def test_a_stop_is_healed_unless_healing_is_paused(engine: Engine, tmp_pat
     async with running(tmp_path / "state", result, resync_period=RESYNC) as controller:
         await eventually(lambda: all_running(controller, app), what="the replica running")
 
-        controller.set_paused(app.key, True, "test")
+        controller.operations.set_paused(app.key, True, "test")
         assert (await call(controller, "container_stop", app)).status is ToolStatus.OK
         paused = await controller.reconcile(app.key)
         assert paused.outcome is Outcome.PAUSED, paused
         assert await running_count(controller, app) == 0  # stays down while paused
 
-        controller.set_paused(app.key, False, "test")  # queues a pass: the policy heals it
+        controller.operations.set_paused(
+            app.key, False, "test"
+        )  # queues a pass: the policy heals it
 
         def healed() -> dict[str, Any] | None:
             fix = controller.store.last_fix(app.key)

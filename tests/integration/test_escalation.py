@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from driftmend.controller import Controller
 from driftmend.errors import PermanentError
-from driftmend.loop import Controller
 from driftmend.model import Plan, PlanStep
 from driftmend.planners.base import PlannerAnswer, PlanRequest
 from driftmend.spec import LoadResult
@@ -169,7 +169,7 @@ async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> No
         assert "waits for an operator's approval" in row["message"]
         assert controller.store.fixes(key=KEY) == []
         [pending] = controller.store.pending_plans(key=KEY)
-        done = await controller.approve_plan(pending["id"], "test-operator")
+        done = await controller.operations.approve_plan(pending["id"], "test-operator")
         assert done.outcome.value == "fixed"
         assert controller.store.pending_plan(pending["id"])["status"] == "executed"
         await until_healthy(controller)
@@ -279,9 +279,9 @@ async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) ->
     tmp, result = web_and(specs, escalating_policy("auto"))
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
-        assert controller.llm_ready
+        assert controller.operations.llm_ready
         await until_healthy(controller)
-        answer = await controller.analyze(KEY, "alice")
+        answer = await controller.operations.analyze(KEY, "alice")
         assert answer["decision"] == "pending" and answer["pending_plan"] is not None
         assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
         assert "an operator (alice) asked" in planner.requests[0].reason
@@ -298,9 +298,9 @@ async def test_analyze_without_a_planner_says_how_to_configure_one(
 ) -> None:
     tmp, result = web_and(specs, escalating_policy("auto"))
     async with started(tmp, result) as controller:
-        assert not controller.llm_ready
+        assert not controller.operations.llm_ready
         with pytest.raises(PermanentError, match="set GEMINI_API_KEY"):
-            await controller.analyze(KEY, "alice")
+            await controller.operations.analyze(KEY, "alice")
 
 
 async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
@@ -312,7 +312,7 @@ async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
         sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
                       "t", "app-crash")  # fmt: skip
         parked = controller.store.add_pending_plan(KEY, sneaky, "test", controller.clock())
-        refused = await controller.approve_plan(parked, "alice")
+        refused = await controller.operations.approve_plan(parked, "alice")
         assert refused.outcome.value == "rejected"
         assert "does not allow this tool" in refused.message
         assert controller.store.fixes(key=KEY) == []
@@ -326,7 +326,7 @@ async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]
         assert fix["dry_run"] and fix["outcome"] == "dry-run"
         assert fix["planned_steps"][0]["tool"] == "container_restart"
         assert fix["steps"] == []  # nothing was called
-        observed = await controller.observe(result.resources[0])
+        observed = await controller.observer.observe(result.resources[0])
         assert observed.get("container.running") is False  # still down
 
 
@@ -393,8 +393,10 @@ async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
         [parked] = controller.store.pending_plans(key=KEY)
         # A worker holds the resource (say, fixing it) while the operator clicks Approve;
         # by the time the approval's turn comes, the app is back.
-        async with controller._lock(KEY):
-            approval = asyncio.create_task(controller.approve_plan(parked["id"], "alice"))
+        async with controller.lock(KEY):
+            approval = asyncio.create_task(
+                controller.operations.approve_plan(parked["id"], "alice")
+            )
             await controller.runtime.restart(web)  # type: ignore[arg-type]
             await eventually(lambda: _healthy(controller, web), what="the app back by other means")
         done = await approval
@@ -406,7 +408,7 @@ async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
 
 
 async def _healthy(controller: Controller, web: Any) -> bool:
-    return (await controller.observe(web)).get("container.healthy") is True
+    return (await controller.observer.observe(web)).get("container.healthy") is True
 
 
 async def test_an_operators_question_is_not_a_shadow_plan(specs: tuple[Path, int]) -> None:
@@ -415,7 +417,7 @@ async def test_an_operators_question_is_not_a_shadow_plan(specs: tuple[Path, int
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await until_healthy(controller)
-        answer = await controller.analyze(KEY, "alice")
+        answer = await controller.operations.analyze(KEY, "alice")
         assert controller.store.llm_interaction(answer["interaction"])["mode"] == "analyze"
         await crash_and_wait(controller, result, health="healthy")
         await finished_fix(controller)  # the rules' fix

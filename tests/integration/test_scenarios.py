@@ -19,7 +19,7 @@ import pytest_asyncio
 from shop.loadgen import run_load
 
 from driftmend.chaos import Stack, inject, revert
-from driftmend.loop import Controller
+from driftmend.controller import Controller
 from driftmend.settings import Settings
 from tests.demo_stack import DemoStack, demo_stack
 from tests.integration.harness import down_all, eventually, load, running
@@ -163,7 +163,7 @@ async def test_pool_exhaustion_then_its_return(demo: tuple[DemoStack, Controller
         "needs-operator"
     )
     assert last_id(controller) == since  # nothing ran before the approval
-    approved = await controller.approve_plan(parked[0]["id"], "test-operator")
+    approved = await controller.operations.approve_plan(parked[0]["id"], "test-operator")
     assert approved.outcome.value == "fixed", approved.message
     fix = await healed(
         controller, "PostgresDatabase/shop-db", "raise-max-connections", since, deadline=90
@@ -247,7 +247,7 @@ async def test_redis_memory_full_climbs_the_ladder(demo: tuple[DemoStack, Contro
     assert [s["tool"] for s in parked[0]["plan"]["steps"]] == ["redis_flush"]
     assert "destructive" in parked[0]["reason"]
     assert last_id(controller) == since  # nothing ran before the approval
-    approved = await controller.approve_plan(parked[0]["id"], "test-operator")
+    approved = await controller.operations.approve_plan(parked[0]["id"], "test-operator")
     assert approved.outcome.value == "fixed", approved.message
     fix = await healed(controller, key, "flush", since)
     assert_recorded(fix, ["redis_flush"])

@@ -39,8 +39,16 @@ from driftmend.dashboard.views import (
 )
 from driftmend.errors import PermanentError
 from driftmend.logs import LogAccumulator
-from driftmend.loop import ReconcileResult
-from driftmend.model import Drift, Health, LogLine, Outcome, Plan, PlanStep, ToolResult
+from driftmend.model import (
+    Drift,
+    Health,
+    LogLine,
+    Outcome,
+    Plan,
+    PlanStep,
+    ReconcileResult,
+    ToolResult,
+)
 from driftmend.settings import Settings
 from driftmend.store import Store
 from tests.services import poll_until

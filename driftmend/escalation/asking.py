@@ -1,11 +1,10 @@
-"""Escalation: ask an LLM planner for a plan when the declared rules cannot fix a drift.
+"""Asking an LLM planner for a plan: the request, the token budgets, the stored exchange.
 
-Stage: *plan* (rules -> LLM) in DESIGN.md. The rules come first; a policy's ``escalate``
-block says when the LLM is asked (no rung applies or the ladder is exhausted, or always),
-which tools it may use, and what becomes of its plan (``auto``, ``approve``, ``shadow``). This
-module builds the request, enforces the token budget, lets the planner run read tools while
-it investigates, and stores every interaction whole. The loop then puts the plan through the
-same guard, act and verify as any other.
+Stage: *plan* (rules -> LLM) in docs/ARCHITECTURE.md. ``Escalator.ask`` builds the request
+(the resource, its drifts and signals, its recent fixes and logs, the tools the policy
+allows), enforces the per-resource and fleet token budgets, lets the planner run read tools
+while it investigates, and stores every interaction whole. What becomes of the plan is
+``escalation.handling``'s business.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftmend.act import ToolInvoker
+from driftmend.escalation.policy import allowed_tools
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
 from driftmend.model import Drift, Observation, Plan, ToolResult
@@ -30,6 +30,7 @@ from driftmend.tools.base import Catalogue, Effect
 log = logging.getLogger("driftmend.escalation")
 
 DAY = 86400.0
+HISTORY_FIXES = 5  # the newest fixes the model sees: enough to spot a loop, few tokens
 
 
 @dataclass(frozen=True)
@@ -43,48 +44,24 @@ class Escalation:
     cost_usd: float = 0.0
 
 
-def escalation_policy(
-    resource: Resource, policies: Sequence[HealingPolicy], drifts: Sequence[Drift] = ()
-) -> HealingPolicy | None:
-    """The policy that escalates for ``resource``: one whose own rule drifted, else the
-    first (by name) that selects it and declares ``escalate``."""
-    candidates = [
-        p
-        for p in sorted(policies, key=lambda p: p.name)
-        if p.spec.escalate is not None and not p.spec.paused and p.selects(resource)
-    ]
-    drifted = {d.policy for d in drifts if d.policy}
-    return next((p for p in candidates if p.name in drifted), None) or next(iter(candidates), None)
+def prompt_history(fix: Mapping[str, Any]) -> dict[str, Any]:
+    """One earlier fix as the prompt shows it: when, by what, which tools, how it ended.
 
-
-def allowed_tools(policy: HealingPolicy, catalogue: Catalogue, kind: str) -> frozenset[str]:
-    """The LLM's allowlist: ``escalate.allowedTools``, else the rules' tools plus read tools."""
-    esc = policy.spec.escalate
-    assert esc is not None
-    if esc.allowed_tools:
-        return frozenset(esc.allowed_tools)
-    reads = {t.name for t in catalogue.for_kind(kind) if t.effect is Effect.READ}
-    return frozenset(policy.spec.allowed_tools() | reads)
-
-
-def shadow_agreement(shadow: Plan, ran: Plan, catalogue: Catalogue) -> str:
-    """``agrees`` when a shadow plan would have changed the same things as the plan that was
-    run instead (the same write tools on the same resources, in any order), else ``differs``.
-
-    Read steps are left out: they investigate and change nothing. Parameters are left out
-    too: a planner that restarts the right container has understood the failure, even if
-    it would have asked for a longer grace period. Pure.
+    ``planners.prompt`` prints ``detected_at`` as the time and the plan's steps as the
+    tools: a fix handed over without them reads to the model as a timeless, empty attempt.
     """
-
-    def writes(plan: Plan) -> list[tuple[str, str]]:
-        def is_read(name: str) -> bool:
-            tool = catalogue.get(name)
-            return tool is not None and tool.effect is Effect.READ
-
-        return sorted((s.tool, s.target) for s in plan.steps if not is_read(s.tool))
-
-    mine = writes(shadow)
-    return "agrees" if mine and mine == writes(ran) else "differs"
+    plan = fix.get("plan") or {}
+    return {
+        "detected_at": fix.get("detected_at"),
+        "source": fix.get("source"),
+        "rule": fix.get("rule"),
+        "steps": [
+            {"tool": s.get("tool"), "target": s.get("target")} for s in plan.get("steps") or ()
+        ],
+        "root_cause": fix.get("root_cause"),
+        "outcome": fix.get("outcome") or fix.get("status"),
+        "message": fix.get("message"),
+    }
 
 
 class Escalator:
@@ -173,8 +150,7 @@ class Escalator:
             return result
 
         history = tuple(
-            {k: f.get(k) for k in ("source", "rule", "root_cause", "outcome", "message")}
-            for f in self.store.fixes(key=resource.key, limit=5)
+            prompt_history(f) for f in self.store.fixes(key=resource.key, limit=HISTORY_FIXES)
         )
         request = PlanRequest(
             resource=resource,

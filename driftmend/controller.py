@@ -1,0 +1,246 @@
+"""The controller: desired state, events, the work queue, workers and resync.
+
+Stage: the manager of docs/ARCHITECTURE.md, as controller-runtime's manager or kopf's
+operator. It takes a new desired state from a spec source (``apply``), turns runtime events
+and the resync ticker into keys on the queue, and runs workers that hand each key to the
+``Reconciler`` under the resource's lock. It wires the parts together (observer, admission,
+executor, escalation, operations) and owns nothing else: every decision about a resource is
+the reconciler's, every operator action is ``operations``'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from driftmend.act import DirectInvoker, ToolInvoker
+from driftmend.admission import Admission
+from driftmend.desired import DesiredState
+from driftmend.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
+from driftmend.escalation.asking import Escalator
+from driftmend.escalation.handling import EscalationHandler
+from driftmend.execution import Executor
+from driftmend.guard import ToolFacts
+from driftmend.logs import LogAccumulator
+from driftmend.metrics import Metrics
+from driftmend.model import ReconcileResult
+from driftmend.observer import Observer
+from driftmend.operations import Operations
+from driftmend.planners.base import Planner
+from driftmend.queue import WorkQueue
+from driftmend.reconciler import Reconciler
+from driftmend.settings import Settings
+from driftmend.spec import HealingPolicy, LoadResult, Resource
+from driftmend.store import Store
+from driftmend.tools.base import Catalogue, ToolContext
+from driftmend.tools.catalogue import tool_facts
+
+log = logging.getLogger("driftmend.controller")
+
+__all__ = ["Controller"]
+
+
+class Controller:
+    """Owns the desired state, the queue and the workers; everything with I/O is passed in."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        runtime: ContainerRuntime,
+        postgres: PostgresDriver,
+        redis: RedisDriver,
+        logs: LogAccumulator,
+        store: Store,
+        metrics: Metrics,
+        catalogue: Catalogue,
+        invoker: ToolInvoker | None = None,
+        planners: Mapping[str, Planner] | None = None,
+        unconfigured_planners: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.postgres = postgres
+        self.redis = redis
+        self.logs = logs
+        self.store = store
+        self.metrics = metrics
+        self.catalogue = catalogue
+        self.clock = clock
+        self.desired = DesiredState()
+        self.tool_context = ToolContext(runtime, postgres, redis, logs, self.desired.resources)
+        self.invoker: ToolInvoker = invoker or DirectInvoker(catalogue, self.tool_context)
+        self.queue = WorkQueue(backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._busy = 0
+        # One pass at a time per resource: workers are kept apart by the queue, but operator
+        # actions (Fix now, approve) come from the dashboard and must wait their turn.
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.observer = Observer(
+            desired=self.desired, runtime=runtime, postgres=postgres, redis=redis, logs=logs,
+            tool_context=self.tool_context,
+        )  # fmt: skip
+        self.escalator = Escalator(
+            planners=planners or {},
+            unconfigured=unconfigured_planners,
+            store=store,
+            metrics=metrics,
+            catalogue=catalogue,
+            invoker=lambda: self.invoker,
+            logs=logs,
+            clock=clock,
+            tokens_per_day=settings.llm_tokens_per_day,
+            deadline=settings.llm_deadline,
+        )
+        admission = Admission(
+            store=store, metrics=metrics, tool_facts=self.tool_facts, dry_run=settings.dry_run
+        )
+        executor = Executor(
+            desired=self.desired, store=store, metrics=metrics, observer=self.observer,
+            catalogue=catalogue, invoker=lambda: self.invoker, clock=clock,
+            after_fix=self._after_fix,
+        )  # fmt: skip
+        escalation = EscalationHandler(
+            store=store, escalator=self.escalator, admission=admission, executor=executor,
+            history=lambda key: self.reconciler.history(key),
+        )  # fmt: skip
+        self.reconciler = Reconciler(
+            desired=self.desired, runtime=runtime, observer=self.observer, store=store,
+            metrics=metrics, admission=admission, executor=executor, escalation=escalation,
+            backoff=self.queue, resync_period=settings.resync_period, clock=clock,
+        )  # fmt: skip
+        self.operations = Operations(
+            desired=self.desired, store=store, queue=self.queue, reconciler=self.reconciler,
+            reconcile=self.reconcile, lock=self.lock, observer=self.observer,
+            admission=admission, executor=executor, escalation=escalation, catalogue=catalogue,
+            logs=logs, clock=clock,
+        )  # fmt: skip
+        self.runtime.set_event_sink(self.on_event)
+
+    @property
+    def resources(self) -> dict[str, Resource]:
+        """The declared resources by key (the live map: apply updates it in place)."""
+        return self.desired.resources
+
+    @property
+    def policies(self) -> list[HealingPolicy]:
+        """The healing policies in force."""
+        return self.desired.policies
+
+    # --- desired state and events --------------------------------------------------------
+
+    def apply(self, result: LoadResult) -> None:
+        """Take a new desired state from a spec source; queue what changed or went away."""
+        new = {r.key: r for r in result.resources}
+        resources = self.desired.resources
+        for key in set(resources) - set(new):
+            log.info("resource removed: %s", key)
+            resources.pop(key, None)
+            self.queue.discard(key)
+            self.reconciler.forget(key)
+            self.store.remove_resource(key)
+            self.metrics.forget(key)
+        resources.update(new)
+        self.desired.policies[:] = list(result.policies)
+        for key in resources:
+            self.queue.add(key)
+
+    def on_event(self, key: str, reason: str) -> None:
+        """A runtime saw something (an exit, a health change): reconcile now, and dependents."""
+        self.reconciler.event_at[key] = self.clock()
+        log.info("event %s on %s", reason, key)
+        self.queue.add(key)
+        for dep in self.observer.dependents(key):
+            self.queue.add(dep)
+
+    def tool_facts(self) -> Mapping[str, ToolFacts]:
+        """What the guard knows of every tool: the catalogue's, plus external MCP tools."""
+        external = getattr(self.invoker, "tool_facts", None)
+        return dict(external()) if callable(external) else dict(tool_facts(self.catalogue))
+
+    def lock(self, key: str) -> asyncio.Lock:
+        """The lock one pass or operator action on ``key`` holds."""
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
+        """One pass over ``key`` under its lock (see ``Reconciler.reconcile``). Never raises."""
+        async with self.lock(key):
+            return await self.reconciler.reconcile(key, by_operator=by_operator)
+
+    async def reconcile_all(self) -> list[ReconcileResult]:
+        """Reconcile every declared resource once, in order (``run --once``)."""
+        return [await self.reconcile(key) for key in sorted(self.desired.resources)]
+
+    def _after_fix(self, key: str, fixed: bool) -> None:
+        # A fix ends the diff's timing of the old fault; a good one ends the backoff too.
+        self.reconciler.memory.pop(key, None)
+        if fixed:
+            self.queue.forget(key)
+
+    # --- running -------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            if key is None:
+                return
+            self._busy += 1
+            self.metrics.set_workers_busy(self._busy)
+            requeue: float | None = 5.0
+            try:
+                requeue = (await self.reconcile(key)).requeue_after
+            except Exception:  # the store itself failing: keep the worker, try again later
+                log.exception("reconcile of %s failed outside its pass", key)
+            finally:
+                self._busy -= 1
+                self.metrics.set_workers_busy(self._busy)
+                self.queue.done(key)
+                self.metrics.set_queue_depth(len(self.queue))
+            if requeue is not None:
+                self.queue.add(key, requeue)
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_period)
+            for key in list(self.desired.resources):
+                self.queue.add(key)
+
+    async def start(self) -> None:
+        """Start the runtime watchers, the log reader, the resync ticker and the workers."""
+        interrupted = self.store.mark_interrupted(self.clock())
+        if interrupted:
+            log.warning(
+                "%d fix(es) were interrupted by a previous shutdown; see `driftmend get`",
+                interrupted,
+            )
+        await self.runtime.start()
+        discover = getattr(self.invoker, "discover", None)
+        if callable(discover):  # external MCP servers: their tools join the guard's facts
+            for server, status in (await discover()).items():
+                log.info("external MCP server %s: %s", server, status)
+        log.info("%s", self.escalator.describe())
+        self._tasks.append(
+            asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs")
+        )
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        for i in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
+
+    async def stop(self) -> None:
+        """Stop workers and watchers; the supervised processes keep running."""
+        self.queue.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.runtime.close()
+        await self.escalator.close()
+        await self.postgres.close()
+        await self.redis.close()

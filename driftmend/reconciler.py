@@ -1,0 +1,314 @@
+"""The reconciler: one level-triggered pass over one resource, ``reconcile(key) -> result``.
+
+Stage: the middle of docs/ARCHITECTURE.md's data flow. A pass reads what it needs once (the
+spec, an observation, the diff, the resource's flags, its fix history, its host), decides in
+pure code (``decision.triage``, ``decision.after_guard``), carries out the one step decided
+(escalate, park, dry-run, execute), and writes its outcome once at the end, with the time
+the pass took. It reads the world afresh every time, so a lost event costs latency, never
+correctness. Queueing, workers and resync are the controller's (``controller.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from driftmend.admission import Admission
+from driftmend.decision import (
+    HEALTH_OF,
+    DryRun,
+    Escalate,
+    Execute,
+    Park,
+    PassFacts,
+    Settle,
+    after_guard,
+    policy_named,
+    triage,
+)
+from driftmend.desired import DesiredState
+from driftmend.diff import diff
+from driftmend.drivers.base import ContainerRuntime
+from driftmend.errors import PermanentError, TemporaryError
+from driftmend.escalation.handling import EscalationHandler
+from driftmend.execution import Executor
+from driftmend.metrics import Metrics
+from driftmend.model import (
+    Drift,
+    FixAttempt,
+    LlmDecision,
+    Observation,
+    Outcome,
+    PendingStatus,
+    ReconcileResult,
+)
+from driftmend.observer import Observer
+from driftmend.planners.rules import root_cause
+from driftmend.spec import Container, Resource
+from driftmend.store import Store
+
+log = logging.getLogger("driftmend.reconciler")
+
+__all__ = ["Backoff", "Reconciler"]
+
+HISTORY_LIMIT = 200  # enough fixes for any attempts window; a pass reads no more
+
+
+class Backoff(Protocol):
+    """The queue's side of a failed fix (``WorkQueue`` is one): count it, or forget them."""
+
+    def add_rate_limited(self, key: str) -> float:
+        """Count one more failure of ``key``; returns the delay before it is looked at."""
+
+    def forget(self, key: str) -> None:
+        """End ``key``'s backoff."""
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """What a pass decided, for the one write at its end."""
+
+    outcome: Outcome
+    message: str
+    requeue_after: float | None = None
+    drifts: Sequence[Drift] = ()
+    fix_id: int | None = None
+
+
+class Reconciler:
+    """Runs passes; holds the diff's memory of conditions that are timing their ``for``."""
+
+    def __init__(
+        self,
+        *,
+        desired: DesiredState,
+        runtime: ContainerRuntime,
+        observer: Observer,
+        store: Store,
+        metrics: Metrics,
+        admission: Admission,
+        executor: Executor,
+        escalation: EscalationHandler,
+        backoff: Backoff,
+        resync_period: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._desired = desired
+        self._runtime = runtime
+        self._observer = observer
+        self._store = store
+        self._metrics = metrics
+        self._admission = admission
+        self._executor = executor
+        self._escalation = escalation
+        self._backoff = backoff
+        self._resync = resync_period
+        self._clock = clock
+        self.memory: dict[str, Mapping[str, float]] = {}
+        self.event_at: dict[str, float] = {}
+
+    def history(self, key: str) -> list[FixAttempt]:
+        """Earlier fixes of ``key``, as the planners and the guard see them."""
+        return [
+            FixAttempt(
+                key=key,
+                started_at=float(f["detected_at"]),
+                outcome=str(f["outcome"]),
+                policy=f.get("policy"),
+                rule=f.get("rule"),
+                source=str(f.get("source") or "rules"),
+            )
+            for f in self._store.fixes(key=key, limit=HISTORY_LIMIT)
+            if not f.get("dry_run")
+        ]
+
+    def forget(self, key: str) -> None:
+        """Drop what the reconciler remembers of ``key`` (removed, or fixed)."""
+        self.memory.pop(key, None)
+        self.event_at.pop(key, None)
+
+    async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
+        """One pass over one resource: observe, diff, maybe fix. Never raises.
+
+        ``by_operator`` is an operator's Fix now: the pass runs the ladder even while
+        healing of the resource is paused (the pause stays for every other pass). The
+        caller holds the resource's lock.
+        """
+        resource = self._desired.resources.get(key)
+        if resource is None:
+            return ReconcileResult(key, Outcome.IN_SYNC, "not declared")
+        started = self._clock()
+        t0 = time.monotonic()
+        obs: Observation | None = None
+        try:
+            obs, ended = await self._pass(resource, by_operator=by_operator)
+        except TemporaryError as exc:
+            ended = _Ended(Outcome.ERROR, str(exc), exc.delay)
+        except PermanentError as exc:
+            ended = _Ended(Outcome.ERROR, str(exc))
+        except Exception as exc:
+            log.exception("bug while reconciling %s", key)
+            ended = _Ended(Outcome.ERROR, f"internal error: {type(exc).__name__}: {exc}", 5.0)
+        duration = time.monotonic() - t0
+        self._metrics.observe_reconcile(resource.kind, ended.outcome.value, duration)
+        self._write(resource, ended, obs, started, duration)
+        return ReconcileResult(key, ended.outcome, ended.message, ended.requeue_after, ended.fix_id)
+
+    # --- the pass: read, decide, act -----------------------------------------------------
+
+    async def _pass(self, resource: Resource, *, by_operator: bool) -> tuple[Observation, _Ended]:
+        key = resource.key
+        if isinstance(resource, Container):
+            for line in await self._runtime.ensure(resource):
+                log.info("%s", line)
+                self._store.record_action(
+                    key, "provision", "controller", {"message": line}, self._clock()
+                )
+        # An event (an exit seen by the runtime) dates the fault better than the observation
+        # that follows it; it only speaks for the pass right after it.
+        event_at = self.event_at.pop(key, None)
+        obs = await self._observer.observe(resource)
+        result = diff(resource, self._desired.policies, obs, self.memory.get(key))
+        self.memory[key] = result.pending
+        self._metrics.set_signals(key, obs.signals)
+        self._store.record_signals(key, obs.at, obs.signals)
+        if result.in_sync:
+            self._in_sync(key, obs.at)
+            return obs, _Ended(Outcome.IN_SYNC, "in sync")
+
+        for drift in result.drifts:
+            self._metrics.drift_detected(resource.kind, drift.signal)
+        row = self._store.resource(key) or {}
+        facts = PassFacts(
+            resource=resource,
+            policies=tuple(self._desired.policies),
+            result=result,
+            history=self.history(key),
+            now=self._clock(),
+            paused=bool(row.get("paused")),
+            needs_operator=(
+                str(row.get("needs_operator_reason") or "needs an operator")
+                if row.get("needs_operator")
+                else None
+            ),
+            host_down=await self._observer.host_down(resource),
+            by_operator=by_operator,
+        )
+        return obs, await self._carry_out(facts, obs, event_at)
+
+    async def _carry_out(
+        self, facts: PassFacts, obs: Observation, event_at: float | None
+    ) -> _Ended:
+        resource, drifts, now = facts.resource, facts.result.drifts, facts.now
+        step = triage(facts)
+        if isinstance(step, Escalate):
+            escalated = await self._escalation.handle(
+                resource, step.policy, drifts, obs, step.why, now, event_at,
+                record_only=step.record_only,
+            )  # fmt: skip
+            if step.then is None:
+                return _Ended(
+                    escalated.outcome, escalated.message, escalated.requeue_after, drifts,
+                    escalated.fix_id,
+                )  # fmt: skip
+            step = step.then
+        if isinstance(step, Settle):
+            if step.flag_operator is not None:
+                self._store.set_needs_operator(resource.key, step.flag_operator)
+                log.warning("%s needs an operator: %s", resource.key, step.flag_operator)
+            return _Ended(step.outcome, step.message, step.requeue_after, drifts)
+
+        plan = step.plan
+        policy = policy_named(resource, facts.policies, plan.policy)
+        verdict = self._admission.admit(plan, resource, policy, facts.history, now)
+        fault_at = min([d.since for d in plan.drifts] + ([event_at] if event_at else []))
+        cause = root_cause(plan.drifts)
+        then = after_guard(verdict)
+        if isinstance(then, DryRun):
+            fix_id = self._store.begin_fix(
+                resource.key, plan, obs.signals, fault_at, now, cause, dry_run=True
+            )
+            self._store.finish_fix(
+                fix_id, Outcome.DRY_RUN, False, obs.signals, now, None, then.reason
+            )
+            return _Ended(Outcome.DRY_RUN, then.reason, self._resync, drifts)
+        if isinstance(then, Park):
+            parked = self._store.pending_plans(key=resource.key)
+            if not any(
+                p["plan"].get("policy") == plan.policy and p["plan"].get("rule") == plan.rule
+                for p in parked
+            ):
+                self._store.add_pending_plan(resource.key, plan, verdict.reason, now)
+            self._store.set_needs_operator(resource.key, then.reason)
+            return _Ended(Outcome.NEEDS_OPERATOR, then.reason, None, drifts)
+        if isinstance(then, Settle):
+            return _Ended(then.outcome, then.message, then.requeue_after, drifts)
+        assert isinstance(then, Execute)
+        run = await self._executor.execute(resource, plan, obs, fault_at, now)
+        if run.outcome is Outcome.FIXED:
+            return _Ended(Outcome.FIXED, f"fixed: {cause}", 0.5, drifts, run.fix_id)
+        # Events and resyncs keep coming; the queue holds them off until the backoff passed.
+        delay = self._backoff.add_rate_limited(resource.key)
+        log.warning(
+            "fix %d of %s failed (%s); next look in %.1fs", run.fix_id, resource.key,
+            run.message, delay,
+        )  # fmt: skip
+        return _Ended(Outcome.FAILED, run.message, delay, drifts, run.fix_id)
+
+    def _in_sync(self, key: str, at: float) -> None:
+        """Back in sync: end the backoff, clear the operator flag, supersede parked plans.
+
+        A plan proposed for an incident that is over must not be approved later; one an
+        operator asked for waits for them.
+        """
+        self._backoff.forget(key)
+        if self._store.needs_operator(key):
+            self._store.set_needs_operator(key, None)
+        for stale in self._store.pending_plans(key=key):
+            if stale.get("origin") == "asked":
+                continue
+            if self._store.set_pending_status(
+                stale["id"], PendingStatus.SUPERSEDED, "controller", at,
+                expected=PendingStatus.PENDING,
+            ):  # fmt: skip
+                self._escalation.plan_decided(
+                    stale["id"], LlmDecision.SUPERSEDED, "the drift is over"
+                )
+
+    # --- the one write at the end --------------------------------------------------------
+
+    def _write(
+        self,
+        resource: Resource,
+        ended: _Ended,
+        obs: Observation | None,
+        started: float,
+        duration: float,
+    ) -> None:
+        """Record how the pass ended: the resource's row, and one reconciliation row for a
+        pass that found something (a counter for the quiet ones)."""
+        key = resource.key
+        if obs is None:  # the pass broke before it could observe: record the error alone
+            self._store.record_reconciliation(
+                key, resource.kind, started, duration, ended.outcome, [], {}, ended.message
+            )
+            return
+        if self._desired.resources.get(key) is not resource:
+            # Removed or changed while this pass ran: the next pass (if any) speaks for it.
+            return
+        health = HEALTH_OF[ended.outcome]
+        spec_json = resource.model_dump(mode="json", by_alias=True)
+        self._store.upsert_resource(
+            key, resource.kind, spec_json, health, obs.signals, obs.at, ended.message
+        )
+        self._metrics.set_health(key, resource.kind, health)
+        if ended.drifts or ended.outcome is not Outcome.IN_SYNC:
+            self._store.record_reconciliation(
+                key, resource.kind, obs.at, duration, ended.outcome, list(ended.drifts),
+                obs.signals,
+            )  # fmt: skip
+        else:
+            self._store.count_reconciliation(key, ended.outcome, obs.at)
