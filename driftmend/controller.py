@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from driftmend.act import DirectInvoker, ToolInvoker
@@ -45,7 +45,11 @@ __all__ = ["Controller"]
 
 
 class Controller:
-    """Owns the desired state, the queue and the workers; everything with I/O is passed in."""
+    """Owns the desired state, the queue and the workers; everything with I/O is passed in.
+
+    ``clock`` and ``sleep`` are the time the passes see (verification polls with them), so
+    unit tests run a whole fix, verification timeout included, without waiting.
+    """
 
     def __init__(
         self,
@@ -62,6 +66,7 @@ class Controller:
         planners: Mapping[str, Planner] | None = None,
         unconfigured_planners: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -103,7 +108,7 @@ class Controller:
         executor = Executor(
             desired=self.desired, store=store, metrics=metrics, observer=self.observer,
             catalogue=catalogue, invoker=lambda: self.invoker, clock=clock,
-            after_fix=self._after_fix,
+            after_fix=self._after_fix, sleep=sleep,
         )  # fmt: skip
         escalation = EscalationHandler(
             store=store, escalator=self.escalator, admission=admission, executor=executor,

@@ -1,0 +1,284 @@
+"""Every outcome of a reconcile pass, on a controller whose drivers, planner and time are fakes.
+
+The controller, reconciler, escalation, guard, act, verify and store are the real ones (the
+store on a temporary SQLite file); the container runtime, the datastores and the LLM are
+the fakes of ``controller_fakes``. Integration tests cover the same paths on real servers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftmend.model import Outcome
+from driftmend.planners.prompt import build_prompt
+from tests.unit.controller_fakes import FakePlanner, Rig, rig
+from tests.unit.factories import container, policy
+
+KEY = "Container/shop"
+
+
+def escalating(mode: str, when: str = "always", **spec: Any) -> Any:
+    """The default restart policy with an ``escalate`` block."""
+    return policy(escalate={"planner": "gemini", "mode": mode, "when": when}, **spec)
+
+
+def crash(r: Rig) -> None:
+    r.runtime.running["shop"] = False
+
+
+async def test_a_resource_that_matches_its_spec_is_in_sync(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.IN_SYNC
+    assert r.store.resource(KEY)["health"] == "healthy"
+    assert r.store.reconciliations(KEY) == []  # a quiet pass is only counted
+    assert r.runtime.restarts == []
+
+
+async def test_an_undeclared_key_is_in_sync_and_touches_nothing(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    result = await r.controller.reconcile("Container/ghost")
+    assert (result.outcome, result.message) == (Outcome.IN_SYNC, "not declared")
+    assert r.store.resource("Container/ghost") is None
+
+
+async def test_a_crash_is_fixed_by_the_rule_and_verified(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.FIXED and result.fix_id is not None
+    assert r.runtime.restarts == ["shop"]
+    fix = r.store.fix(result.fix_id)
+    assert fix is not None and fix["outcome"] == "fixed" and fix["verified"] is True
+    assert [s["tool"] for s in fix["steps"]] == ["container_restart"]
+    assert r.store.resource(KEY)["health"] == "healthy"
+
+
+async def test_the_recorded_pass_says_how_long_it_took(tmp_path: Path) -> None:
+    # The Took column: a pass that found something used to be recorded with 0.0 seconds.
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    crash(r)
+    await r.controller.reconcile(KEY)
+    [row] = r.store.reconciliations(KEY)
+    assert row["outcome"] == "fixed"
+    assert row["duration_s"] > 0
+
+
+async def test_a_fix_that_does_not_hold_fails_and_backs_off(tmp_path: Path) -> None:
+    r = rig(tmp_path, backoff_base=2.0, backoff_cap=60.0)
+    r.apply([container()], [policy()])
+    crash(r)
+    r.runtime.stuck.add("shop")
+    first = await r.controller.reconcile(KEY)
+    assert first.outcome is Outcome.FAILED
+    assert first.requeue_after is not None and 2.0 <= first.requeue_after <= 2.2
+    assert r.controller.queue.failures(KEY) == 1
+    assert r.controller.queue.held_back(KEY) > 1.0
+    fix = r.store.fix(first.fix_id or 0)
+    assert fix is not None and fix["outcome"] == "failed" and fix["verified"] is False
+    assert r.store.resource(KEY)["health"] == "drifting"
+    r.clock.advance(120)  # past the rule's cooldown
+    second = await r.controller.reconcile(KEY)
+    assert second.outcome is Outcome.FAILED
+    assert second.requeue_after is not None and 4.0 <= second.requeue_after <= 4.4
+
+
+async def test_a_fix_that_holds_ends_the_backoff(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    crash(r)
+    r.runtime.stuck.add("shop")
+    await r.controller.reconcile(KEY)
+    assert r.controller.queue.failures(KEY) == 1
+    r.runtime.stuck.clear()
+    r.clock.advance(120)
+    assert (await r.controller.reconcile(KEY)).outcome is Outcome.FIXED
+    assert r.controller.queue.failures(KEY) == 0
+    assert r.controller.queue.held_back(KEY) == 0.0
+
+
+async def test_an_exhausted_ladder_needs_an_operator_and_says_so(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])  # attempts: at most 2 in 5 minutes
+    crash(r)
+    r.runtime.stuck.add("shop")
+    outcomes = []
+    for _ in range(4):
+        outcomes.append((await r.controller.reconcile(KEY)).outcome)
+        r.clock.advance(30)
+    assert outcomes.count(Outcome.FAILED) == 2
+    assert outcomes[-1] is Outcome.NEEDS_OPERATOR
+    row = r.store.resource(KEY)
+    assert row["needs_operator"] is True and row["health"] == "needs-operator"
+    assert len(r.runtime.restarts) == 2  # nothing more ran once the ladder was spent
+
+
+async def test_a_paused_resource_is_observed_not_healed_until_an_operator_asks(
+    tmp_path: Path,
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    await r.controller.reconcile(KEY)
+    r.controller.operations.set_paused(KEY, True, "alice")
+    crash(r)
+    assert (await r.controller.reconcile(KEY)).outcome is Outcome.PAUSED
+    assert r.runtime.restarts == []
+    fixed = await r.controller.operations.trigger_fix(KEY, "alice")
+    assert fixed.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
+    assert r.store.resource(KEY)["paused"] is True  # Fix now does not lift the pause
+    assert [a["action"] for a in r.store.actions()][:2] == ["fix", "pause"]
+
+
+async def test_dry_run_records_the_plan_and_runs_nothing(tmp_path: Path) -> None:
+    r = rig(tmp_path, dry_run=True)
+    r.apply([container()], [policy()])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.DRY_RUN
+    assert r.runtime.restarts == []
+    [fix] = r.store.fixes(key=KEY)
+    assert fix["dry_run"] is True and fix["outcome"] == "dry-run"
+
+
+async def test_a_plan_that_needs_approval_is_parked_once_then_runs_when_approved(
+    tmp_path: Path,
+) -> None:
+    r = rig(tmp_path)
+    rules = [
+        {
+            "name": "restart",
+            "when": [{"signal": "container.running", "operator": "==", "value": False}],
+            "do": [{"tool": "container_restart"}],
+            "approval": "operator",
+        }
+    ]
+    r.apply([container()], [policy(rules=rules)])
+    crash(r)
+    for _ in range(2):
+        result = await r.controller.reconcile(KEY)
+        assert result.outcome is Outcome.NEEDS_OPERATOR
+        assert "awaiting an operator's approval" in result.message
+    [parked] = r.store.pending_plans(key=KEY)
+    assert r.runtime.restarts == []
+    approved = await r.controller.operations.approve_plan(parked["id"], "alice")
+    assert approved.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
+    assert r.store.pending_plan(parked["id"])["status"] == "executed"
+
+
+async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    rules = [
+        {
+            "name": "restart",
+            "when": [{"signal": "container.running", "operator": "==", "value": False}],
+            "do": [{"tool": "container_restart"}],
+            "approval": "operator",
+        }
+    ]
+    r.apply([container()], [policy(rules=rules)])
+    crash(r)
+    await r.controller.reconcile(KEY)
+    [parked] = r.store.pending_plans(key=KEY)
+    r.runtime.running["shop"] = True  # it came back by itself
+    assert (await r.controller.reconcile(KEY)).outcome is Outcome.IN_SYNC
+    assert r.store.pending_plan(parked["id"])["status"] == "superseded"
+    assert r.store.resource(KEY)["needs_operator"] is False
+
+
+async def test_a_driver_error_ends_the_pass_as_error_and_is_recorded(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    r.runtime.fail_observe = "the engine is restarting"
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.ERROR and result.requeue_after == 2.0
+    [row] = r.store.reconciliations(KEY)
+    assert row["outcome"] == "error" and row["error"] == "the engine is restarting"
+
+
+# --- escalation --------------------------------------------------------------------------
+
+
+async def test_auto_escalation_runs_the_admitted_llm_plan(tmp_path: Path) -> None:
+    planner = FakePlanner(steps=["container_restart"])
+    r = rig(tmp_path, planner=planner)
+    r.apply([container()], [escalating("auto")])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.FIXED and result.message == "fixed by the gemini plan"
+    assert len(planner.requests) == 1 and r.runtime.restarts == ["shop"]
+    [asked] = r.store.llm_interactions(KEY)
+    assert asked["decision"] == "admitted" and asked["fix_id"] == result.fix_id
+
+
+async def test_approve_escalation_parks_the_llm_plan_for_an_operator(tmp_path: Path) -> None:
+    r = rig(tmp_path, planner=FakePlanner(steps=["container_restart"]))
+    r.apply([container()], [escalating("approve")])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.NEEDS_OPERATOR
+    assert r.runtime.restarts == []
+    [parked] = r.store.pending_plans(key=KEY)
+    [asked] = r.store.llm_interactions(KEY)
+    assert asked["decision"] == "pending" and asked["pending_plan_id"] == parked["id"]
+
+
+async def test_shadow_escalation_beside_a_rule_records_and_judges_the_llm_plan(
+    tmp_path: Path,
+) -> None:
+    planner = FakePlanner(steps=["container_restart"])
+    r = rig(tmp_path, planner=planner)
+    r.apply([container()], [escalating("shadow")])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.FIXED  # the rule ran; the LLM only watched
+    assert r.runtime.restarts == ["shop"]
+    [asked] = r.store.llm_interactions(KEY)
+    assert asked["decision"] == "shadow" and asked["agreement"] == "agrees"
+
+
+async def test_an_llm_with_no_plan_hands_the_resource_to_an_operator(tmp_path: Path) -> None:
+    r = rig(tmp_path, planner=FakePlanner(steps=()))
+    r.apply([container()], [escalating("auto")])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.NEEDS_OPERATOR
+    assert "proposed no plan" in result.message
+    assert r.store.llm_interactions(KEY)[0]["decision"] == "no-plan"
+    assert r.store.resource(KEY)["needs_operator"] is True
+
+
+async def test_an_llm_plan_outside_its_allowlist_is_refused(tmp_path: Path) -> None:
+    r = rig(tmp_path, planner=FakePlanner(steps=["container_scale"]))
+    r.apply([container()], [escalating("auto")])
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.NEEDS_OPERATOR
+    assert "rejected by the guard" in result.message
+    assert r.store.llm_interactions(KEY)[0]["decision"] == "rejected"
+    assert r.runtime.restarts == []
+
+
+async def test_the_llm_sees_earlier_fixes_with_their_time_and_tools(tmp_path: Path) -> None:
+    # The history handed to the model used to leave out detected_at and the steps, so the
+    # prompt showed earlier fixes with no time and no tools.
+    planner = FakePlanner(steps=())
+    r = rig(tmp_path, planner=planner)
+    r.apply([container()], [policy()])
+    crash(r)
+    assert (await r.controller.reconcile(KEY)).outcome is Outcome.FIXED
+    r.apply([container()], [escalating("auto")])
+    crash(r)
+    r.clock.advance(600)
+    await r.controller.reconcile(KEY)
+    [request] = planner.requests
+    [earlier] = request.history
+    assert earlier["detected_at"] == pytest.approx(1_000_000.0)
+    user = build_prompt(request).user
+    assert "1970-01-12 13:46:40 UTC" in user
+    assert "ran container_restart" in user
