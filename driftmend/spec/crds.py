@@ -2,7 +2,8 @@
 
 Stage: *spec sources* (docs/ARCHITECTURE.md). The models are the single source of truth:
 ``driftmend crds --write crds`` (``make crds``) writes these, and a unit test fails when the
-checked-in files are stale. Nothing in driftmend serves them to a cluster yet.
+checked-in files are stale. driftmend itself reads specs from files only; the CRDs let a
+Kubernetes API server (and ``jsonschema`` in the tests) accept what the models accept.
 """
 
 from __future__ import annotations

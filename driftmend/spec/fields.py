@@ -29,7 +29,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 # Durations and sizes are int-or-string in the CRDs, as in Kubernetes' own types: a string
 # matching the pattern, or a bare whole number (seconds, bytes). The parsers in
-# ``quantities`` accept exactly that, so the API server and ``driftmend validate`` agree.
+# ``quantities`` accept exactly that, so the generated CRDs and ``driftmend validate`` agree.
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
