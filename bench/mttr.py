@@ -37,9 +37,9 @@ import psutil
 
 from driftmend.chaos import Stack, inject, revert
 from driftmend.settings import Settings
-from driftmend.spec import Container
+from driftmend.spec import Container, load_paths
 from driftmend.tools.catalogue import default_catalogue
-from driftmend.validate import load_and_check
+from driftmend.validate import tool_check
 from tests.demo_stack import REPO, DemoStack, demo_stack
 from tests.services import free_port
 
@@ -171,7 +171,7 @@ async def trial(
 
 async def baseline_app_crash(stack: DemoStack, trials: int, interval: float = 5.0) -> Series:
     """A plain supervisor: poll every ``interval`` seconds, restart on exit; no health check."""
-    result = load_and_check([stack.specs], default_catalogue())
+    result = load_paths([stack.specs], tool_check(default_catalogue()))
     app = next(r for r in result.resources if isinstance(r, Container) and r.name == "shop")
     port = free_port()
     assert app.spec.process is not None
@@ -220,7 +220,7 @@ async def run(trials: int, scenarios: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"scenarios": {}, "controller": {}}
     peak, cpu_s, wall = 0, 0.0, 0.0
     try:
-        result = load_and_check([stack.specs], default_catalogue())
+        result = load_paths([stack.specs], tool_check(default_catalogue()))
         chaos = Stack.of(result.resources)
         n = 0
         for scenario in scenarios:

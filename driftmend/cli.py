@@ -95,10 +95,11 @@ def _seconds(text: str) -> float:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``driftmend validate PATH...``: one line per problem; exit 1 on any error."""
+    from driftmend.spec import load_paths
     from driftmend.tools.catalogue import default_catalogue
-    from driftmend.validate import load_and_check
+    from driftmend.validate import tool_check
 
-    result = load_and_check(args.paths, default_catalogue())
+    result = load_paths(args.paths, tool_check(default_catalogue()))
     for issue in result.issues:
         print(issue, file=sys.stderr if issue.severity == "error" else sys.stdout)
     if result.errors:

@@ -285,8 +285,9 @@ async def run_eval(
 ) -> EvalReport:
     """Evaluate ``planner`` (default: made from ``options`` and ``settings``) on the stack."""
     from driftmend.app import build_controller
+    from driftmend.spec import load_paths
     from driftmend.tools.catalogue import default_catalogue
-    from driftmend.validate import load_and_check
+    from driftmend.validate import tool_check
 
     unknown = [s for s in options.scenarios if s not in SCENARIOS]
     if unknown:
@@ -300,7 +301,7 @@ async def run_eval(
     results: list[ScenarioResult] = []
     try:
         specs, state = private_stack(options.specs, root)
-        original = load_and_check([specs], default_catalogue())
+        original = load_paths([specs], tool_check(default_catalogue()))
         if original.errors:
             raise DriftmendError("; ".join(str(e) for e in original.errors))
         run_settings = settings.model_copy(

@@ -1,27 +1,19 @@
 """Validation that needs the tool catalogue: the tools and parameters a policy names.
 
-Stage: *spec sources*. ``spec.load_paths`` checks each document and the references between
-them; this adds the check of every tool a policy names (its rules' ``do`` steps and its
-escalation's ``allowedTools``) against the catalogue, so a typo in a tool name is caught by
+Stage: *spec sources* (docs/ARCHITECTURE.md). ``spec.load_paths`` checks each document and
+the references between them; ``tool_check(catalogue)``, passed to it as its ``check``, adds
+the check of every tool a policy names (its rules' ``do`` steps and its escalation's
+``allowedTools``) against the catalogue, so a typo in a tool name is caught by
 ``driftmend validate`` and not at 3 a.m. by the guard.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from pathlib import Path
 
 from pydantic import ValidationError
 
-from driftmend.spec import (
-    HealingPolicy,
-    Loaded,
-    LoadResult,
-    SpecIssue,
-    describe_errors,
-    load_paths,
-)
+from driftmend.spec import DocumentCheck, HealingPolicy, Loaded, SpecIssue, describe_errors
 from driftmend.tools.base import Catalogue
 
 # Tools of external MCP servers (`settings.mcp_servers`) are named `external.<server>/<tool>`.
@@ -87,25 +79,17 @@ def _policy_problems(loaded: Loaded, doc: HealingPolicy, catalogue: Catalogue) -
     return problems
 
 
-def check_tools(result: LoadResult, catalogue: Catalogue) -> LoadResult:
-    """Drop policies whose steps or escalation name unknown tools or bad parameters.
+def tool_check(catalogue: Catalogue) -> DocumentCheck:
+    """The ``check`` for ``spec.load_paths``: every tool a policy names, against ``catalogue``.
 
-    Each problem is one issue; a dropped policy never stops the other documents.
+    A policy with a problem is dropped, with one issue per problem; documents of other kinds
+    name no tools and pass as they are.
     """
-    kept = []
-    issues = list(result.issues)
-    for loaded in result.documents:
+
+    def check(loaded: Loaded) -> list[SpecIssue]:
         doc = loaded.doc
         if not isinstance(doc, HealingPolicy):
-            kept.append(loaded)
-            continue
-        problems = _policy_problems(loaded, doc, catalogue)
-        issues.extend(problems)
-        if not problems:
-            kept.append(loaded)
-    return LoadResult(kept, issues)
+            return []
+        return _policy_problems(loaded, doc, catalogue)
 
-
-def load_and_check(paths: Iterable[str | Path], catalogue: Catalogue) -> LoadResult:
-    """Everything ``driftmend validate`` checks, in one call."""
-    return check_tools(load_paths(paths), catalogue)
+    return check

@@ -345,12 +345,13 @@ async def serve(
     from driftmend.drivers.postgres import PsycopgDriver
     from driftmend.drivers.redis import RedisPyDriver
     from driftmend.drivers.runtimes import RuntimeRouter
+    from driftmend.spec import load_paths
     from driftmend.store import Store
     from driftmend.tools.catalogue import default_catalogue
-    from driftmend.validate import load_and_check
+    from driftmend.validate import tool_check
 
     catalogue = default_catalogue()
-    loaded = load_and_check(paths, catalogue)
+    loaded = load_paths(paths, tool_check(catalogue))
     for issue in loaded.issues:
         log.warning("%s", issue)
     resources: dict[str, Resource] = {r.key: r for r in loaded.resources}

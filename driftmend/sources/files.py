@@ -1,8 +1,9 @@
 """The files source: spec files and directories, reloaded when they change.
 
-Stage: *spec sources*. A file that turns invalid keeps its last valid documents in force (and
-its errors are logged), so a typo saved in an editor never makes the controller forget a
-resource. A file that is deleted takes its documents with it.
+Stage: *spec sources* (docs/ARCHITECTURE.md). Loading is ``spec.load_paths``, given this
+source's memory of each file's last valid documents: a file that turns invalid keeps them in
+force (and its errors are logged), so a typo saved in an editor never makes the controller
+forget a resource. A file that is deleted takes its documents with it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 from watchfiles import awatch
 
-from driftmend.spec import Loaded, LoadResult, SpecIssue, check_documents, load_text, spec_files
+from driftmend.spec import Loaded, LoadResult, load_paths
 from driftmend.tools.base import Catalogue
-from driftmend.validate import check_tools
+from driftmend.validate import tool_check
 
 log = logging.getLogger("driftmend.sources.files")
 
@@ -31,39 +32,7 @@ class FileSource:
 
     def load(self) -> LoadResult:
         """Read every file now; files with errors keep their previous valid documents."""
-        files, issues = spec_files(self.paths)
-        documents: list[Loaded] = []
-        seen: set[str] = set()
-        for file in files:
-            name = str(file)
-            seen.add(name)
-            try:
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                issues.append(SpecIssue(name, None, "", message=f"cannot read: {exc}"))
-                documents.extend(self._good.get(name, []))
-                continue
-            docs, file_issues = load_text(text, name)
-            checked = check_tools(LoadResult(docs, []), self.catalogue)
-            file_issues += checked.issues
-            if any(i.severity == "error" for i in file_issues) and name in self._good:
-                file_issues.append(
-                    SpecIssue(
-                        name,
-                        None,
-                        "",
-                        message="keeping this file's last valid documents until it is fixed",
-                        severity="warning",
-                    )
-                )
-                documents.extend(self._good[name])
-            else:
-                self._good[name] = checked.documents
-                documents.extend(checked.documents)
-            issues.extend(file_issues)
-        for gone in set(self._good) - seen:
-            del self._good[gone]
-        return check_documents(documents, issues)
+        return load_paths(self.paths, tool_check(self.catalogue), last_good=self._good)
 
     async def watch(self, apply: Callable[[LoadResult], None], stop: asyncio.Event) -> None:
         """Reload and ``apply`` whenever a watched path changes, until ``stop`` is set.

@@ -19,10 +19,10 @@ from driftmend.drivers.redis import RedisPyDriver
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
-from driftmend.spec import Container, LoadResult
+from driftmend.spec import Container, LoadResult, load_paths
 from driftmend.store import Store
 from driftmend.tools.catalogue import default_catalogue
-from driftmend.validate import load_and_check
+from driftmend.validate import tool_check
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def write_specs(path: Path, docs: list[dict[str, Any]]) -> Path:
 
 def load(path: Path) -> LoadResult:
     """Load and check specs; fail the test on any error."""
-    result = load_and_check([path], default_catalogue())
+    result = load_paths([path], tool_check(default_catalogue()))
     assert not result.errors, [str(e) for e in result.errors]
     return result
 

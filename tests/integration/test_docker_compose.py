@@ -26,9 +26,9 @@ import yaml
 
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import PermanentError
-from driftmend.spec import Container, HealingPolicy
+from driftmend.spec import Container, HealingPolicy, load_paths
 from driftmend.tools.catalogue import default_catalogue
-from driftmend.validate import load_and_check
+from driftmend.validate import tool_check
 from tests.integration.docker_harness import (
     HOST_MOUNTS,
     IMAGE,
@@ -124,7 +124,7 @@ def test_compose_install_copies_only_what_the_package_build_reads(tmp_path: Path
 
 
 def test_compose_specs_name_the_compose_services() -> None:
-    result = load_and_check([EXAMPLES / "compose"], default_catalogue())
+    result = load_paths([EXAMPLES / "compose"], tool_check(default_catalogue()))
     assert result.errors == [], [str(e) for e in result.errors]
     assert result.warnings == []
     services = set(yaml.safe_load(COMPOSE.read_text())["services"])
@@ -143,7 +143,7 @@ DOCKER_ONLY_RUNGS = {"app-crash": ["raise-memory-after-oom-kill"]}
 
 def test_compose_policies_are_the_local_ladders() -> None:
     def ladders(directory: Path) -> dict[str, HealingPolicy]:
-        result = load_and_check([directory], default_catalogue())
+        result = load_paths([directory], tool_check(default_catalogue()))
         assert result.errors == [], [str(e) for e in result.errors]
         return {p.name: p for p in result.policies}
 
@@ -161,7 +161,7 @@ def test_compose_policies_are_the_local_ladders() -> None:
     # The OOM rung raises memory within the shop's cap, before the plain restart.
     shop = next(
         r
-        for r in load_and_check([EXAMPLES / "compose"], default_catalogue()).resources
+        for r in load_paths([EXAMPLES / "compose"], tool_check(default_catalogue())).resources
         if r.name == "shop"
     )
     assert isinstance(shop, Container) and shop.spec.limits.memory_cap is not None

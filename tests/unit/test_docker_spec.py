@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from driftmend.spec import Container, crds_yaml
+from driftmend.spec import Container, crds_yaml, load_paths
 from driftmend.tools.catalogue import default_catalogue
-from driftmend.validate import load_and_check
+from driftmend.validate import tool_check
 
 HEAD = "apiVersion: driftmend.dev/v1alpha1\nkind: Container\nmetadata: {name: web}\nspec:\n"
 
@@ -20,7 +20,7 @@ HEAD = "apiVersion: driftmend.dev/v1alpha1\nkind: Container\nmetadata: {name: we
 def issues(tmp_path: Path, spec: str) -> list[str]:
     path = tmp_path / "c.yaml"
     path.write_text(HEAD + spec)
-    return [str(i) for i in load_and_check([path], default_catalogue()).issues]
+    return [str(i) for i in load_paths([path], tool_check(default_catalogue())).issues]
 
 
 def test_a_docker_container_validates(tmp_path: Path) -> None:

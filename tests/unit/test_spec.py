@@ -10,7 +10,7 @@ import yaml
 
 from driftmend.spec import HealingPolicy, LoadResult, crds_yaml, load_paths
 from driftmend.tools.catalogue import default_catalogue
-from driftmend.validate import load_and_check
+from driftmend.validate import tool_check
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,11 +44,13 @@ def write(tmp_path: Path, text: str, name: str = "specs.yaml") -> Path:
 
 
 def messages(tmp_path: Path, text: str) -> list[str]:
-    return [str(i) for i in load_and_check([write(tmp_path, text)], default_catalogue()).issues]
+    return [
+        str(i) for i in load_paths([write(tmp_path, text)], tool_check(default_catalogue())).issues
+    ]
 
 
 def test_good_documents_load_with_parsed_durations(tmp_path: Path) -> None:
-    result = load_and_check([write(tmp_path, GOOD)], default_catalogue())
+    result = load_paths([write(tmp_path, GOOD)], tool_check(default_catalogue()))
     assert result.errors == []
     assert [d.doc.key for d in result.documents] == ["Container/shop", "HealingPolicy/crash"]
     policy = result.policies[0]
@@ -143,7 +145,7 @@ def test_bad_duration(tmp_path: Path, bad: str) -> None:
 
 def test_duplicate_names_keep_the_first(tmp_path: Path) -> None:
     text = GOOD + "---\n" + GOOD.split("---")[0]
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     assert [str(e) for e in result.errors] == [
         f"{tmp_path / 'specs.yaml'}: document 2 (Container/shop): metadata.name: duplicate name: Container/shop is already defined in {tmp_path / 'specs.yaml'} document 0; rename one"
     ]
@@ -151,9 +153,9 @@ def test_duplicate_names_keep_the_first(tmp_path: Path) -> None:
 
 
 def test_policy_selecting_nothing_is_a_warning(tmp_path: Path) -> None:
-    result = load_and_check(
+    result = load_paths(
         [write(tmp_path, GOOD.replace("matchLabels: {app: shop}", "matchLabels: {app: nope}"))],
-        default_catalogue(),
+        tool_check(default_catalogue()),
     )
     assert result.errors == []
     assert len(result.warnings) == 1 and "selects no resource" in str(result.warnings[0])
@@ -161,7 +163,7 @@ def test_policy_selecting_nothing_is_a_warning(tmp_path: Path) -> None:
 
 def test_one_bad_document_never_stops_the_others(tmp_path: Path) -> None:
     bad = "apiVersion: driftmend.dev/v1alpha1\nkind: Container\nmetadata: {name: Bad_Name}\nspec: {process: {command: []}}\n"
-    result = load_and_check([write(tmp_path, bad + "---\n" + GOOD)], default_catalogue())
+    result = load_paths([write(tmp_path, bad + "---\n" + GOOD)], tool_check(default_catalogue()))
     assert len(result.errors) == 2  # bad name, empty command
     assert {d.doc.key for d in result.documents} == {"Container/shop", "HealingPolicy/crash"}
 
@@ -181,7 +183,7 @@ def test_one_bad_document_never_stops_the_others(tmp_path: Path) -> None:
 )
 def test_garbage_never_raises(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
-    result = load_and_check([path], default_catalogue())
+    result = load_paths([path], tool_check(default_catalogue()))
     assert result.documents == []
     assert result.issues, "garbage must be reported, not silently accepted"
     for issue in result.issues:
@@ -205,7 +207,7 @@ def test_directories_are_searched(tmp_path: Path) -> None:
 
 
 def test_examples_are_valid() -> None:
-    result = load_and_check([REPO / "manifests" / "examples"], default_catalogue())
+    result = load_paths([REPO / "manifests" / "examples"], tool_check(default_catalogue()))
     assert result.errors == [], [str(e) for e in result.errors]
     assert result.warnings == []
     assert any(isinstance(d.doc, HealingPolicy) for d in result.documents)
@@ -287,7 +289,7 @@ def test_examples_validate_against_the_crd_schemas() -> None:
 
 def test_external_mcp_tools_are_accepted_by_name(tmp_path: Path) -> None:
     text = GOOD.replace("tool: container_restart", "tool: external.postgres-mcp/explain_query")
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     assert result.errors == []
     assert result.policies[0].spec.allowed_tools() == {"external.postgres-mcp/explain_query"}
 
@@ -310,8 +312,8 @@ def lines(result: LoadResult) -> list[str]:
 @pytest.mark.parametrize("kind", ["[Container]", "{a: 1}", "42", "true"])
 def test_a_kind_that_is_not_a_string_is_an_issue(tmp_path: Path, kind: str) -> None:
     text = CONTAINER.replace("kind: Container", f"kind: {kind}") % "a"
-    result = load_and_check(
-        [write(tmp_path, text + "---\n" + CONTAINER % "b")], default_catalogue()
+    result = load_paths(
+        [write(tmp_path, text + "---\n" + CONTAINER % "b")], tool_check(default_catalogue())
     )
     out = lines(result)
     assert (
@@ -328,8 +330,8 @@ def test_a_misspelt_kind_gets_the_closest(tmp_path: Path) -> None:
 @pytest.mark.parametrize("depth", [100, 5000])
 def test_deep_nesting_is_an_issue_with_its_line(tmp_path: Path, depth: int) -> None:
     deep = CONTAINER.replace("{process:", "{env: " + "[" * depth + "]" * depth + ", process:")
-    result = load_and_check(
-        [write(tmp_path, CONTAINER % "a" + "---\n" + deep % "b")], default_catalogue()
+    result = load_paths(
+        [write(tmp_path, CONTAINER % "a" + "---\n" + deep % "b")], tool_check(default_catalogue())
     )
     out = lines(result)
     assert len(out) == 1, out
@@ -342,7 +344,7 @@ def test_recursive_and_exploding_aliases_are_issues(tmp_path: Path) -> None:
         f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcde", "bcdef", strict=True)
     )
     text = laughs + "kind: Container\n---\nr: &r [1, *r]\nkind: Container\n"
-    out = lines(load_and_check([write(tmp_path, text)], default_catalogue()))
+    out = lines(load_paths([write(tmp_path, text)], tool_check(default_catalogue())))
     assert len(out) == 2, out
     assert "document 0 (Container/?): YAML: the document expands to more than 100000" in out[0]
     assert "document 1 (Container/?): YAML: an alias refers to a value that contains it" in out[1]
@@ -350,7 +352,7 @@ def test_recursive_and_exploding_aliases_are_issues(tmp_path: Path) -> None:
 
 def test_duplicate_keys_are_refused_with_their_lines(tmp_path: Path) -> None:
     text = CONTAINER.replace("{name: %s}", "{name: a, name: b}") + "---\n" + CONTAINER % "c"
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     assert lines(result) == [
         f"{tmp_path / 'specs.yaml'}: document 0 (Container/a): YAML: duplicate key 'name' "
         "at line 3, column 21 (first at line 3): keep one of them"
@@ -360,8 +362,9 @@ def test_duplicate_keys_are_refused_with_their_lines(tmp_path: Path) -> None:
 
 def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
     text = "base: &base {name: a}\n" + CONTAINER.replace("{name: %s}", "{<<: *base, name: b}")
-    result = load_and_check(
-        [write(tmp_path, text.replace("base: &base", "x-base: &base"))], default_catalogue()
+    result = load_paths(
+        [write(tmp_path, text.replace("base: &base", "x-base: &base"))],
+        tool_check(default_catalogue()),
     )
     # The unknown top-level key is reported, but not as a duplicate of `name`.
     assert not any("duplicate" in line for line in lines(result))
@@ -369,7 +372,7 @@ def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
 
 def test_a_control_character_is_one_line_with_its_position(tmp_path: Path) -> None:
     text = CONTAINER % "a" + "---\n" + (CONTAINER % "b").replace("[x]", "[x\x01]")
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     assert lines(result) == [
         f"{tmp_path / 'specs.yaml'}: document 1 (Container/b): YAML: character U+0001 at line 9, "
         "column 29 is not allowed (a control character): remove it"
@@ -378,7 +381,9 @@ def test_a_control_character_is_one_line_with_its_position(tmp_path: Path) -> No
 
 
 def test_a_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
-    out = lines(load_and_check([write(tmp_path, CONTAINER % '"a\\nb"')], default_catalogue()))
+    out = lines(
+        load_paths([write(tmp_path, CONTAINER % '"a\\nb"')], tool_check(default_catalogue()))
+    )
     assert (
         len(out) == 1 and "(Container/a\\nb): metadata.name: 'a\\nb' is not a valid name" in out[0]
     )
@@ -387,7 +392,7 @@ def test_a_name_with_a_newline_stays_on_one_line(tmp_path: Path) -> None:
 def test_a_syntax_error_keeps_the_documents_around_it(tmp_path: Path) -> None:
     broken = (CONTAINER % "b").replace("[x]}}", "[x]}")
     text = CONTAINER % "a" + "---\n" + broken + "---\n" + CONTAINER % "c"
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     out = lines(result)
     assert len(out) == 1, out
     assert out[0].startswith(
@@ -400,7 +405,9 @@ def test_a_syntax_error_keeps_the_documents_around_it(tmp_path: Path) -> None:
 
 
 def test_an_empty_file_is_a_warning(tmp_path: Path) -> None:
-    result = load_and_check([write(tmp_path, "# only a comment\n---\n")], default_catalogue())
+    result = load_paths(
+        [write(tmp_path, "# only a comment\n---\n")], tool_check(default_catalogue())
+    )
     assert result.errors == []
     assert lines(result) == [
         f"warning: {tmp_path / 'specs.yaml'}: no documents: the file is empty or holds only comments"
@@ -523,8 +530,8 @@ def test_an_unknown_signal_gets_the_closest_not_the_catalogue(tmp_path: Path) ->
 
 
 def test_bare_whole_seconds_are_durations(tmp_path: Path) -> None:
-    result = load_and_check(
-        [write(tmp_path, GOOD.replace("for: 2s", "for: 5"))], default_catalogue()
+    result = load_paths(
+        [write(tmp_path, GOOD.replace("for: 2s", "for: 5"))], tool_check(default_catalogue())
     )
     assert result.errors == []
     assert result.policies[0].spec.rules[0].when[0].for_ == 5.0
@@ -536,7 +543,7 @@ def test_bare_whole_seconds_are_durations(tmp_path: Path) -> None:
 def test_same_name_in_two_namespaces_are_two_documents(tmp_path: Path) -> None:
     other = GOOD.replace("metadata: {name: shop,", "metadata: {name: shop, namespace: team-b,")
     other = other.replace("metadata: {name: crash}", "metadata: {name: crash, namespace: team-b}")
-    result = load_and_check([write(tmp_path, GOOD + "---\n" + other)], default_catalogue())
+    result = load_paths([write(tmp_path, GOOD + "---\n" + other)], tool_check(default_catalogue()))
     assert result.errors == []
     keys = [p.key for p in result.policies]
     assert keys == ["HealingPolicy/crash", "HealingPolicy/team-b/crash"]
@@ -547,7 +554,7 @@ def test_same_name_in_two_namespaces_are_two_documents(tmp_path: Path) -> None:
 
 def test_same_name_in_one_namespace_is_a_duplicate(tmp_path: Path) -> None:
     policy = GOOD.split("---\n")[1].replace("{name: crash}", "{name: crash, namespace: default}")
-    result = load_and_check([write(tmp_path, GOOD + "---\n" + policy)], default_catalogue())
+    result = load_paths([write(tmp_path, GOOD + "---\n" + policy)], tool_check(default_catalogue()))
     assert [str(e).split(": ", 1)[1] for e in result.errors] == [
         f"document 2 (HealingPolicy/crash): metadata.name: duplicate name: HealingPolicy/crash is already defined in {tmp_path / 'specs.yaml'} document 1; rename one"
     ]
@@ -578,7 +585,7 @@ ESCALATE = GOOD + "  escalate:\n    allowedTools: [%s]\n"
     ],
 )
 def test_allowed_tools_are_checked(tmp_path: Path, tools: str, expected: str) -> None:
-    result = load_and_check([write(tmp_path, ESCALATE % tools)], default_catalogue())
+    result = load_paths([write(tmp_path, ESCALATE % tools)], tool_check(default_catalogue()))
     out = lines(result)
     assert len(out) == 1 and expected in out[0], out
     assert result.policies == [] and len(result.resources) == 1  # the policy only is dropped
@@ -586,7 +593,7 @@ def test_allowed_tools_are_checked(tmp_path: Path, tools: str, expected: str) ->
 
 def test_allowed_tools_of_the_kind_and_external_ones_pass(tmp_path: Path) -> None:
     tools = "container_logs, container_restart, external.postgres-mcp/explain_query"
-    result = load_and_check([write(tmp_path, ESCALATE % tools)], default_catalogue())
+    result = load_paths([write(tmp_path, ESCALATE % tools)], tool_check(default_catalogue()))
     assert result.errors == []
     esc = result.policies[0].spec.escalate
     assert esc is not None and esc.allowed_tools[-1] == "external.postgres-mcp/explain_query"
@@ -602,7 +609,7 @@ def test_malformed_external_steps_are_refused(tmp_path: Path) -> None:
 def test_approval_and_escalation_budget_fields(tmp_path: Path) -> None:
     text = GOOD.replace("cooldown: 500ms", "cooldown: 500ms\n      approval: operator")
     text += "  escalate:\n    attempts: {max: 2, window: 30m}\n    cooldown: 5m\n"
-    result = load_and_check([write(tmp_path, text)], default_catalogue())
+    result = load_paths([write(tmp_path, text)], tool_check(default_catalogue()))
     assert result.errors == []
     spec = result.policies[0].spec
     assert spec.rules[0].approval == "operator"
@@ -632,7 +639,7 @@ def test_crd_and_model_agree_on_durations(tmp_path: Path, value: object) -> None
     ):
         text = GOOD.replace(before, f"{field}: {value}")
         doc = list(yaml.safe_load_all(text))[1]
-        model_ok = not load_and_check([write(tmp_path, text)], default_catalogue()).errors
+        model_ok = not load_paths([write(tmp_path, text)], tool_check(default_catalogue())).errors
         try:
             jsonschema.validate(doc, crd_schemas()["HealingPolicy"])
             crd_ok = True
@@ -647,7 +654,7 @@ def test_crd_and_model_agree_on_sizes(tmp_path: Path, value: object) -> None:
 
     text = GOOD.replace("  port: 8000", f"  port: 8000\n  limits: {{memory: {value}}}")
     doc = next(yaml.safe_load_all(text))
-    model_ok = not load_and_check([write(tmp_path, text)], default_catalogue()).errors
+    model_ok = not load_paths([write(tmp_path, text)], tool_check(default_catalogue())).errors
     try:
         jsonschema.validate(doc, crd_schemas()["Container"])
         crd_ok = True
