@@ -1,6 +1,6 @@
 """Act: run an admitted plan, one journaled step at a time, through a tool invoker.
 
-Stage: *act* in DESIGN.md. Each step is written to the store before it runs, so a controller
+Stage: *act* in docs/ARCHITECTURE.md. Each step is written to the store before it runs, so a controller
 killed mid-fix leaves a record of what it was doing. The first step that does not succeed
 stops the plan: later steps were planned on the assumption that earlier ones worked.
 """

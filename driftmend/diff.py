@@ -1,6 +1,6 @@
 """Diff: spec + policies + observation -> drifts. Pure: no I/O, no clock, no globals.
 
-Stage: *diff* in DESIGN.md. Two kinds of drift come out:
+Stage: *diff* in docs/ARCHITECTURE.md. Two kinds of drift come out:
 
 - **spec drifts**: what the spec itself promises (every replica running and healthy, the
   database and cache reachable). They exist with or without a policy.

@@ -1,6 +1,6 @@
 """The error tree of driftmend, drawn in one place.
 
-Stage: every stage of DESIGN.md's data flow raises these, and two places read them: the
+Stage: every stage of docs/ARCHITECTURE.md's data flow raises these, and two places read them: the
 reconcile loop (its queue requeues or gives up on a resource by class) and the ``driftmend``
 command (one line on stderr, never a traceback).
 

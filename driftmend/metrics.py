@@ -1,6 +1,6 @@
 """Prometheus metrics of the controller, all in one place.
 
-Stage: *outputs* in DESIGN.md's data flow (``/metrics``). The loop turns each stage's result
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``/metrics``). The loop turns each stage's result
 into a call here (reconcile, drift, guard, act, verify, LLM); nothing else touches
 prometheus_client. Every metric lives on the ``CollectorRegistry`` passed in, so a test
 builds a fresh one and reads exact sample values back.

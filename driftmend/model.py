@@ -1,6 +1,6 @@
 """The values that flow through a reconcile pass: observation, drift, plan, tool result, fix.
 
-Stage: every stage of DESIGN.md's data flow passes these along. All are frozen dataclasses:
+Stage: every stage of docs/ARCHITECTURE.md's data flow passes these along. All are frozen dataclasses:
 plans are data, and nothing downstream can change what a stage decided.
 """
 

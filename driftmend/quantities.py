@@ -1,6 +1,6 @@
 """Durations and byte quantities as users write them in YAML (``30s``, ``5m``, ``512Mi``).
 
-Stage: *spec sources* in DESIGN.md's data flow: the spec models parse every duration and
+Stage: *spec sources* in docs/ARCHITECTURE.md's data flow: the spec models parse every duration and
 size through here (and the tools that take a size reuse the byte parser). Pure parsing: each
 parser raises ``ValueError`` with a message that says what is accepted, which pydantic turns
 into a field error.

@@ -1,6 +1,6 @@
 """Verify: observe again until the drifts a fix addressed have cleared, or the deadline passes.
 
-Stage: *verify* in DESIGN.md. "Cleared" means the fired rule's conditions no longer all hold
+Stage: *verify* in docs/ARCHITECTURE.md. "Cleared" means the fired rule's conditions no longer all hold
 and the spec promises hold again (the process runs, the health check passes, the database
 answers). The ``for`` windows do not apply here: a fix is judged on what is seen now.
 """

@@ -1,6 +1,6 @@
 """The PostgreSQL tools: terminate sessions, scale connections, restart, vacuum, analyze, inspect.
 
-Stage: *act* in DESIGN.md. Each tool reaches the database only through ``ctx.postgres``
+Stage: *act* in docs/ARCHITECTURE.md. Each tool reaches the database only through ``ctx.postgres``
 (the ``PostgresDriver`` seam) and restarts it only through the runtime that hosts it
 (``ctx.host_of(db)`` and ``ctx.runtime``). Caps declared in the spec are checked here, before
 anything changes, and a refusal says which cap and why.

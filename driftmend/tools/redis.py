@@ -1,6 +1,6 @@
 """The Redis tools: purge memory, set maxmemory or policy, restart, flush, inspect.
 
-Stage: *act* in DESIGN.md. Each tool reaches the cache only through ``ctx.redis`` (the
+Stage: *act* in docs/ARCHITECTURE.md. Each tool reaches the cache only through ``ctx.redis`` (the
 ``RedisDriver`` seam) and restarts it only through the runtime that hosts it
 (``ctx.host_of(cache)`` and ``ctx.runtime``). Caps declared in the spec are checked here,
 before anything changes, and a refusal says which cap and why.
