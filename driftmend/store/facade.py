@@ -97,7 +97,8 @@ class Store:
         """SQLite's journal mode of the open database (``wal``)."""
         return self._db.journal_mode()
 
-    # -- resource
+    # -- resources (resource_records)
+
     def upsert_resource(
         self,
         key: str,
@@ -141,7 +142,8 @@ class Store:
         """Flag a resource as needing an operator with ``reason``, or clear it with None."""
         return self.resource_records.set_needs_operator(key, reason, at)
 
-    # -- signal
+    # -- signal history (signal_records)
+
     def record_signals(self, key: str, at: float, signals: Mapping[str, Any]) -> None:
         """Append one sample of a resource's signals; samples older than the retention go."""
         return self.signal_records.record_signals(key, at, signals)
@@ -152,7 +154,8 @@ class Store:
         """Samples since ``since``, oldest first: ``{"at", "signals"}``, only ``names`` if given."""
         return self.signal_records.signal_history(key, names, since)
 
-    # -- reconciliation
+    # -- reconciliations (reconciliation_records)
+
     def record_reconciliation(
         self,
         key: str,
@@ -181,7 +184,8 @@ class Store:
         """Recorded passes, newest first."""
         return self.reconciliation_records.reconciliations(key, limit)
 
-    # -- fix
+    # -- fixes and the journal (fix_records)
+
     def begin_fix(
         self,
         key: str,
@@ -252,12 +256,14 @@ class Store:
         """Mark fixes still ``running`` and steps still ``started`` as ``interrupted``."""
         return self.fix_records.mark_interrupted(now)
 
-    # -- fix stats
+    # -- fix statistics (fix_stats_records)
+
     def fix_stats(self, since: float | None = None) -> dict[str, Any]:
         """How well fixing works: count, success rate, time to recover; by rule and by tool."""
         return self.fix_stats_records.fix_stats(since)
 
-    # -- audit
+    # -- guard decisions and actions (audit_records)
+
     def record_guard_decision(
         self, key: str, plan: Plan, admitted: bool, reason: str, at: float
     ) -> int:
@@ -278,7 +284,8 @@ class Store:
         """Audited actions, newest first."""
         return self.audit_records.actions(limit, key)
 
-    # -- pending
+    # -- parked plans (pending_records)
+
     def add_pending_plan(
         self, key: str, plan: Plan, reason: str, at: float, origin: str = "incident"
     ) -> int:
@@ -301,7 +308,8 @@ class Store:
         """Move a parked plan to ``status``; with ``expected``, only from that status."""
         return self.pending_records.set_pending_status(plan_id, status, actor, at, expected)
 
-    # -- llm
+    # -- LLM exchanges (llm_records)
+
     def record_llm_interaction(
         self,
         key: str,
