@@ -204,7 +204,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         wanted = args.kind.lower()
         rows = [r for r in rows if r["kind"].lower() in (wanted, wanted.rstrip("s"))]
     if args.output == "json":
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps([r.to_json() for r in rows], indent=2, default=str))
         return 0
     header = f"{'KIND':18} {'NAME':14} {'HEALTH':15} {'OBSERVED':10} {'SIGNALS':58} LAST FIX"
     print(header)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -115,7 +116,7 @@ async def _respond(jobs: JobBoard, job: Job, wait: bool) -> JSONResponse:
 
 
 def merged_resources(
-    store_rows: list[dict[str, Any]], controller: Operations | None
+    store_rows: Sequence[Mapping[str, Any]], controller: Operations | None
 ) -> list[dict[str, Any]]:
     """Every resource the store knows, plus declared ones not observed yet (health unknown)."""
     out = [resource_summary(r) | {"spec": r.get("spec") or {}} for r in store_rows]
@@ -475,7 +476,7 @@ def list_actions(
 ) -> list[dict[str, Any]]:
     """Who did what: operators through the dashboard, the controller itself."""
     key = _key(resource) if resource else None
-    return store.actions(limit=limit, key=key)
+    return [a.to_json() for a in store.actions(limit=limit, key=key)]
 
 
 @read_router.get("/jobs/{jid}", summary="A dashboard action started with 202")

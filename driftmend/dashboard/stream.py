@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,11 +60,11 @@ _LLM_HEAD = 20  # interactions watched for a new outcome: the controller records
 class StoreView:
     """What one poll read from the store."""
 
-    resources: list[dict[str, Any]]
-    fixes: list[dict[str, Any]]
+    resources: Sequence[Mapping[str, Any]]
+    fixes: Sequence[Mapping[str, Any]]
     steps: dict[int, list[tuple[str, str]]]  # running fix id -> (tool, status) per step
-    plans: list[dict[str, Any]]
-    llm: list[dict[str, Any]]  # the newest interactions, without prompt and response
+    plans: Sequence[Mapping[str, Any]]
+    llm: Sequence[Mapping[str, Any]]  # the newest interactions, without prompt and response
 
 
 def read_store(store: Store) -> StoreView:
@@ -122,7 +121,7 @@ class Tracker:
     logs: set[tuple[Any, ...]] | None = None
     jobs_seq: int = 0
 
-    def diff(self, view: StoreView) -> tuple[list[Event], bool, list[dict[str, Any]]]:
+    def diff(self, view: StoreView) -> tuple[list[Event], bool, list[Mapping[str, Any]]]:
         """Events for ``view``; whether fixes changed (then stats are sent); and the LLM
         interactions that arrived or whose outcome was recorded since, oldest first (the
         caller turns them into rows, which needs the store)."""
@@ -161,7 +160,7 @@ class Tracker:
 
         # The first poll only takes note: the page was rendered with what existed then.
         llm_seen = {int(i["id"]): _llm_signature(i) for i in view.llm}
-        llm_changed: list[dict[str, Any]] = []
+        llm_changed: list[Mapping[str, Any]] = []
         if self.llm is not None:
             llm_changed = [
                 i for i in reversed(view.llm) if self.llm.get(int(i["id"])) != _llm_signature(i)
@@ -266,7 +265,7 @@ async def event_stream(
     while not closing.is_set():
         try:
             view = await asyncio.to_thread(read_store, store)
-        except (RuntimeError, sqlite3.ProgrammingError):  # the store closed: shutting down
+        except RuntimeError:  # the store closed (a StoreClosedError is one): shutting down
             return
         now = clock()
         events, fixes_changed, llm_changed = tracker.diff(view)

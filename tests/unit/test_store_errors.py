@@ -1,0 +1,145 @@
+"""The store's seam to SQLite: every call's sqlite3 error arrives as a StoreError naming the
+file, never as sqlite3's own exception."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from driftmend.errors import (
+    ConfigurationError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreError,
+    StoreUnusableError,
+)
+from driftmend.model import Health, Plan, PlanStep
+from driftmend.store import Store
+from driftmend.store.db import Database, translate
+from driftmend.store.fixes import FixRecords
+
+KEY = "Container/web"
+
+
+def plan() -> Plan:
+    return Plan(KEY, (PlanStep("docker_restart", KEY),), "rules", "restart it")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "driftmend.db"
+
+
+@pytest.fixture
+def db(path: Path) -> Iterator[Database]:
+    database = Database(path, busy_timeout_s=0.05)
+    yield database
+    database.close()
+
+
+def test_a_call_on_a_closed_store_names_the_file(path: Path) -> None:
+    store = Store(path)
+    store.close()
+    with pytest.raises(StoreClosedError, match="closed") as caught:
+        store.upsert_resource(KEY, "Container", {}, Health.HEALTHY, {}, 1.0)
+    assert str(path) in str(caught.value)
+    # Still what callers caught before the store had its own errors.
+    assert isinstance(caught.value, StoreError | RuntimeError)
+    with pytest.raises(StoreClosedError):
+        store.fixes()
+
+
+def test_a_locked_store_raises_busy_not_operational_error(path: Path) -> None:
+    store = Store(path, busy_timeout_s=0.05)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StoreBusyError) as caught:
+            store.set_paused(KEY, True)
+        assert str(path) in str(caught.value) and "locked" in str(caught.value)
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+        assert not isinstance(caught.value, sqlite3.Error)
+        assert caught.value.delay > 0
+        other.execute("ROLLBACK")
+        # Once the other writer is gone the same store works again: nothing was left open.
+        store.set_paused(KEY, True)
+        assert store.resource(KEY) is not None
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_read_only_connection_makes_a_write_unusable(db: Database, path: Path) -> None:
+    fixes = FixRecords(db, lambda: 1.0)
+    db.read("PRAGMA query_only = ON")
+    with pytest.raises(StoreUnusableError) as caught:
+        fixes.begin_fix(KEY, plan(), {}, 1.0, 2.0, "exit")
+    assert str(path) in str(caught.value) and "readonly" in str(caught.value)
+    assert isinstance(caught.value, StoreError) and not isinstance(caught.value, StoreBusyError)
+    # Reads still work, and the failed write left nothing behind.
+    assert fixes.fixes() == []
+
+
+def test_a_full_disk_rolls_back_and_is_unusable(db: Database) -> None:
+    fixes = FixRecords(db, lambda: 1.0)
+    # The file may not grow past its current pages: the next big write finds the "disk" full.
+    pages = int(db.read("PRAGMA page_count")[0][0])
+    db.read(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreUnusableError, match="full"):
+        fixes.begin_fix(KEY, plan(), {"blob": "x" * 200_000}, 1.0, 2.0, "exit")
+    assert fixes.fixes() == []
+
+
+def test_a_statement_error_is_a_store_error_not_sqlite(db: Database) -> None:
+    with pytest.raises(StoreError, match="no such table") as caught:
+        db.read("SELECT * FROM nowhere")
+    assert type(caught.value) is StoreError
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+
+
+def test_a_failing_block_rolls_back_and_keeps_its_own_error(db: Database) -> None:
+    with pytest.raises(ValueError, match="caller"), db.write() as c:
+        c.execute("INSERT INTO actions (at, action, actor, detail) VALUES (1, 'a', 'b', '{}')")
+        raise ValueError("the caller's own error")
+    assert db.read("SELECT COUNT(*) FROM actions")[0][0] == 0
+
+
+def _error(message: str, code: str | None = None) -> sqlite3.Error:
+    exc = sqlite3.OperationalError(message)
+    if code is not None:
+        exc.sqlite_errorname = code  # what SQLite sets on the errors it raises
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (_error("database is locked", "SQLITE_BUSY"), StoreBusyError),
+        (_error("database table is locked"), StoreBusyError),
+        (_error("disk I/O error", "SQLITE_IOERR_WRITE"), StoreUnusableError),
+        (_error("database or disk is full"), StoreUnusableError),
+        (_error("attempt to write a readonly database", "SQLITE_READONLY"), StoreUnusableError),
+        (sqlite3.DatabaseError("database disk image is malformed"), StoreUnusableError),
+        (sqlite3.DatabaseError("file is not a database"), StoreUnusableError),
+        (sqlite3.ProgrammingError("Cannot operate on a closed database."), StoreClosedError),
+        (sqlite3.IntegrityError("FOREIGN KEY constraint failed"), StoreError),
+    ],
+)
+def test_translate_tells_temporary_from_unusable(
+    exc: sqlite3.Error, kind: type[StoreError], tmp_path: Path
+) -> None:
+    error = translate(exc, tmp_path / "s.db")
+    assert type(error) is kind
+    assert str(tmp_path / "s.db") in str(error)
+    # Callers that only know the old error still catch every one of them.
+    assert isinstance(error, StoreError) and isinstance(error, ConfigurationError)
+
+
+def test_opening_a_file_that_is_not_sqlite_is_unusable(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not a database, just text that is long enough " * 40)
+    with pytest.raises(StoreUnusableError, match="not a usable driftmend store"):
+        Store(path)
