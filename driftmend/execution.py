@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from driftmend.act import ToolInvoker, act
+from driftmend.codec import plan_from_dict
 from driftmend.desired import DesiredState
 from driftmend.escalation.policy import shadow_agreement
 from driftmend.metrics import Metrics
@@ -21,7 +22,7 @@ from driftmend.model import Health, Observation, Outcome, Plan
 from driftmend.observer import Observer
 from driftmend.planners.rules import root_cause
 from driftmend.spec import Resource
-from driftmend.store import Store, plan_from_dict
+from driftmend.store import Store
 from driftmend.tools.base import Catalogue
 from driftmend.verify import verify
 

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from driftmend.admission import Admission
+from driftmend.codec import plan_from_dict, plan_to_dict
 from driftmend.decision import policy_named
 from driftmend.desired import DesiredState
 from driftmend.diff import diff
@@ -28,7 +29,7 @@ from driftmend.observer import Observer
 from driftmend.queue import WorkQueue
 from driftmend.reconciler import Reconciler
 from driftmend.spec import Resource
-from driftmend.store import Store, plan_from_dict, plan_to_dict
+from driftmend.store import Store
 from driftmend.tools.base import Catalogue
 
 __all__ = ["Operations"]

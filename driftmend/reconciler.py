@@ -115,14 +115,14 @@ class Reconciler:
         return [
             FixAttempt(
                 key=key,
-                started_at=float(f["detected_at"]),
-                outcome=str(f["outcome"]),
-                policy=f.get("policy"),
-                rule=f.get("rule"),
-                source=str(f.get("source") or "rules"),
+                started_at=f.detected_at,
+                outcome=str(f.outcome),
+                policy=f.policy,
+                rule=f.rule,
+                source=f.source or "rules",
             )
             for f in self._store.fixes(key=key, limit=HISTORY_LIMIT)
-            if not f.get("dry_run")
+            if not f.dry_run
         ]
 
     def forget(self, key: str) -> None:
@@ -181,17 +181,17 @@ class Reconciler:
 
         for drift in result.drifts:
             self._metrics.drift_detected(resource.kind, drift.signal)
-        row = self._store.resource(key) or {}
+        row = self._store.resource_records.resource(key)
         facts = PassFacts(
             resource=resource,
             policies=tuple(self._desired.policies),
             result=result,
             history=self.history(key),
             now=self._clock(),
-            paused=bool(row.get("paused")),
+            paused=row is not None and row.paused,
             needs_operator=(
-                str(row.get("needs_operator_reason") or "needs an operator")
-                if row.get("needs_operator")
+                row.needs_operator_reason or "needs an operator"
+                if row is not None and row.needs_operator
                 else None
             ),
             host_down=await self._observer.host_down(resource),

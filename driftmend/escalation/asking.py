@@ -24,7 +24,7 @@ from driftmend.model import Drift, Observation, Plan, ToolResult
 from driftmend.planners.base import Planner, PlanRequest
 from driftmend.planners.conversation import outcome_of
 from driftmend.spec import Escalate, HealingPolicy, Resource
-from driftmend.store import Store
+from driftmend.store import FixSummary, Store
 from driftmend.tools.base import Catalogue, Effect
 
 log = logging.getLogger("driftmend.escalation")
@@ -44,23 +44,20 @@ class Escalation:
     cost_usd: float = 0.0
 
 
-def prompt_history(fix: Mapping[str, Any]) -> dict[str, Any]:
+def prompt_history(fix: FixSummary) -> dict[str, Any]:
     """One earlier fix as the prompt shows it: when, by what, which tools, how it ended.
 
     ``planners.prompt`` prints ``detected_at`` as the time and the plan's steps as the
     tools: a fix handed over without them reads to the model as a timeless, empty attempt.
     """
-    plan = fix.get("plan") or {}
     return {
-        "detected_at": fix.get("detected_at"),
-        "source": fix.get("source"),
-        "rule": fix.get("rule"),
-        "steps": [
-            {"tool": s.get("tool"), "target": s.get("target")} for s in plan.get("steps") or ()
-        ],
-        "root_cause": fix.get("root_cause"),
-        "outcome": fix.get("outcome") or fix.get("status"),
-        "message": fix.get("message"),
+        "detected_at": fix.detected_at,
+        "source": fix.source,
+        "rule": fix.rule,
+        "steps": [{"tool": s.get("tool"), "target": s.get("target")} for s in fix.planned_steps],
+        "root_cause": fix.root_cause,
+        "outcome": fix.outcome or fix.status,
+        "message": fix.message,
     }
 
 
