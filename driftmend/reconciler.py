@@ -32,7 +32,7 @@ from driftmend.decision import (
 from driftmend.desired import DesiredState
 from driftmend.diff import diff
 from driftmend.drivers.base import ContainerRuntime
-from driftmend.errors import PermanentError, TemporaryError
+from driftmend.errors import PermanentError, StoreBusyError, StoreError, TemporaryError
 from driftmend.escalation.handling import EscalationHandler
 from driftmend.execution import Executor
 from driftmend.metrics import Metrics
@@ -145,7 +145,8 @@ class Reconciler:
         obs: Observation | None = None
         try:
             obs, ended = await self._pass(resource, by_operator=by_operator)
-        except TemporaryError as exc:
+        except (TemporaryError, StoreBusyError) as exc:
+            # A store locked by another writer is a moment's wait, not a broken pass.
             ended = _Ended(Outcome.ERROR, str(exc), exc.delay)
         except PermanentError as exc:
             ended = _Ended(Outcome.ERROR, str(exc))
@@ -154,7 +155,14 @@ class Reconciler:
             ended = _Ended(Outcome.ERROR, f"internal error: {type(exc).__name__}: {exc}", 5.0)
         duration = time.monotonic() - t0
         self._metrics.observe_reconcile(resource.kind, ended.outcome.value, duration)
-        self._write(resource, ended, obs, started, duration)
+        try:
+            self._write(resource, ended, obs, started, duration)
+        except StoreError as exc:
+            # The store is the record, not the healer: a pass that cannot be written down
+            # still ends, and the next one tries again.
+            log.warning("the pass over %s could not be recorded: %s", key, exc)
+            if ended.requeue_after is None:
+                ended = _Ended(ended.outcome, ended.message, 5.0, ended.drifts, ended.fix_id)
         return ReconcileResult(key, ended.outcome, ended.message, ended.requeue_after, ended.fix_id)
 
     # --- the pass: read, decide, act -----------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from driftmend.errors import StoreBusyError, StoreUnusableError
 from driftmend.model import Outcome
 from driftmend.planners.prompt import build_prompt
 from tests.unit.controller_fakes import FakePlanner, Rig, rig
@@ -282,3 +283,33 @@ async def test_the_llm_sees_earlier_fixes_with_their_time_and_tools(tmp_path: Pa
     user = build_prompt(request).user
     assert "1970-01-12 13:46:40 UTC" in user
     assert "ran container_restart" in user
+
+
+async def test_a_store_that_cannot_be_written_ends_the_pass_without_raising(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnusableError("the store's disk is full")
+
+    monkeypatch.setattr(r.store, "record_signals", full)
+    monkeypatch.setattr(r.store, "record_reconciliation", full)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.ERROR and "disk is full" in result.message
+    assert result.requeue_after == 5.0  # looked at again soon, not only at the next resync
+
+
+async def test_a_busy_store_is_retried_after_its_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        raise StoreBusyError("the store is locked by another writer", delay=0.5)
+
+    monkeypatch.setattr(r.store, "record_signals", locked)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.ERROR and result.requeue_after == 0.5
