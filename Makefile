@@ -5,13 +5,27 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SPECS  := manifests/examples/local
 
-.PHONY: demo test lint system crds screenshots clean down
+.PHONY: demo test lint lock system crds screenshots clean down
 
-$(STAMP): pyproject.toml
+# Every version comes from constraints.txt, so a fresh clone installs what CI tested.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+## lock: pin in constraints.txt what `pip install -e '.[dev]'` resolves today
+# In a throwaway environment, so nothing left over in .venv/ is pinned. setuptools and wheel
+# stay out: pip builds the project with the setuptools that pyproject.toml asks for.
+lock:
+	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
+	python3 -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install -q --upgrade pip && \
+	"$$tmp/venv/bin/python" -m pip install -q -e '.[dev]' && \
+	{ echo "# What \`pip install -e '.[dev]'\` resolved; \`make lock\` regenerates this file."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable \
+	    | grep -v -E '^(setuptools|wheel|distribute)=='; } > constraints.txt
+	@echo "constraints.txt: $$(grep -c '==' constraints.txt) pins"
 
 system:
 	@bash scripts/install-system.sh

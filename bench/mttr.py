@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psutil
 
 from driftmend.chaos import Stack, inject, revert
@@ -105,7 +105,7 @@ class Controller:
         except psutil.Error:
             pass
 
-    async def api(self, client: httpx.AsyncClient, path: str) -> Any:
+    async def api(self, client: httpx2.AsyncClient, path: str) -> Any:
         resp = await client.get(f"http://127.0.0.1:{self.port}{path}")
         resp.raise_for_status()
         return resp.json()
@@ -129,7 +129,7 @@ async def _until(
             controller.sample()
         try:
             value = await check()
-        except (httpx.HTTPError, ValueError):
+        except (httpx2.HTTPError, ValueError):
             value = None
         if value:
             return value
@@ -143,7 +143,7 @@ async def trial(
     """One injection and its fix; returns (detect, recover) seconds from the injection."""
     key, rule = RULES[scenario]
     controller = Controller(stack, db)
-    async with httpx.AsyncClient(timeout=3, trust_env=False) as client:
+    async with httpx2.AsyncClient(timeout=3, trust_env=False) as client:
         try:
 
             async def healthy() -> bool:
@@ -186,10 +186,10 @@ async def baseline_app_crash(stack: DemoStack, trials: int, interval: float = 5.
         )
 
     async def answers() -> bool:
-        async with httpx.AsyncClient(timeout=1, trust_env=False) as client:
+        async with httpx2.AsyncClient(timeout=1, trust_env=False) as client:
             try:
                 return (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 return False
 
     child = start()

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import docker  # type: ignore[import-untyped]  # docker-py ships no type information
-import httpx
+import httpx2
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -115,11 +115,11 @@ def _crash(api: Any, name: str) -> float:
     return t0
 
 
-async def _until_answers(client: httpx.AsyncClient, port: int, deadline: float = 30.0) -> float:
+async def _until_answers(client: httpx2.AsyncClient, port: int, deadline: float = 30.0) -> float:
     """Poll every 10 ms until the app answers 200; returns the time it did."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(httpx2.HTTPError):
             if (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200:
                 return time.time()
         await asyncio.sleep(0.01)
@@ -141,7 +141,7 @@ async def driftmend_series(api: Any, trials: int, settle: float) -> Series:
         await controller.start()
         name = "driftmend-default-web-0"
         try:
-            async with httpx.AsyncClient(trust_env=False, timeout=0.5) as client:
+            async with httpx2.AsyncClient(trust_env=False, timeout=0.5) as client:
                 await _until_answers(client, port)
                 for _ in range(trials):
                     await asyncio.sleep(settle)
@@ -191,7 +191,7 @@ async def docker_series(api: Any, trials: int, gap: float) -> Series:
     )
     api.start(created["Id"])
     try:
-        async with httpx.AsyncClient(trust_env=False, timeout=0.5) as client:
+        async with httpx2.AsyncClient(trust_env=False, timeout=0.5) as client:
             await _until_answers(client, port)
             for _ in range(trials):
                 await asyncio.sleep(gap)

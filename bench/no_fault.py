@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-import httpx
+import httpx2
 
 from bench.mttr import Controller, _until
 from driftmend.store import Store
@@ -34,7 +34,7 @@ async def run(minutes: float, rps: float) -> dict[str, object]:
     db = stack.state / "no-fault.db"
     controller = Controller(stack, db)
     try:
-        async with httpx.AsyncClient(timeout=3, trust_env=False) as client:
+        async with httpx2.AsyncClient(timeout=3, trust_env=False) as client:
 
             async def healthy() -> bool:
                 rows = await controller.api(client, "/api/resources")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from driftmend.drivers import postgres as pg
 from driftmend.drivers import redis as rd
@@ -160,7 +160,7 @@ async def app_crash(stack: Stack, settings: Settings) -> str:
 
 async def _app_post(app: Container, path: str, body: dict[str, Any]) -> str:
     port = _need(app.spec.port, f"port on {app.key}")
-    async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+    async with httpx2.AsyncClient(timeout=5, trust_env=False) as client:
         resp = await client.post(f"http://127.0.0.1:{port}{path}", json=body)
     if resp.status_code == 404:
         raise PermanentError(f"{app.key} has no chaos endpoints: set SHOP_CHAOS=1 in its env")
@@ -318,7 +318,7 @@ async def run_chaos(
     stack = Stack.of(result.resources)
     try:
         line = await (revert if stop else inject)(scenario, stack, settings)
-    except (DriverError, httpx.HTTPError, OSError) as exc:
+    except (DriverError, httpx2.HTTPError, OSError) as exc:
         print(f"chaos {scenario}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(line)

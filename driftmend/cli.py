@@ -1,7 +1,7 @@
 """The ``driftmend`` command: parse arguments, then call the core. No logic of its own.
 
-Stage: an entry point (DESIGN.md "Command line and defaults"). Every subcommand returns an
-exit code; bad input is reported in one line per problem, never as a traceback.
+Stage: an entry point (see docs/ARCHITECTURE.md). Every subcommand returns an exit code;
+bad input is reported in one line per problem, never as a traceback.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``driftmend mcp``: parse the arguments, then serve. No logic of its own.
 
-Stage: an entry point (DESIGN.md "Command line and defaults"). ``driftmend.cli`` adds this
+Stage: an entry point (see docs/ARCHITECTURE.md). ``driftmend.cli`` adds this
 subcommand with ``add_mcp_parser``; ``python -m driftmend.mcp`` runs it on its own. Tokens
 come from the environment (``DRIFTMEND_MCP_*``), never from flags, so ``ps`` never shows them.
 """

@@ -256,7 +256,7 @@ class McpInvoker:
 
 
 class _HttpClient:
-    """A ``Client`` over streamable HTTP that also closes the httpx client it was given."""
+    """A ``Client`` over streamable HTTP that also closes the httpx2 client it was given."""
 
     def __init__(self, http: httpx2.AsyncClient, client: Client) -> None:
         self._http = http

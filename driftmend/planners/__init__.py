@@ -1,4 +1,7 @@
-"""Planners turn drifts into plans: ``rules`` (declared remedies) now, the LLM later.
+"""Planners turn drifts into plans: ``rules`` runs the declared remedies, and when a policy
+escalates, an LLM planner (``gemini``, ``openai_compat``) or ``replay`` proposes one.
 
-Stage: *plan* in DESIGN.md. Every planner returns a frozen ``Plan``; only ``act`` runs tools.
+Stage: *plan* in docs/ARCHITECTURE.md. Every planner returns a frozen ``Plan``; only ``act``
+runs tools. ``factory`` builds the LLM planners from settings; their SDKs are optional extras
+(``driftmend[gemini]``, ``driftmend[openai]``) imported only by their own module.
 """

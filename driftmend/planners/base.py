@@ -1,7 +1,7 @@
 """What an LLM planner is given and what it answers: the seam between the loop and a model.
 
-Stage: *plan* (escalation). The loop builds a ``PlanRequest`` when the rules cannot fix a
-drift; a planner (Gemini, an OpenAI-compatible server, or recorded replays) answers with a
+Stage: *plan* (escalation). ``driftmend.escalation`` builds a ``PlanRequest`` when the rules
+cannot fix a drift; a planner (Gemini, an OpenAI-compatible server, or recorded replays) answers with a
 ``PlannerAnswer``: a ``Plan`` (or none) and the whole interaction, stored as it was. The
 guard then admits or rejects the plan like any other. Planners never run write tools: they
 may call read tools through ``read_tool`` while they investigate.

@@ -7,10 +7,15 @@ None when its settings are missing (no ``GEMINI_API_KEY``, no ``openai_base_url`
 and closes them all; ``configured_planners`` builds every one that settings allow, for the
 ``Controller``'s ``planners``/``unconfigured_planners`` arguments. Imports of the SDKs stay
 inside the builders, so a controller without an LLM never loads them.
+
+The SDKs are optional extras (``driftmend[gemini]``, ``driftmend[openai]``, both in
+``driftmend[llm]``): a configured planner whose SDK is not installed is unavailable like an
+unconfigured one, with a reason naming the extra to install, never an ``ImportError``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 from driftmend.planners.base import Planner
@@ -20,21 +25,53 @@ log = logging.getLogger("driftmend.planners")
 
 PLANNERS = ("gemini", "openai", "replay")
 
+# The module each LLM planner's SDK provides, and the extra of this package that installs it.
+SDKS: dict[str, tuple[str, str]] = {
+    "gemini": ("google.genai", "gemini"),
+    "openai": ("openai", "openai"),
+}
+
+
+def _sdk_installed(module: str) -> bool:
+    """True when ``module`` can be imported; looked up without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        # A missing parent package (``google``), or a module that sys.modules marks absent.
+        return False
+
+
+def missing_sdk(name: str) -> str | None:
+    """Why planner ``name``'s SDK cannot be used (what to install), or None when it can."""
+    if name not in SDKS:
+        return None
+    module, extra = SDKS[name]
+    if _sdk_installed(module):
+        return None
+    return (
+        f"the {name} planner's SDK ({module}) is not installed: "
+        f"pip install 'driftmend[{extra}]' (or 'driftmend[llm]' for every LLM planner)"
+    )
+
 
 def unavailable_reason(name: str, settings: Settings) -> str | None:
-    """Why planner ``name`` cannot be built from ``settings``, or None when it can."""
+    """Why planner ``name`` cannot be built from ``settings``, or None when it can.
+
+    Settings are checked first, so an unconfigured planner reads as unconfigured; a
+    configured one whose SDK is missing names the extra that installs it.
+    """
     if name == "gemini":
         key = settings.gemini_api_key
         if key is None or not key.get_secret_value().strip():
             return "no Gemini API key (set GEMINI_API_KEY): escalations wait for an operator"
-        return None
+        return missing_sdk(name)
     if name == "openai":
         if not settings.openai_base_url:
             return (
                 "no OpenAI-compatible endpoint (set DRIFTMEND_OPENAI_BASE_URL): "
                 "escalations wait for an operator"
             )
-        return None
+        return missing_sdk(name)
     if name == "replay":
         if settings.replay_file is None:
             return "no replay file (set DRIFTMEND_REPLAY_FILE): escalations wait for an operator"
@@ -55,37 +92,55 @@ def build_planner(name: str, settings: Settings, *, scenario: str | None = None)
     if reason is not None:
         log.warning("LLM planner %s unavailable: %s", name, reason)
         return None
-    if name == "gemini":
-        from driftmend.planners.gemini import GeminiPlanner
-
-        assert settings.gemini_api_key is not None  # checked by unavailable_reason
-        return GeminiPlanner(
-            api_key=settings.gemini_api_key.get_secret_value().strip(),
-            model=settings.gemini_model,
-            base_url=settings.gemini_base_url,
-            temperature=settings.llm_temperature,
-            timeout_s=settings.llm_timeout,
-            retries=settings.llm_retries,
-            max_output_tokens=settings.llm_max_output_tokens,
-        )
-    if name == "openai":
-        from driftmend.planners.openai_compat import OpenAICompatPlanner
-
-        assert settings.openai_base_url is not None
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return OpenAICompatPlanner(
-            base_url=settings.openai_base_url,
-            model=settings.openai_model,
-            api_key=key or None,
-            temperature=settings.llm_temperature,
-            timeout_s=settings.llm_timeout,
-            retries=settings.llm_retries,
-            max_output_tokens=settings.llm_max_output_tokens,
-        )
+    if name in SDKS:
+        try:
+            return _gemini(settings) if name == "gemini" else _openai(settings)
+        except ImportError as exc:
+            # The SDK is there but does not import (a broken or incompatible install):
+            # the same answer as a missing one, with the import's own words.
+            log.warning(
+                "LLM planner %s unavailable: its SDK does not import (%s): "
+                "pip install --upgrade 'driftmend[%s]'",
+                name,
+                exc,
+                SDKS[name][1],
+            )
+            return None
     from driftmend.planners.replay import ReplayPlanner
 
     assert settings.replay_file is not None
     return ReplayPlanner.from_file(settings.replay_file, scenario=scenario)
+
+
+def _gemini(settings: Settings) -> Planner:
+    from driftmend.planners.gemini import GeminiPlanner
+
+    assert settings.gemini_api_key is not None  # checked by unavailable_reason
+    return GeminiPlanner(
+        api_key=settings.gemini_api_key.get_secret_value().strip(),
+        model=settings.gemini_model,
+        base_url=settings.gemini_base_url,
+        temperature=settings.llm_temperature,
+        timeout_s=settings.llm_timeout,
+        retries=settings.llm_retries,
+        max_output_tokens=settings.llm_max_output_tokens,
+    )
+
+
+def _openai(settings: Settings) -> Planner:
+    from driftmend.planners.openai_compat import OpenAICompatPlanner
+
+    assert settings.openai_base_url is not None  # checked by unavailable_reason
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    return OpenAICompatPlanner(
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        api_key=key or None,
+        temperature=settings.llm_temperature,
+        timeout_s=settings.llm_timeout,
+        retries=settings.llm_retries,
+        max_output_tokens=settings.llm_max_output_tokens,
+    )
 
 
 class Planners:

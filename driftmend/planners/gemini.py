@@ -203,7 +203,7 @@ class _GeminiChat:
             raise _translate_api_error(exc) from exc
         except (ValueError, pydantic.ValidationError) as exc:  # JSON or shape of the answer
             raise ModelError("malformed", f"malformed answer: {_first_line(exc)}") from exc
-        except Exception as exc:  # httpx/httpx2 transport errors: the SDK may use either
+        except Exception as exc:  # the transport errors of whichever HTTP client the SDK runs on
             if "Timeout" in type(exc).__name__:
                 raise ModelError("timeout", f"no answer in time ({type(exc).__name__})") from exc
             raise ModelError("error", f"{type(exc).__name__}: {_first_line(exc)}") from exc

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
 BROWSER_SHARE = 0.6
 # How long one request may take; the run's hard deadline is duration plus this much.
@@ -82,7 +82,7 @@ class _Shopper:
     """One worker: runs journeys back to back until the pacer runs out of slots."""
 
     def __init__(
-        self, client: httpx.AsyncClient, pacer: _Pacer, tally: _Tally, rng: random.Random
+        self, client: httpx2.AsyncClient, pacer: _Pacer, tally: _Tally, rng: random.Random
     ) -> None:
         self.client = client
         self.pacer = pacer
@@ -124,7 +124,7 @@ class _Shopper:
         started = time.monotonic()
         try:
             response = await self.client.request(method, path, json=json)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             self.tally.record(type(exc).__name__, time.monotonic() - started, ok=False)
             return None
         ok = response.status_code < 400
@@ -162,9 +162,9 @@ async def run_load(
     pacer = _Pacer(rps=rps, limit=math.ceil(rps * duration), start=start, end=start + duration)
     tally = _Tally()
     rng = random.Random(seed)
-    timeout = httpx.Timeout(REQUEST_TIMEOUT_SECONDS)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+    timeout = httpx2.Timeout(REQUEST_TIMEOUT_SECONDS)
+    limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx2.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
         shoppers = [
             _Shopper(client, pacer, tally, random.Random(rng.random())) for _ in range(concurrency)
         ]

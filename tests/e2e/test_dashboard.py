@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, Route, expect
@@ -461,7 +461,7 @@ async def test_an_action_without_the_token_is_refused(dash: Stack) -> None:
         paused_after = [a for a in dash.controller.store.actions() if a["action"] == "pause"]
         assert paused_after == paused_before
         assert (dash.controller.store.resource("Container/web") or {}).get("paused") is False
-        async with httpx.AsyncClient(base_url=dash.url) as client:
+        async with httpx2.AsyncClient(base_url=dash.url) as client:
             refused = await client.post(f"/api/resources/{WEB}/pause", json={})
             assert refused.status_code == 401
             evil = await client.post(

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import yaml
 
@@ -245,10 +245,10 @@ def service_containers(engine: Engine, project: str) -> dict[str, str]:
 
 
 async def answers(port: int) -> bool:
-    async with httpx.AsyncClient(trust_env=False, timeout=1) as client:
+    async with httpx2.AsyncClient(trust_env=False, timeout=1) as client:
         try:
             return (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             return False
 
 

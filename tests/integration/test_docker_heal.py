@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import yaml
 
@@ -115,7 +115,7 @@ async def test_crash_is_healed_by_restart(engine: Engine, tmp_path: Path) -> Non
         # The same container, restarted: a new process that answers.
         after = (await controller.runtime.stats(web))["replicas"][0]
         assert after["container"] == before["container"] and after["pid"] != before["pid"]
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with httpx2.AsyncClient(trust_env=False) as client:
             assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
         # The container's own output reached the log accumulator, from both of its runs.
         lines = await eventually(
@@ -327,7 +327,7 @@ async def test_cpu_burn_and_memory_leak_are_healed_by_the_demo_policies(
             ("/leak", "restart-on-memory-leak", "container.memory_used_ratio", 0.9),
         ):
             last = (controller.store.last_fix("Container/shop") or {}).get("id", 0)
-            async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            async with httpx2.AsyncClient(trust_env=False, timeout=5) as client:
                 assert (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200
             fix = await finished_fix(controller, "Container/shop", after=last, deadline=60)
             assert fix["outcome"] == "fixed" and fix["verified"], fix

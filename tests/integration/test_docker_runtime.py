@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from driftmend.drivers.docker import DockerRuntime, parse_time_ns
@@ -53,10 +53,10 @@ def names(engine: Engine, key: str) -> list[str]:
 
 
 async def answers(port: int) -> bool:
-    async with httpx.AsyncClient(trust_env=False, timeout=1) as client:
+    async with httpx2.AsyncClient(trust_env=False, timeout=1) as client:
         try:
             return (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             return False
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from driftmend.spec import LoadResult
@@ -122,7 +122,7 @@ async def test_crash_is_healed_verified_and_recorded(web: tuple[Path, LoadResult
         # The app really answers again, from a new process.
         after = await controller.runtime.stats(result.resources[0])  # type: ignore[arg-type]
         assert after["replicas"][0]["pid"] != old_pid
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
         assert (
             controller.metrics.registry.get_sample_value(

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import httpx2
 import pytest
 import redis
@@ -104,7 +103,7 @@ def bearer(token: str) -> httpx2.AsyncClient:
 async def test_without_a_valid_token_every_request_is_401(mcp_http: McpHttp) -> None:
     hello = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     headers = {"Accept": "application/json, text/event-stream"}
-    async with httpx.AsyncClient(timeout=10) as h:
+    async with httpx2.AsyncClient(timeout=10) as h:
         none = await h.post(mcp_http.url, json=hello, headers=headers)
         wrong = await h.post(
             mcp_http.url, json=hello, headers={**headers, "Authorization": "Bearer nope"}

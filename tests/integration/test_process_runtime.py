@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import psutil
 import pytest
 
@@ -102,9 +102,9 @@ async def eventually(
 async def answers(port: int, expect: int = 200) -> bool:
     """True when GET http://127.0.0.1:port/ answers ``expect``."""
     try:
-        async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+        async with httpx2.AsyncClient(timeout=1.0, trust_env=False) as client:
             return (await client.get(f"http://127.0.0.1:{port}/")).status_code == expect
-    except httpx.HTTPError:
+    except httpx2.HTTPError:
         return False
 
 

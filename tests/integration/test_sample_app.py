@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import httpx
+import httpx2
 import psycopg
 import pytest
 import redis
@@ -56,7 +56,7 @@ def poll(probe: Callable[[], T | None], deadline_s: float, what: str, every: flo
     while True:
         try:
             result = probe()
-        except (httpx.TransportError, OSError) as exc:
+        except (httpx2.TransportError, OSError) as exc:
             last = exc
         else:
             if result is not None and result is not False:
@@ -80,14 +80,14 @@ class ShopProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0)
+    def client(self) -> httpx2.Client:
+        return httpx2.Client(base_url=self.url, timeout=10.0)
 
     def log_lines(self) -> list[str]:
         return self.log_path.read_text().splitlines()
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        response = httpx.get(f"{self.url}/healthz", timeout=5.0)
+        response = httpx2.get(f"{self.url}/healthz", timeout=5.0)
         return response.status_code, response.json()
 
     def wait_healthy(self, deadline_s: float = 30.0) -> dict[str, Any]:
@@ -276,8 +276,8 @@ def test_healthz_names_redis_when_it_is_full(shop: ShopProcess, own_redis: Redis
     with redis.Redis.from_url(own_redis.url) as cache:
         assert _fill_until_refused(cache) > 8 * 1024 * 1024
 
-        def refused(probe: Callable[[], httpx.Response]) -> Callable[[], httpx.Response | None]:
-            def attempt() -> httpx.Response | None:
+        def refused(probe: Callable[[], httpx2.Response]) -> Callable[[], httpx2.Response | None]:
+            def attempt() -> httpx2.Response | None:
                 # Redis frees a few bytes now and then (idle clients' query buffers are
                 # shrunk, keys expire): top it up first so "full" still holds.
                 _fill_until_refused(cache)

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import psycopg
 import pytest
 import pytest_asyncio
@@ -89,12 +89,12 @@ def assert_recorded(fix: dict[str, Any], tools: list[str]) -> None:
 
 
 async def app_answers(stack: DemoStack) -> bool:
-    async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+    async with httpx2.AsyncClient(timeout=2, trust_env=False) as client:
         try:
             return (
                 await client.get(f"http://127.0.0.1:{stack.app_port}/healthz")
             ).status_code == 200
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             return False
 
 

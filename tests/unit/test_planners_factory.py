@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,47 @@ def test_prices_by_longest_model_prefix() -> None:
     assert price_of("gemini-2.5-flash") == (0.30, 2.50)
     assert price_of("models/gemini-2.5-flash-lite-preview") == (0.10, 0.40)
     assert price_of("my-local-model") == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "module", "extra"),
+    [("gemini", "google.genai", "gemini"), ("openai", "openai", "openai")],
+)
+async def test_a_configured_planner_without_its_sdk_names_the_extra(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    module: str,
+    extra: str,
+) -> None:
+    settings.gemini_api_key = SecretStr("AIzaSy-test")
+    settings.openai_base_url = "http://127.0.0.1:9/v1"
+    # None in sys.modules is how Python marks a module as absent: importing it fails.
+    monkeypatch.setitem(sys.modules, module, None)
+    reason = unavailable_reason(name, settings) or ""
+    assert f"pip install 'driftmend[{extra}]'" in reason
+    with caplog.at_level(logging.WARNING, logger="driftmend.planners"):
+        assert build_planner(name, settings) is None
+    assert f"driftmend[{extra}]" in caplog.text
+    ready, missing = configured_planners(settings)
+    assert name not in ready and f"driftmend[{extra}]" in missing[name]
+    for planner in ready.values():
+        await planner.close()
+
+
+def test_an_unconfigured_planner_without_its_sdk_still_asks_for_its_settings(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "google.genai", None)
+    assert "set GEMINI_API_KEY" in (unavailable_reason("gemini", settings) or "")
+
+
+def test_an_sdk_that_does_not_import_is_a_warning_not_a_traceback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.openai_base_url = "http://127.0.0.1:9/v1"
+    monkeypatch.setitem(sys.modules, "driftmend.planners.openai_compat", None)
+    with caplog.at_level(logging.WARNING, logger="driftmend.planners"):
+        assert build_planner("openai", settings) is None
+    assert "pip install --upgrade 'driftmend[openai]'" in caplog.text
