@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,3 +123,12 @@ def test_fragments_pass_the_read_gate(tmp_path: Path) -> None:
         app = make_app(store, FakeController(store), host="0.0.0.0")
         with TestClient(app, base_url=BASE) as c:
             assert c.get("/fragments/tiles/Container.shop").status_code == 401
+
+
+def test_the_package_ships_every_template_and_static_file() -> None:
+    root = STATIC.parent
+    project = tomllib.loads((root.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["driftmend.dashboard"]
+    shipped = {p for pattern in patterns for p in root.glob(pattern) if p.is_file()}
+    wanted = {p for d in ("static", "templates") for p in (root / d).rglob("*") if p.is_file()}
+    assert wanted - shipped == set()
