@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from driftmend.dashboard.views import fix_label
 from driftmend.formatting import UNITS, rules, signal_units
 from driftmend.store import Store
 from tests.unit.test_dashboard_api import BASE, XSS, FakeController, make_app, seed
@@ -132,3 +133,8 @@ def test_the_package_ships_every_template_and_static_file() -> None:
     shipped = {p for pattern in patterns for p in root.glob(pattern) if p.is_file()}
     wanted = {p for d in ("static", "templates") for p in (root / d).rglob("*") if p.is_file()}
     assert wanted - shipped == set()
+
+
+def test_a_last_fix_reads_in_the_servers_words() -> None:
+    assert fix_label({"id": 3, "outcome": "fixed", "time_to_recover": 2.1}) == "#3 fixed in 2.10 s"
+    assert fix_label({"id": 4, "outcome": None, "status": "running"}) == "#4 running"

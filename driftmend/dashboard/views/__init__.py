@@ -30,7 +30,7 @@ from driftmend.dashboard.views.drifts import (
     root_cause_text,
     signal_changes,
 )
-from driftmend.dashboard.views.fixes import evaluations, fix_summary, scenario_of
+from driftmend.dashboard.views.fixes import evaluations, fix_label, fix_summary, scenario_of
 from driftmend.dashboard.views.ids import key_of, resource_id
 from driftmend.dashboard.views.llm import LLM_DECISIONS, llm_outcome, llm_summary, pending_plan_id
 from driftmend.dashboard.views.logs import log_dict
@@ -50,6 +50,7 @@ __all__ = [
     "downsample",
     "drift_lines",
     "evaluations",
+    "fix_label",
     "fix_summary",
     "format_threshold",
     "format_value",

@@ -20,7 +20,7 @@ class ChartSpec:
 
     signal: str
     title: str
-    unit: str  # "%", "bytes", "ratio", "s", "/min" or ""
+    unit: str  # a key of driftmend.formatting.UNITS: "%", "bytes", "ratio", "s", "/min"
 
 
 _CHARTS: dict[str, tuple[ChartSpec, ...]] = {

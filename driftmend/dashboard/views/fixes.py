@@ -10,8 +10,9 @@ from typing import Any
 
 from driftmend.dashboard.views.drifts import root_cause_text
 from driftmend.dashboard.views.ids import resource_id
+from driftmend.formatting import format_value
 
-__all__ = ["evaluations", "fix_summary", "scenario_of"]
+__all__ = ["evaluations", "fix_label", "fix_summary", "scenario_of"]
 
 
 def fix_summary(fix: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,7 +39,17 @@ def fix_summary(fix: Mapping[str, Any]) -> dict[str, Any]:
         "time_to_detect": fix.get("time_to_detect"),
         "time_to_recover": fix.get("time_to_recover"),
         "drifted": [str(d.get("signal")) for d in fix.get("drifts") or []],
+        "label": fix_label(fix),
     }
+
+
+def fix_label(fix: Mapping[str, Any]) -> str:
+    """``#12 fixed in 3.20 s``: a resource's last fix in a tile's or a card's footer (the page
+    renders it, the script writes it again from a live event)."""
+    state = fix.get("outcome") or fix.get("status")
+    ttr = fix.get("time_to_recover")
+    took = f" in {format_value(ttr, unit='duration')}" if ttr is not None else ""
+    return f"#{fix['id']} {state}{took}"
 
 
 def scenario_of(fix: Mapping[str, Any]) -> str:

@@ -49,7 +49,7 @@ export function onResource(r) {
     ...r,
     name: r.key.split("/").pop(),
     last_fix_id: lf ? lf.id : "",
-    last_fix_label: lf ? `#${lf.id} ${lf.state}${lf.time_to_recover != null ? ` in ${fmt.seconds(lf.time_to_recover)}` : ""}` : "",
+    last_fix_label: lf ? lf.label : "", // the server's words (views.fix_label)
     no_fix: !lf,
   };
   const els = $$(`[data-record][data-resource="${CSS.escape(r.id)}"]`);
