@@ -1,11 +1,11 @@
 """The dashboard's pages: overview, resources, logs, LLM interactions, fixes and evaluations.
 
-Stage: *outputs* in docs/ARCHITECTURE.md. Each page is rendered whole on the server with Jinja (which
-escapes every value: log lines and LLM text are attacker-controlled), then kept current by
-the scripts in ``static/js/`` from the live stream, which write text only; where a piece of
-a page must be drawn again (a tile that arrives live, a running fix), the script fetches it
-rendered by the server (``driftmend.dashboard.fragments``) rather than building markup.
-Charts are inline SVG drawn by the script from the JSON embedded in the page.
+Stage: *outputs* in docs/ARCHITECTURE.md. Each page is rendered whole on the server with
+Jinja (which escapes every value: log lines and LLM text are attacker-controlled), then kept
+current by the scripts in ``static/js/`` from the live stream, which write text only; where
+a piece of a page must be drawn again (a tile that arrives live, a running fix), the script
+fetches it rendered by the server (``driftmend.dashboard.fragments``) rather than building
+markup. Charts are inline SVG drawn by the script from the JSON embedded in the page.
 """
 
 from __future__ import annotations
