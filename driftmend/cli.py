@@ -174,18 +174,15 @@ _SHOWN = {
 
 
 def _fmt_signal(name: str, value: object) -> str:
-    short = name.split(".", 1)[1]
-    if value is None:
-        return f"{short}=?"
-    if isinstance(value, bool):
-        return f"{short}={str(value).lower()}"
-    if isinstance(value, float):
-        return f"{short}={value:.2f}"
-    return f"{short}={value}"
+    """``memory_bytes=48.2 MiB``: the value as the dashboard writes it."""
+    from driftmend.formatting import format_value
+
+    return f"{name.split('.', 1)[1]}={format_value(value, signal=name)}"
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     """``driftmend get [KIND] [-o json]``: resources, observed state and last fix, from the store."""
+    from driftmend.formatting import format_value
     from driftmend.store import Store
 
     settings = _settings(args)
@@ -206,20 +203,21 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([r.to_json() for r in rows], indent=2, default=str))
         return 0
-    header = f"{'KIND':18} {'NAME':14} {'HEALTH':15} {'OBSERVED':10} {'SIGNALS':58} LAST FIX"
+    header = f"{'KIND':18} {'NAME':14} {'HEALTH':15} {'OBSERVED':10} {'SIGNALS':68} LAST FIX"
     print(header)
     for r in rows:
         kind, name = r["kind"], r["key"].split("/")[-1]
         signals = r.get("signals") or {}
-        shown = " ".join(_fmt_signal(n, signals[n]) for n in _SHOWN.get(kind, ()) if n in signals)
+        # Two spaces apart: a value may hold one ("48.2 MiB").
+        shown = "  ".join(_fmt_signal(n, signals[n]) for n in _SHOWN.get(kind, ()) if n in signals)
         fix = r.get("last_fix")
         last = "-"
         if fix:
             ttr = fix.get("time_to_recover")
-            ttr_s = f" in {ttr:.2f}s" if isinstance(ttr, int | float) else ""
+            ttr_s = f" in {format_value(ttr, unit='duration')}" if ttr is not None else ""
             last = f"{fix.get('outcome') or fix.get('status')}{ttr_s} by {fix.get('rule') or fix.get('source')} {_age(fix.get('detected_at'))}"
         print(
-            f"{kind:18} {name:14} {r['health']:15} {_age(r.get('observed_at')):10} {shown:58} {last}"
+            f"{kind:18} {name:14} {r['health']:15} {_age(r.get('observed_at')):10} {shown:68} {last}"
         )
         if r.get("message") and r["health"] not in ("healthy",):
             print(f"{'':18} {'':14} └ {r['message']}")

@@ -183,6 +183,11 @@ class Health(StrEnum):
     NEEDS_OPERATOR = "needs-operator"
     UNKNOWN = "unknown"
 
+    @property
+    def label(self) -> str:
+        """The words shown next to the health's colour: colour alone would not reach everyone."""
+        return self.value.replace("-", " ").capitalize()
+
 
 class LlmDecision(StrEnum):
     """What became of an LLM interaction's plan, as the controller records it."""

@@ -1,10 +1,11 @@
 """The controller's HTTP server: ``/metrics``, the JSON API, the live stream and the dashboard.
 
-Stage: *outputs* in DESIGN.md. ``create_app`` wires the pieces: the store, the registry and
-the controller go on ``app.state`` and reach the routes through ``Depends``
+Stage: *outputs* in docs/ARCHITECTURE.md. ``create_app`` wires the pieces: the store, the
+registry and the controller go on ``app.state`` and reach the routes through ``Depends``
 (``dashboard.dependencies``), so tests replace them with dependency overrides. The gate
-(``driftmend.dashboard.security``) decides who reads and who acts; ``driftmend.dashboard.api`` holds the JSON
-routes, ``driftmend.dashboard.pages`` the HTML, ``driftmend.dashboard.stream`` the server-sent events.
+(``driftmend.dashboard.security``) decides who reads and who acts; ``driftmend.dashboard.api``
+holds the JSON routes, ``driftmend.dashboard.pages`` the HTML (``driftmend.dashboard.fragments``
+the pieces the script fetches), ``driftmend.dashboard.stream`` the server-sent events.
 
 Every response but ``/metrics`` carries a strict Content-Security-Policy: scripts and styles
 come from ``/static`` only, so even a value that escaped escaping could not run. Everything
@@ -39,6 +40,7 @@ from driftmend.dashboard.dependencies import (
     get_store,
     require_read,
 )
+from driftmend.dashboard.fragments import fragment_router
 from driftmend.dashboard.jobs import JobBoard
 from driftmend.dashboard.pages import error_page, login_router, page_router, refusal_page
 from driftmend.dashboard.security import Access, Refusal
@@ -153,6 +155,7 @@ def create_app(
     app.include_router(action_router)
     app.include_router(login_router)
     app.include_router(page_router)
+    app.include_router(fragment_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     app.add_middleware(SecurityHeaders)

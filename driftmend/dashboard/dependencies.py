@@ -1,8 +1,8 @@
 """The dashboard's seams: the store, the controller, the gate and the job board, via ``Depends``.
 
-Stage: *outputs* in DESIGN.md. ``create_app`` puts the real objects on ``app.state``; every
-route asks for them through the functions below, so a test replaces any of them with
-``app.dependency_overrides``. The controller is seen through ``Operations``, the narrow
+Stage: *outputs* in docs/ARCHITECTURE.md. ``create_app`` puts the real objects on
+``app.state``; every route asks for them through the functions below, so a test replaces any
+of them with ``app.dependency_overrides``. The controller is seen through ``Operations``, the narrow
 Protocol of what the dashboard calls on it, so a test can pass a small fake.
 """
 

@@ -1,6 +1,6 @@
 """Operator actions that take a while (a fix, an approved plan), run in the background.
 
-Stage: *outputs* in DESIGN.md: the dashboard's side of the controller's operator actions.
+Stage: *outputs* in docs/ARCHITECTURE.md: the dashboard's side of the controller's operator actions.
 A fix runs its steps and then verifies for up to its policy's timeout, so the request that
 starts it answers at once (``202`` with a job) and the outcome reaches the page through the
 live stream. A ``JobBoard`` holds the running tasks (so they are not garbage-collected) and

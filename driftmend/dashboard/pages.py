@@ -1,24 +1,21 @@
 """The dashboard's pages: overview, resources, logs, LLM interactions, fixes and evaluations.
 
-Stage: *outputs* in DESIGN.md. Each page is rendered whole on the server with Jinja (which
-escapes every value: log lines and LLM text are attacker-controlled), then kept current by
-``static/dashboard.js`` from the live stream, which writes text only, never markup. Charts
-are inline SVG drawn by that script from the JSON embedded in the page.
+Stage: *outputs* in docs/ARCHITECTURE.md. Each page is rendered whole on the server with
+Jinja (which escapes every value: log lines and LLM text are attacker-controlled), then kept
+current by the scripts in ``static/js/`` from the live stream, which write text only; where
+a piece of a page must be drawn again (a tile that arrives live, a running fix), the script
+fetches it rendered by the server (``driftmend.dashboard.fragments``) rather than building
+markup. Charts are inline SVG drawn by the script from the JSON embedded in the page.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
-import yaml
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from driftmend.dashboard.api import merged_resources
 from driftmend.dashboard.dependencies import (
@@ -28,32 +25,32 @@ from driftmend.dashboard.dependencies import (
     StoreDep,
     require_read,
 )
-from driftmend.dashboard.security import READ_COOKIE, Access, Refusal
+from driftmend.dashboard.security import READ_COOKIE, Refusal
 from driftmend.dashboard.stream import llm_rows, plan_summary
+from driftmend.dashboard.templating import TEMPLATES, render
 from driftmend.dashboard.views import (
-    CHARTED_KINDS,
-    HEALTH_LABELS,
-    NO_VALUE,
     chart_signals,
     charts_for,
-    describe_drift,
     downsample,
-    drift_lines,
     evaluations,
     fix_summary,
-    format_value,
     key_of,
     log_dict,
     resource_id,
     signal_changes,
-    signal_units,
 )
 from driftmend.logs import LEVELS
+from driftmend.model import Health
 from driftmend.store import Store
 
-__all__ = ["TEMPLATES", "error_page", "login_router", "page_router", "refusal_page"]
-
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+__all__ = [
+    "TEMPLATES",
+    "chart_specs",
+    "error_page",
+    "login_router",
+    "page_router",
+    "refusal_page",
+]
 
 page_router = APIRouter(include_in_schema=False, dependencies=[Depends(require_read)])
 login_router = APIRouter(include_in_schema=False)
@@ -63,83 +60,7 @@ RESOURCE_WINDOW = 30 * 60.0
 LOG_RANGES: dict[str, float | None] = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "all": None}
 
 
-# --- Jinja filters ---------------------------------------------------------------------------
-
-
-def _utc(ts: float | None, with_date: bool = False) -> str:
-    """A Unix time as UTC text; the script rewrites it in the reader's local time."""
-    if ts is None:
-        return NO_VALUE
-    moment = datetime.fromtimestamp(float(ts), UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if with_date else "%H:%M:%S UTC")
-
-
-def _iso(ts: float | None) -> str:
-    return "" if ts is None else datetime.fromtimestamp(float(ts), UTC).isoformat()
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return NO_VALUE
-    return f"{value:.2f} s" if value < 60 else f"{value / 60:.1f} min"
-
-
-def _percent(value: float | None) -> str:
-    return NO_VALUE if value is None else f"{value * 100:.0f} %"
-
-
-def _pretty(value: Any) -> str:
-    """JSON for people: indented, keys in order, non-ASCII kept."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100).rstrip()
-
-
-TEMPLATES.env.filters.update(
-    utc=_utc,
-    iso=_iso,
-    seconds=_seconds,
-    percent=_percent,
-    pretty=_pretty,
-    yaml=_yaml,
-    fmt=lambda value, signal=None: format_value(value, signal=signal),
-    rid=resource_id,
-    drift=describe_drift,
-    drift_lines=drift_lines,
-    health_label=lambda h: HEALTH_LABELS.get(str(h), str(h)),
-    urlq=lambda s: quote(str(s), safe=""),
-)
-
-
 # --- shared context --------------------------------------------------------------------------
-
-
-def _render(
-    request: Request,
-    name: str,
-    page: str,
-    context: dict[str, Any],
-    data: dict[str, Any] | None = None,
-    status_code: int = 200,
-) -> HTMLResponse:
-    access: Access = request.app.state.access
-    controller = request.app.state.controller
-    now = time.time()
-    base = {
-        "page": page,
-        "now": now,
-        "token_configured": access.token is not None,
-        "open_reads": access.open_reads,
-        "controller_attached": controller is not None,
-        "llm_available": controller is not None and controller.llm_ready,
-        # The script reads this block as JSON; Jinja's ``tojson`` escapes <, > and & inside.
-        "page_data": {"page": page, "now": now, "units": signal_units(), **(data or {})},
-    }
-    return TEMPLATES.TemplateResponse(request, name, base | context, status_code=status_code)
 
 
 def _history(
@@ -155,14 +76,16 @@ def _history(
     return out
 
 
+def chart_specs(kind: str, with_errors: bool) -> list[dict[str, Any]]:
+    """The charts of a resource of ``kind`` as the ``chart`` macro and the script read them."""
+    return [
+        {"signal": c.signal, "title": c.title, "unit": c.unit}
+        for c in charts_for(kind, with_errors=with_errors)
+    ]
+
+
 def _charts(rows: list[dict[str, Any]], with_errors: bool) -> dict[str, Any]:
-    return {
-        str(r["id"]): [
-            {"signal": c.signal, "title": c.title, "unit": c.unit}
-            for c in charts_for(str(r["kind"]), with_errors=with_errors)
-        ]
-        for r in rows
-    }
+    return {str(r["id"]): chart_specs(str(r["kind"]), with_errors) for r in rows}
 
 
 def _stats(store: Store) -> dict[str, Any]:
@@ -187,8 +110,8 @@ async def overview(
     rows = merged_resources(store.resources(), controller)
     fixes = store.fixes(limit=500)
     evals = evaluations(store.fix_stats(), fixes[:200])
-    counts = {h: sum(1 for r in rows if r["health"] == h) for h in HEALTH_LABELS}
-    return _render(
+    counts = {h.value: sum(1 for r in rows if r["health"] == h) for h in Health}
+    return render(
         request,
         "overview.html",
         "overview",
@@ -206,13 +129,6 @@ async def overview(
             "charts": _charts(rows, with_errors=False),
             "ttr": evals["time_to_recover"][-100:],
             "stats_scope": "day",
-            # For a tile that arrives live: the charts of its kind.
-            "kind_charts": {
-                kind: [
-                    {"signal": c.signal, "title": c.title, "unit": c.unit} for c in charts_for(kind)
-                ]
-                for kind in CHARTED_KINDS
-            },
         },
     )
 
@@ -240,7 +156,7 @@ async def resources(
 ) -> HTMLResponse:
     """A card per resource: health, signals, CPU and memory, recent logs, fixes, spec."""
     rows = merged_resources(store.resources(), controller)
-    return _render(
+    return render(
         request,
         "resources.html",
         "resources",
@@ -262,7 +178,7 @@ async def resource(
     rows = [r for r in merged_resources(store.resources(), controller) if r["key"] == key]
     if key is None or not rows:
         raise HTTPException(404, f"no resource {rid}")
-    return _render(
+    return render(
         request,
         "resource.html",
         "resources",
@@ -321,7 +237,7 @@ async def logs(
         "since": since,
     }
     errors = sum(1 for line in lines if LEVELS.get(str(line["level"]), 0) >= LEVELS["ERROR"])
-    return _render(
+    return render(
         request,
         "logs.html",
         "logs",
@@ -341,7 +257,7 @@ async def logs(
 def llm(request: Request, store: StoreDep) -> HTMLResponse:
     """What the LLM was asked and what it answered: time, resource, root cause, outcome."""
     rows = llm_rows(store, store.llm_summaries(limit=200))
-    return _render(request, "llm.html", "llm", {"rows": rows})
+    return render(request, "llm.html", "llm", {"rows": rows})
 
 
 @page_router.get("/llm/{iid}", response_class=HTMLResponse)
@@ -353,7 +269,7 @@ def llm_detail(iid: int, request: Request, store: StoreDep) -> HTMLResponse:
     summary = llm_rows(store, [found])[0]
     pid = summary["pending_plan_id"]
     parked = store.pending_plan(int(pid)) if pid is not None else None
-    return _render(
+    return render(
         request,
         "llm_detail.html",
         "llm",
@@ -377,7 +293,7 @@ def fixes(request: Request, store: StoreDep) -> HTMLResponse:
         drifted = [str(d.get("signal")) for d in f.get("drifts") or []]
         changes = signal_changes(f.get("signals_before"), f.get("signals_after"), drifted)
         rows.append(fix_summary(f) | {"changes": [c for c in changes if c["drifted"]][:3]})
-    return _render(
+    return render(
         request,
         "fixes.html",
         "fixes",
@@ -393,7 +309,7 @@ def fix(fid: int, request: Request, store: StoreDep) -> HTMLResponse:
     if found is None:
         raise HTTPException(404, f"no fix {fid}")
     drifted = [str(d.get("signal")) for d in found.get("drifts") or []]
-    return _render(
+    return render(
         request,
         "fix.html",
         "fixes",
@@ -422,7 +338,7 @@ def docs(request: Request) -> HTMLResponse:
         for path, ops in sorted(paths.items())
         for method, op in ops.items()
     ]
-    return _render(request, "docs.html", "docs", {"endpoints": endpoints})
+    return render(request, "docs.html", "docs", {"endpoints": endpoints})
 
 
 # --- signing in (only when the dashboard listens beyond localhost) ---------------------------
@@ -432,7 +348,7 @@ def docs(request: Request) -> HTMLResponse:
 def login_form(request: Request, access: AccessDep, next: str = "/") -> HTMLResponse:
     """A form for the token; on localhost reading is open and this only explains that."""
     access.check_host(request)
-    return _render(request, "login.html", "login", {"next": _safe_next(next), "error": None})
+    return render(request, "login.html", "login", {"next": _safe_next(next), "error": None})
 
 
 @login_router.post("/login", response_class=HTMLResponse, response_model=None)
@@ -444,7 +360,7 @@ async def login(request: Request, access: AccessDep) -> Response:
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/"])[0])
     if not access.token_matches(token):
-        return _render(
+        return render(
             request,
             "login.html",
             "login",
@@ -472,7 +388,7 @@ def _safe_next(target: str) -> str:
 
 def refusal_page(request: Request, refusal: Refusal) -> HTMLResponse:
     """The page shown to a browser that the gate turned away."""
-    return _render(
+    return render(
         request,
         "error.html",
         "error",
@@ -487,7 +403,7 @@ def refusal_page(request: Request, refusal: Refusal) -> HTMLResponse:
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """A plain error page (404 and friends) in the dashboard's frame."""
-    return _render(
+    return render(
         request,
         "error.html",
         "error",

@@ -1,6 +1,6 @@
 """Who may read the dashboard and who may act through it.
 
-Stage: *outputs* in DESIGN.md: the gate in front of the dashboard's routes.
+Stage: *outputs* in docs/ARCHITECTURE.md: the gate in front of the dashboard's routes.
 
 The rules, in one place:
 

@@ -1,6 +1,6 @@
 """The live stream: server-sent events telling open pages what changed, without a reload.
 
-Stage: *outputs* in DESIGN.md. Each connection polls the store (and the controller's log
+Stage: *outputs* in docs/ARCHITECTURE.md. Each connection polls the store (and the controller's log
 window) every half second, compares with what it last saw, and sends small JSON events:
 
 =================== ==========================================================

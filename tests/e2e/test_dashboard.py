@@ -26,7 +26,8 @@ import pytest_asyncio
 from playwright.async_api import Locator, Page, Route, expect
 
 from driftmend import chaos
-from driftmend.model import Drift, Plan, PlanStep
+from driftmend.formatting import UNITS, format_value
+from driftmend.model import Drift, Outcome, Plan, PlanStep, ToolResult
 from tests.e2e.stack import TOKEN, Stack, screenshot_path, stack
 from tests.integration.harness import eventually
 
@@ -519,6 +520,60 @@ async def test_themes_keyboard_and_tablet(dash: Stack) -> None:
         ).bounding_box()
         assert panel and recover and recover["x"] + recover["width"] <= panel["x"] + panel["width"]
         await shoot(page, "overview-tablet")
+
+
+async def test_the_link_with_the_token_signs_the_tab_in(dash: Stack) -> None:
+    # `make demo` prints http://127.0.0.1:8080/#token=...: the token is kept for this tab
+    # and leaves the address bar; the page's script keeps running (``tab`` fails on an
+    # uncaught error).
+    async with tab(dash) as page:
+        await page.goto(f"/#token={TOKEN}")
+        await expect(page.locator("#token-state")).to_have_text("Operator: signed in")
+        await expect(page).to_have_url(f"{dash.url}/")
+        assert await page.evaluate("sessionStorage.getItem('driftmend.token')") == TOKEN
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+
+async def test_the_browser_formats_values_as_the_server_does(dash: Stack) -> None:
+    samples = [
+        [value, unit]
+        for unit in UNITS
+        for value in (None, True, 0, 0.5, 2.5, 42.5, 0.125, 1023, 1536.5, 52_000_000, 1234.5)
+    ]
+    async with tab(dash) as page:
+        await page.goto("/")
+        shown = await page.evaluate(
+            "samples => samples.map(([v, u]) => window.driftmend.formatValue(v, u))", samples
+        )
+    assert shown == [format_value(value, unit=unit) for value, unit in samples]
+
+
+async def test_a_running_fix_page_follows_the_fix(dash: Stack) -> None:
+    store = dash.controller.store
+    now = time.time()
+    key = "Container/ghost"  # no such resource: the controller leaves this fix alone
+    drift = Drift(key, "container.running", "== true", False, now - 5)
+    plan = Plan(key, (PlanStep("container_restart", key),), "rules", "restart it", drifts=(drift,))
+    fid = store.begin_fix(key, plan, {"container.running": False}, now - 5, now - 4, "down")
+    async with tab(dash) as page:
+        await page.goto(f"/fixes/{fid}")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await expect(page.locator("[data-fix-state] .badge")).to_have_text("running")
+        await expect(page.locator("[data-retry]")).to_be_hidden()
+        await expect(page.locator("[data-fix-steps] li")).to_have_text("No step has started yet.")
+        step = store.journal_step(fid, 0, plan.steps[0])
+        store.finish_step(step, ToolResult.failure("no such container"), 0.2)
+        store.finish_fix(
+            fid, Outcome.FAILED, False, {"container.running": False}, time.time(), None, "gone"
+        )
+        await expect(page.locator("[data-fix-state] .badge")).to_have_text("failed")
+        await expect(page.locator("[data-fix-message]")).to_have_text("gone")
+        steps = page.locator("[data-fix-steps] li")
+        await expect(steps).to_have_count(1)
+        await expect(steps.first).to_contain_text("no such container")
+        await expect(page.locator("[data-retry]")).to_be_visible()
+        after = page.locator('tr[data-after-signal="container.running"] [data-after]')
+        await expect(after).to_have_text("no")
 
 
 def _raw_get(port: int, path: str) -> None:
