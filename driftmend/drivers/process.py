@@ -9,7 +9,7 @@ controller's decision is recorded like every other fix.
 State lives on disk, so a restarted controller adopts what still runs instead of starting it
 twice::
 
-    <state_dir>/containers/<namespace>-<name>/
+    <state_dir>/containers/<namespace>.<name>/
         state.json         desired-replicas override, restarts, last exits, created/stopped
         replica-<i>.pid    {"pid", "create_time", "argv", "port", "started_at"}
         replica-<i>.log    the replica's stdout and stderr, appended
@@ -42,8 +42,9 @@ import psutil
 
 from driftmend.drivers.base import EventSink
 from driftmend.drivers.http_probe import probe_once
-from driftmend.drivers.state_files import RuntimeState, read_json, write_json
+from driftmend.drivers.state_files import RuntimeState, read_json, resource_dir, write_json
 from driftmend.errors import DriverError, PermanentError, RefusedError
+from driftmend.keys import ResourceKey
 from driftmend.model import Observation
 from driftmend.signals import SignalValue
 from driftmend.spec import Container, HealthProbe, ProcessSpec
@@ -239,10 +240,12 @@ class ProcessRuntime:
         if not self._root.is_dir():
             return
         for state_file in sorted(self._root.glob("*/state.json")):
+            if state_file.parent.is_symlink():
+                continue  # the link left at a legacy name: its directory is globbed itself
             raw = read_json(state_file)
-            key = raw.get("key") if raw else None
-            if isinstance(key, str) and key not in self._units:
-                self._load(key, state_file.parent)
+            key = ResourceKey.find(raw["key"]) if raw and isinstance(raw.get("key"), str) else None
+            if key is not None and str(key) not in self._units:
+                self._load(str(key), resource_dir(self._root, key))
 
     async def close(self) -> None:
         """Cancel every watcher and probe task; the supervised processes keep running."""
@@ -505,7 +508,7 @@ class ProcessRuntime:
         return unit
 
     def _dir(self, container: Container) -> Path:
-        return self._root / f"{container.metadata.namespace}-{container.name}"
+        return resource_dir(self._root, container.resource_key)
 
     def _load(self, key: str, directory: Path) -> _Unit:
         """Read state.json and the pid files; adopt live processes, record stale ones as exits.

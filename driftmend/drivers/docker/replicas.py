@@ -219,7 +219,10 @@ def expected_name(container: Container, index: int, project: str | None = None) 
     if docker.compose is not None:
         name = project or docker.compose.project or "<project>"
         return f"{name}-{docker.compose.service}-{index + 1}"
-    return f"driftmend-{container.metadata.namespace}-{container.name}-{index}"
+    # The dot keeps namespaces and names apart (``driftmend-shop-prod-db-0`` was both
+    # shop-prod/db's and shop/prod-db's). Containers named the older way are still theirs:
+    # replicas are found by their labels, and keep their name until recreated.
+    return f"driftmend-{container.resource_key.dirname}-{index}"
 
 
 def human_bytes(n: int) -> str:

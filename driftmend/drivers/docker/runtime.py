@@ -38,6 +38,7 @@ from driftmend.drivers.docker.replicas import (
 )
 from driftmend.drivers.docker.state import DockerState, load_state, save_state
 from driftmend.drivers.docker.stats import CpuReading, Sample, Sampler, cpu_percent
+from driftmend.drivers.state_files import resource_dir
 from driftmend.errors import DriverError, PermanentError
 from driftmend.model import Observation
 from driftmend.spec import Container
@@ -79,7 +80,7 @@ class DockerRuntime:
 
     A ``Container`` names its containers in one of three ways (``spec.docker``):
 
-    - ``image``: driftmend creates replica ``i`` as ``driftmend-<namespace>-<name>-<i>``,
+    - ``image``: driftmend creates replica ``i`` as ``driftmend-<namespace>.<name>-<i>``,
       labelled ``driftmend.key`` / ``driftmend.replica``; images are never pulled.
     - ``containerName``: one existing container, watched and restarted.
     - ``compose``: the containers of a Compose service in one project; replica ``i`` is
@@ -719,7 +720,7 @@ class DockerRuntime:
             self._save(unit)
 
     def _dir(self, container: Container) -> Path:
-        return self._root / f"{container.metadata.namespace}-{container.name}"
+        return resource_dir(self._root, container.resource_key)
 
     def _desired(self, unit: _Unit, container: Container) -> int:
         s = unit.state
