@@ -17,7 +17,7 @@ EventSink = Callable[[str, str], None]
 
 
 class ContainerRuntime(Protocol):
-    """Runs the replicas of ``Container`` resources (the ``process`` runtime, later Docker)."""
+    """Runs the replicas of ``Container`` resources (the ``process`` and ``docker`` runtimes)."""
 
     def set_event_sink(self, sink: EventSink) -> None:
         """Where to report exits and health changes; called once before ``start``."""

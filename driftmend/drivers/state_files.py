@@ -13,6 +13,7 @@ Each Container's files live in ``<root>/<namespace>.<name>/`` (``ResourceKey.dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -106,6 +107,17 @@ class RuntimeState:
             "scale_base": opt_int(raw.get("scale_base")),
             "restarts": int_map(raw.get("restarts")),
         }
+
+
+def log_paths(directory: Path, indexes: set[int]) -> list[str]:
+    """``replica-<i>.log`` in ``directory`` for ``indexes`` and for any other replica that left
+    a log there, in replica order."""
+    found = set(indexes)
+    with contextlib.suppress(OSError):
+        for path in directory.glob("replica-*.log"):
+            with contextlib.suppress(ValueError):
+                found.add(int(path.stem.removeprefix("replica-")))
+    return [str(directory / f"replica-{i}.log") for i in sorted(found)]
 
 
 def legacy_dirname(key: ResourceKey) -> str:

@@ -25,7 +25,7 @@ from driftmend.drivers.process.spawn import process_spec, spawn
 from driftmend.drivers.process.state import ProcessState, exit_reason
 from driftmend.drivers.process.supervision import Supervisor, wait_exit
 from driftmend.drivers.process.unit import Replica, Unit, measure_usage
-from driftmend.drivers.state_files import read_json, resource_dir
+from driftmend.drivers.state_files import log_paths, read_json, resource_dir
 from driftmend.errors import PermanentError, RefusedError
 from driftmend.keys import ResourceKey
 from driftmend.model import Observation
@@ -307,12 +307,7 @@ class ProcessRuntime:
             directory = self._dir(container)
             raw = read_json(directory / "state.json")
             unit = Unit(container.key, directory, ProcessState.from_json(container.key, raw or {}))
-        indexes = set(range(unit.desired(container))) | set(unit.replicas)
-        with contextlib.suppress(OSError):
-            for path in unit.dir.glob("replica-*.log"):
-                with contextlib.suppress(ValueError):
-                    indexes.add(int(path.stem.removeprefix("replica-")))
-        return [str(unit.dir / f"replica-{i}.log") for i in sorted(indexes)]
+        return log_paths(unit.dir, set(range(unit.desired(container))) | set(unit.replicas))
 
     async def set_limits(
         self, container: Container, cpu: float | None = None, memory: int | None = None
