@@ -85,9 +85,7 @@ class ProcessRuntime:
             raw = read_json(state_file)
             key = ResourceKey.find(raw["key"]) if raw and isinstance(raw.get("key"), str) else None
             if key is not None and str(key) not in self._units:
-                self._units[str(key)] = self._supervisor.load(
-                    str(key), resource_dir(self._root, key)
-                )
+                self._supervisor.load(str(key), resource_dir(self._root, key), self._units)
 
     async def close(self) -> None:
         """Cancel every watcher and probe task; the supervised processes keep running."""
@@ -340,8 +338,7 @@ class ProcessRuntime:
         """The unit of ``container``, loaded (and its live replicas adopted) on first use."""
         unit = self._units.get(container.key)
         if unit is None:
-            unit = self._supervisor.load(container.key, self._dir(container))
-            self._units[container.key] = unit
+            unit = self._supervisor.load(container.key, self._dir(container), self._units)
         unit.spec = container
         return unit
 

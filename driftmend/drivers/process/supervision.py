@@ -142,14 +142,17 @@ class Supervisor:
 
     # -- loading and adopting --------------------------------------------------------------
 
-    def load(self, key: str, directory: Path) -> Unit:
+    def load(self, key: str, directory: Path, units: dict[str, Unit]) -> Unit:
         """Read state.json and the pid files; adopt live processes, record stale ones as exits.
 
+        The unit joins ``units`` before any process is adopted, so that one whose state
+        cannot be saved is still known (and its adopted processes watched once, not twice).
         Synchronous on purpose: no other task can see a half-loaded unit.
         """
         raw = read_json(directory / "state.json")
         state = ProcessState.from_json(key, raw) if raw else ProcessState(key)
         unit = Unit(key, directory, state)
+        units[key] = unit
         lost: list[int] = []
         if directory.is_dir():
             for pid_file in sorted(directory.glob("replica-*.pid")):
