@@ -139,7 +139,7 @@ async def driftmend_series(api: Any, trials: int, settle: float) -> Series:
         controller = build_controller(settings, CollectorRegistry())
         controller.apply(result)
         await controller.start()
-        name = "driftmend-default-web-0"
+        name = "driftmend-default.web-0"
         try:
             async with httpx2.AsyncClient(trust_env=False, timeout=0.5) as client:
                 await _until_answers(client, port)

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx2
 
-from driftmend.drivers import postgres as pg
+from driftmend.drivers import postgres_chaos as pg
 from driftmend.drivers import redis as rd
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import DriverError, PermanentError

@@ -1,7 +1,7 @@
 """Redis through redis-py's asyncio client: observe a ``RedisCache`` and act on it over RESP.
 
 Stage: *observe* (signals from ``INFO``) and *act* (``MEMORY PURGE``, ``CONFIG SET``,
-``FLUSHDB``) in DESIGN.md.
+``FLUSHDB``) in docs/ARCHITECTURE.md.
 
 Observation reads ``INFO`` and ``DBSIZE`` only: both still answer while a full cache under
 ``noeviction`` refuses every write, which is exactly when the controller must see it. One

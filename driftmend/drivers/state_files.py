@@ -3,20 +3,31 @@
 Stage: *act* (a runtime's memory between passes and across controller restarts). The
 engine or the process table holds the replicas; this holds what only driftmend knows: which
 replicas it created, whether it stopped them on purpose, a scale override, its restarts.
-Each runtime adds its own fields (``process.py``: exits; ``docker/state.py``: limits, log
-positions). Files are written atomically and read leniently: a field that is missing or of
-the wrong type takes its default, so a damaged file costs memory, never a crash.
+Each runtime adds its own fields (``process/state.py``: exits; ``docker/state.py``: limits,
+log positions). Files are written atomically and read leniently: a field that is missing or
+of the wrong type takes its default, so a damaged file costs memory, never a crash.
+
+Each Container's files live in ``<root>/<namespace>.<name>/`` (``ResourceKey.dirname``);
+``resource_dir`` moves a directory of the older ``<namespace>-<name>/`` form there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from driftmend.errors import DriverError
+from driftmend.keys import ResourceKey
+
+log = logging.getLogger(__name__)
+
+_LABEL = re.compile(r"^[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -96,3 +107,69 @@ class RuntimeState:
             "scale_base": opt_int(raw.get("scale_base")),
             "restarts": int_map(raw.get("restarts")),
         }
+
+
+def log_paths(directory: Path, indexes: set[int]) -> list[str]:
+    """``replica-<i>.log`` in ``directory`` for ``indexes`` and for any other replica that left
+    a log there, in replica order."""
+    found = set(indexes)
+    with contextlib.suppress(OSError):
+        for path in directory.glob("replica-*.log"):
+            with contextlib.suppress(ValueError):
+                found.add(int(path.stem.removeprefix("replica-")))
+    return [str(directory / f"replica-{i}.log") for i in sorted(found)]
+
+
+def legacy_dirname(key: ResourceKey) -> str:
+    """The directory name older versions gave ``key``: ``<namespace>-<name>``, which collides
+    (``shop-prod/db`` and ``shop/prod-db`` both gave ``shop-prod-db``)."""
+    return f"{key.namespace}-{key.name}"
+
+
+def _owners(legacy: str) -> int:
+    """How many (namespace, name) pairs have ``legacy`` as their legacy directory name."""
+    return sum(
+        1
+        for i, ch in enumerate(legacy)
+        if ch == "-" and _LABEL.match(legacy[:i]) and _LABEL.match(legacy[i + 1 :])
+    )
+
+
+def _belongs(directory: Path, key: ResourceKey) -> bool:
+    """Whether a legacy directory holds ``key``'s files.
+
+    Its ``state.json`` names its key; without one, only a name no other resource could have
+    had is taken as ``key``'s: of two resources sharing a directory, neither may take it.
+    """
+    raw = read_json(directory / "state.json")
+    recorded = raw.get("key") if raw else None
+    if isinstance(recorded, str):
+        return recorded == str(key)
+    return _owners(directory.name) == 1
+
+
+def resource_dir(root: Path, key: ResourceKey) -> Path:
+    """``<root>/<namespace>.<name>``, where a runtime keeps ``key``'s files.
+
+    A directory of the legacy form that belongs to ``key`` (``_belongs``) is moved there
+    first, so a restarted controller still finds the replicas it started, and a link is left
+    at the old name: processes started before the move were handed paths under it
+    (``DRIFTMEND_STATE_DIR``, PostgreSQL's data directory) and keep working. Renaming does
+    not disturb open files, so replicas keep appending to their logs.
+    """
+    directory = root / key.dirname
+    legacy = root / legacy_dirname(key)
+    if directory.exists() or legacy.is_symlink() or not legacy.is_dir():
+        return directory
+    if not _belongs(legacy, key):
+        return directory
+    try:
+        legacy.rename(directory)
+        legacy.symlink_to(directory.name, target_is_directory=True)
+    except OSError as exc:
+        raise DriverError(
+            f"{key}: cannot move {legacy} to {directory}: {exc.strerror or exc}; "
+            "check that the state directory is writable"
+        ) from exc
+    log.info("%s: moved its state from %s to %s", key, legacy, directory)
+    return directory

@@ -130,7 +130,7 @@ class DockerSpec(Model):
     """Which containers the ``docker`` runtime runs or watches, and how it creates them.
 
     One of three: ``image`` (driftmend creates the replicas, named
-    ``driftmend-<namespace>-<name>-<i>``), ``containerName`` (one existing container, watched
+    ``driftmend-<namespace>.<name>-<i>``), ``containerName`` (one existing container, watched
     and restarted) or ``compose`` (the containers of a Compose service; scaling clones the
     service's own container config). Images are never pulled: the image must be on the engine.
     """

@@ -105,7 +105,7 @@ async def test_event_stream_survives_an_engine_restart(engine: Engine, tmp_path:
         )
 
         # Events flow on the new stream: a kill is reported and healed long before any resync.
-        name = "driftmend-default-web-0"
+        name = "driftmend-default.web-0"
         events.clear()
         await asyncio.to_thread(engine.api.kill, name)
         second = await eventually(

@@ -87,7 +87,7 @@ async def test_process_specs_run_and_docker_specs_fail_alone(tmp_path: Path) -> 
         docker_c = next(r for r in result.resources if r.name == "boxed")
         assert isinstance(docker_c, Container)
         assert runtime.log_files(docker_c) == [
-            str(state.resolve() / "docker" / "default-boxed" / "replica-0.log")
+            str(state.resolve() / "docker" / "default.boxed" / "replica-0.log")
         ]
         with pytest.raises(DriverError, match="no Docker engine answers"):
             await runtime.observe(docker_c)

@@ -63,12 +63,12 @@ async def answers(port: int) -> bool:
 async def test_scale_up_and_down(engine: Engine, rt: RuntimeRouter) -> None:
     port = free_ports(3)
     web = container("web", command=["python3", "-u", "-c", WEB], port=port, maxReplicas=3)
-    assert await rt.ensure(web) == ["created Container/web replica 0 (driftmend-default-web-0)"]
+    assert await rt.ensure(web) == ["created Container/web replica 0 (driftmend-default.web-0)"]
     assert await rt.ensure(web) == []  # level-triggered: nothing more to create
 
     out = await rt.scale(web, 3)
     assert out["started"] == [1, 2] and out["removed"] == []
-    assert names(engine, "Container/web") == [f"driftmend-default-web-{i}" for i in range(3)]
+    assert names(engine, "Container/web") == [f"driftmend-default.web-{i}" for i in range(3)]
     for i in range(3):  # replica i listens on port+i (portEnv)
         await eventually(lambda i=i: answers(port + i), what=f"replica {i} answers")
     obs = await rt.observe(web)
@@ -80,7 +80,7 @@ async def test_scale_up_and_down(engine: Engine, rt: RuntimeRouter) -> None:
     out = await rt.scale(web, 1)
     assert out["started"] == []
     assert [r["replica"] for r in out["removed"]] == [2, 1]
-    assert names(engine, "Container/web") == ["driftmend-default-web-0"]
+    assert names(engine, "Container/web") == ["driftmend-default.web-0"]
     obs = await rt.observe(web)
     assert (obs.signals["container.replicas_running"], obs.signals["container.running"]) == (
         1,
@@ -129,7 +129,7 @@ async def test_oom_then_raise_the_limit_within_its_cap(engine: Engine, rt: Runti
     assert out["previous"] == {"cpu": 0.5, "memory": 32 << 20}
     assert (out["cpu"], out["memory"]) == (1.0, 96 << 20)
     assert [(s["replica"], s["how"]) for s in out["started"]] == [(0, "started")]
-    host = engine.api.inspect_container("driftmend-default-hog-0")["HostConfig"]
+    host = engine.api.inspect_container("driftmend-default.hog-0")["HostConfig"]
     assert host["Memory"] == 96 << 20 and host["CpuQuota"] == 100_000
 
     async def holding() -> Any:
@@ -173,7 +173,7 @@ async def test_raising_a_limit_needs_a_declared_cap(engine: Engine, rt: RuntimeR
         await rt.set_limits(web, cpu=1.0)
     out = await rt.set_limits(web, memory=48 << 20)  # lowering needs no cap
     assert out["memory"] == 48 << 20 and out["started"] == []
-    host = engine.api.inspect_container("driftmend-default-capless-0")["HostConfig"]
+    host = engine.api.inspect_container("driftmend-default.capless-0")["HostConfig"]
     assert host["Memory"] == 48 << 20
 
 
@@ -200,8 +200,8 @@ async def test_stop_is_a_drift_until_start(engine: Engine, rt: RuntimeRouter) ->
     await eventually(lambda: answers(port), what="web answers")
     out = await rt.stop(web)
     assert [s["container"] for s in out["stopped"]] == [
-        "driftmend-default-web-1",
-        "driftmend-default-web-0",
+        "driftmend-default.web-1",
+        "driftmend-default.web-0",
     ]
     obs = await rt.observe(web)
     assert obs.signals["container.running"] is False and obs.facts["stopped"] == "true"
@@ -214,8 +214,8 @@ async def test_stop_is_a_drift_until_start(engine: Engine, rt: RuntimeRouter) ->
     assert obs.signals["container.running"] is True and "stopped" not in obs.facts
 
     # start touches only what is down: a running replica keeps its process.
-    pid0 = engine.api.inspect_container("driftmend-default-web-0")["State"]["Pid"]
-    await asyncio.to_thread(engine.api.kill, "driftmend-default-web-1")
+    pid0 = engine.api.inspect_container("driftmend-default.web-0")["State"]["Pid"]
+    await asyncio.to_thread(engine.api.kill, "driftmend-default.web-1")
 
     async def down() -> bool:
         return (await rt.observe(web)).signals["container.replicas_running"] == 1
@@ -223,7 +223,7 @@ async def test_stop_is_a_drift_until_start(engine: Engine, rt: RuntimeRouter) ->
     await eventually(down, what="replica 1 down")
     out = await rt.start_replicas(web)
     assert [s["replica"] for s in out["started"]] == [1]
-    assert engine.api.inspect_container("driftmend-default-web-0")["State"]["Pid"] == pid0
+    assert engine.api.inspect_container("driftmend-default.web-0")["State"]["Pid"] == pid0
 
 
 async def test_changed_spec_is_applied_by_the_next_restart(
@@ -232,7 +232,7 @@ async def test_changed_spec_is_applied_by_the_next_restart(
     port = free_ports(1)
     web = container("web", command=["python3", "-u", "-c", WEB], port=port)
     await rt.ensure(web)
-    old_id = engine.api.inspect_container("driftmend-default-web-0")["Id"]
+    old_id = engine.api.inspect_container("driftmend-default.web-0")["Id"]
     edited = container(
         "web",
         command=["python3", "-u", "-c", WEB],
@@ -243,7 +243,7 @@ async def test_changed_spec_is_applied_by_the_next_restart(
     assert "config_outdated" in obs.facts
     out = await rt.restart(edited)
     assert out["how"] == ["recreated"]
-    attrs = engine.api.inspect_container("driftmend-default-web-0")
+    attrs = engine.api.inspect_container("driftmend-default.web-0")
     assert attrs["Id"] != old_id and "GREETING=hello" in attrs["Config"]["Env"]
     assert "config_outdated" not in (await rt.observe(edited)).facts
 
@@ -295,7 +295,7 @@ async def test_docker_events_reach_the_sink(engine: Engine, tmp_path: Path) -> N
         await runtime.ensure(web)
         await eventually(lambda: runtime.event_stream_connects >= 1, what="the event stream")
         await runtime.restart(web)  # driftmend's own restart: its `die` is not news
-        await asyncio.to_thread(engine.api.kill, "driftmend-default-web-0")
+        await asyncio.to_thread(engine.api.kill, "driftmend-default.web-0")
         await eventually(lambda: ("Container/web", "exit") in seen, what="the die event")
         # The engine sends events in order: had the restart's `die` been reported, it
         # would be here, before the kill's.
@@ -319,13 +319,13 @@ async def test_logs_start_at_a_bounded_tail_and_keep_dockers_times(
     engine: Engine, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
-    path = state.resolve() / "docker" / "default-chatty" / "replica-0.log"
+    path = state.resolve() / "docker" / "default.chatty" / "replica-0.log"
     chatty = container("chatty", command=["python3", "-u", "-c", CHATTY])
     runtime = router(state)
     await runtime.start()
     try:
         await runtime.ensure(chatty)
-        name = "driftmend-default-chatty-0"
+        name = "driftmend-default.chatty-0"
 
         def history() -> list[str]:
             raw = engine.api.logs(name, timestamps=True).decode().splitlines()
@@ -372,3 +372,48 @@ async def test_logs_start_at_a_bounded_tail_and_keep_dockers_times(
         assert len(log_lines(path)) == FIRST_TAIL + 500
     finally:
         await again.close()
+
+
+async def test_resources_whose_names_once_met_both_run(engine: Engine, rt: RuntimeRouter) -> None:
+    # "driftmend-{namespace}-{name}-{i}" named both driftmend-shop-prod-db-0: the second
+    # create met a name taken by the first.
+    def in_namespace(namespace: str, name: str, port: int) -> Container:
+        doc = docker_container(name, command=["python3", "-u", "-c", WEB], port=port)
+        doc["metadata"]["namespace"] = namespace
+        return Container.model_validate(doc)
+
+    port = free_ports(2)
+    a, b = in_namespace("shop-prod", "db", port), in_namespace("shop", "prod-db", port + 1)
+    assert len(await rt.ensure(a)) == 1
+    assert len(await rt.ensure(b)) == 1
+    for p in (port, port + 1):
+        await eventually(lambda p=p: answers(p), what=f"port {p} answers")
+    assert names(engine, a.key) != names(engine, b.key)
+    assert rt.log_files(a) != rt.log_files(b)
+
+
+async def test_a_replica_named_the_older_way_is_adopted(engine: Engine, tmp_path: Path) -> None:
+    port = free_ports(1)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port)
+    first = router(tmp_path / "state")
+    await first.start()
+    await first.ensure(web)
+    await first.close()
+    # As an older controller left it: its name, and its state directory.
+    await asyncio.to_thread(engine.api.rename, "driftmend-default.web-0", "driftmend-default-web-0")
+    state = tmp_path / "state" / "docker"
+    (state / "default.web").rename(state / "default-web")
+
+    second = router(tmp_path / "state")
+    await second.start()
+    try:
+        assert await second.ensure(web) == []  # found by its labels: not created twice
+        obs = await second.observe(web)
+        assert obs.signals["container.running"] is True
+        assert obs.facts["containers"] == "driftmend-default-web-0"
+        assert (state / "default.web" / "state.json").exists()
+        out = await second.restart(web)
+        assert out["how"] == ["restarted"] and out["alive"] == [True]
+        assert names(engine, web.key) == ["driftmend-default-web-0"]
+    finally:
+        await second.close()

@@ -54,15 +54,16 @@ server.serve_forever()
 BUSY = "while True: pass"
 
 
-def container(name: str, **spec: Any) -> Container:
+def container(name: str, *, namespace: str = "default", **spec: Any) -> Container:
     """A process Container; ``spec`` overrides the defaults (an HTTP server on ``port``)."""
     body: dict[str, Any] = {
         "process": {"command": [sys.executable, "-u", "-c", SERVER], "stopTimeout": "3s"},
         "portEnv": "PORT",
         **spec,
     }
+    metadata = {"name": name, "namespace": namespace}
     return Container.model_validate(
-        {"apiVersion": API, "kind": "Container", "metadata": {"name": name}, "spec": body}
+        {"apiVersion": API, "kind": "Container", "metadata": metadata, "spec": body}
     )
 
 
@@ -209,7 +210,7 @@ async def test_ensure_starts_once_and_is_idempotent(harness: Harness) -> None:
     assert obs.get("container.healthy") is True
     assert obs.facts["ports"] == str(port)
 
-    directory = harness.state_dir / "containers" / "default-shop"
+    directory = harness.state_dir / "containers" / "default.shop"
     pid_file = json.loads((directory / "replica-0.pid").read_text())
     assert pid_file["pid"] == pid_of(obs.facts)
     assert pid_file["port"] == port
@@ -351,7 +352,7 @@ async def test_down_stops_and_forgets(harness: Harness) -> None:
     pid = pid_of((await rt.observe(c)).facts)
     result = await rt.down(c)
     assert [s["pid"] for s in result["stopped"]] == [pid]
-    directory = harness.state_dir / "containers" / "default-gone"
+    directory = harness.state_dir / "containers" / "default.gone"
     assert not (directory / "state.json").exists()
     assert not list(directory.glob("*.pid"))
     assert (directory / "replica-0.log").exists()  # logs are kept
@@ -397,13 +398,60 @@ async def test_a_second_runtime_adopts_running_replicas(harness: Harness) -> Non
     await eventually(lambda: answers(base + 1), "replica 1 answers again")
 
 
+async def test_resources_whose_directory_names_once_met_keep_apart(harness: Harness) -> None:
+    # "{namespace}-{name}" gave both "shop-prod-db": one pid file, one state.json, one log.
+    first = await harness.runtime()
+    base = free_ports(2)
+    a = harness.track(container("db", namespace="shop-prod", port=base))
+    b = harness.track(container("prod-db", namespace="shop", port=base + 1))
+    assert len(await first.ensure(a)) == 1
+    assert len(await first.ensure(b)) == 1
+    await eventually(lambda: answers(base), "shop-prod/db answers")
+    await eventually(lambda: answers(base + 1), "shop/prod-db answers")
+    assert Path(first.log_files(a)[0]).parent != Path(first.log_files(b)[0]).parent
+    pids = {c.key: (await first.observe(c)).facts["pids"] for c in (a, b)}
+    assert pids[a.key] != pids[b.key]
+    await first.close()
+
+    second = await harness.runtime(Events())
+    for c in (a, b):
+        assert await second.ensure(c) == []  # each adopted, neither started twice
+        obs = await second.observe(c)
+        assert obs.get("container.running") is True
+        assert obs.facts["pids"] == pids[c.key]
+
+
+async def test_replicas_in_a_legacy_directory_are_adopted_and_moved(harness: Harness) -> None:
+    first = await harness.runtime()
+    port = free_port()
+    c = harness.track(container("old", port=port))
+    await first.ensure(c)
+    pid = pid_of((await first.observe(c)).facts)
+    await first.close()
+    # Where an older controller kept them.
+    directory = harness.state_dir / "containers" / "default.old"
+    legacy = harness.state_dir / "containers" / "default-old"
+    directory.rename(legacy)
+
+    second = await harness.runtime(Events())
+    assert await second.ensure(c) == []
+    obs = await second.observe(c)
+    assert obs.get("container.running") is True
+    assert pid_of(obs.facts) == pid
+    assert directory.is_dir() and not directory.is_symlink()
+    assert legacy.is_symlink() and legacy.resolve() == directory.resolve()
+    assert second.log_files(c) == [str(directory / "replica-0.log")]
+    await eventually(lambda: answers(port), "the adopted server answers")
+    await eventually(lambda: "GET" in read(directory / "replica-0.log"), "it still logs there")
+
+
 async def test_a_stale_pid_file_is_a_dead_replica(harness: Harness) -> None:
     rt = await harness.runtime()
     c = harness.track(container("stale", port=free_port()))
     await rt.ensure(c)
     await rt.stop(c)
     await rt.close()
-    directory = harness.state_dir / "containers" / "default-stale"
+    directory = harness.state_dir / "containers" / "default.stale"
     # A pid file whose pid now belongs to another process (ours), started at another time.
     me = psutil.Process()
     (directory / "replica-0.pid").write_text(
@@ -484,7 +532,7 @@ async def test_health_probe_turns_unhealthy_and_recovers(harness: Harness) -> No
     await eventually(healthy, "first probe passed")
 
     # The server answers 500.
-    flag = harness.state_dir / "containers" / "default-probed" / "unhealthy"
+    flag = harness.state_dir / "containers" / "default.probed" / "unhealthy"
     flag.touch()
     await harness.events.wait_for(key, "health")
     obs = await rt.observe(c)
@@ -519,7 +567,7 @@ async def test_probes_stop_when_the_spec_drops_them(harness: Harness) -> None:
     await eventually(lambda: answers(port), "server answers")
     # Past its start-up: failures count from its first passed probe on.
     await eventually(lambda: _is_true(rt, c), "first probe passed")
-    (harness.state_dir / "containers" / "default-toggle" / "unhealthy").touch()
+    (harness.state_dir / "containers" / "default.toggle" / "unhealthy").touch()
     await harness.events.wait_for(c.key, "health")
     without = container("toggle", port=port)
     obs = await rt.observe(without)
@@ -607,7 +655,7 @@ async def test_relative_command_and_working_dir_resolve_against_base_dir(harness
     await eventually(lambda: "state=" in read(log), "the script wrote its lines")
     text = read(log)
     assert f"{harness.base_dir / 'work'}\n" in text
-    assert f"state={harness.state_dir / 'containers' / 'default-rel'}" in text
+    assert f"state={harness.state_dir / 'containers' / 'default.rel'}" in text
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
@@ -636,7 +684,7 @@ async def test_user_runs_the_process_as_that_user(harness: Harness) -> None:
     log = Path(rt.log_files(c)[0])
     await eventually(lambda: read(log).strip() == str(pw.pw_uid), "id -u in the log")
     assert os.stat(log).st_uid == pw.pw_uid
-    assert os.stat(harness.state_dir / "containers" / "default-pg").st_uid == pw.pw_uid
+    assert os.stat(harness.state_dir / "containers" / "default.pg").st_uid == pw.pw_uid
     status = read(Path(f"/proc/{pid}/status"))
     groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
     assert "0" not in groups.split()[1:]  # root's supplementary groups were dropped

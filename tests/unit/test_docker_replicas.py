@@ -148,10 +148,29 @@ def test_a_service_in_two_projects_is_refused_without_a_project() -> None:
 
 
 def test_expected_names() -> None:
-    assert expected_name(docker(), 2) == "driftmend-default-web-2"
+    assert expected_name(docker(), 2) == "driftmend-default.web-2"
     assert expected_name(docker(compose={"service": "web"}), 0) == "<project>-web-1"
     assert expected_name(docker(compose={"service": "web"}), 0, "shop") == "shop-web-1"
     assert expected_name(docker(containerName="db"), 0) == "db"
+
+
+def test_replicas_of_distinct_resources_have_distinct_names() -> None:
+    # "driftmend-{namespace}-{name}-{i}" named both of these driftmend-shop-prod-db-0, so the
+    # second could not be created while the first existed.
+    def image_in(namespace: str, name: str) -> Container:
+        return Container.model_validate(
+            {
+                "apiVersion": "driftmend.dev/v1alpha1",
+                "kind": "Container",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"runtime": "docker", "docker": {"image": "img"}},
+            }
+        )
+
+    a, b = image_in("shop-prod", "db"), image_in("shop", "prod-db")
+    assert expected_name(a, 0) != expected_name(b, 0)
+    assert create_config(a, 0, None, None, "1.41")[0] == expected_name(a, 0)
+    assert create_config(b, 0, None, None, "1.41")[0] == expected_name(b, 0)
 
 
 # --- exit reasons ------------------------------------------------------------------------
@@ -216,7 +235,7 @@ def test_an_image_replica_is_created_from_the_spec() -> None:
         spec={"port": 8000, "portEnv": "PORT"},
     )
     name, config = create_config(web, 1, 0.5, 64 << 20, "1.41")
-    assert name == "driftmend-default-web-1"
+    assert name == "driftmend-default.web-1"
     assert config["Env"] == ["A=1", "PORT=8001"]
     assert config["Cmd"] == ["serve"] and config["Image"] == "local/hostbase"
     assert config["Labels"] == {

@@ -1,13 +1,13 @@
 """The engine's event stream, read in its own thread, and which resource an event concerns.
 
-Stage: *events* in DESIGN.md's data flow: ``die``, ``oom``, ``health_status``, ``restart`` and
+Stage: *events* in docs/ARCHITECTURE.md's data flow: ``die``, ``oom``, ``health_status``, ``restart`` and
 ``destroy`` put the resource on the queue at once. docker-py's ``events()`` is a blocking
 generator, so one thread reads it and hands each event to the event loop's thread. After the
 engine restarts the stream ends: the thread reconnects with backoff and reports the
 reconnect, so that every Docker resource is queued (the resync covers what the gap hid).
 
 ``PlannedStops`` remembers when driftmend itself stopped a container, so that its own
-``die`` is not reported as news; ``key_of`` and ``reason_of`` are pure.
+``die`` is not reported as news (``news_of``); ``key_of`` and ``reason_of`` are pure.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from driftmend.drivers.docker.replicas import (
@@ -74,6 +75,33 @@ class PlannedStops:
         """True when an event of ``cid`` at ``at`` falls in one of its windows."""
         with self._lock:
             return any(a <= at <= b + PLANNED_SLACK for a, b in self._windows.get(cid, []))
+
+
+@dataclass(frozen=True)
+class News:
+    """An engine event that concerns a declared resource and was not driftmend's doing."""
+
+    key: str  # the resource's key
+    action: str  # the engine's word: die, oom, health_status: unhealthy, restart, destroy
+    container: str  # the container's name (its short id when the event has none)
+
+
+def news_of(
+    event: dict[str, Any], containers: Iterable[Container], planned: PlannedStops
+) -> News | None:
+    """What an engine event says about one of ``containers``; None when it concerns none of
+    them, or is the ``die``/``destroy``/``restart`` of a stop driftmend made itself."""
+    actor = event.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    action = str(event.get("Action") or event.get("status") or "")
+    cid = str(actor.get("ID") or event.get("id") or "")
+    key = key_of(attrs, containers)
+    if key is None:
+        return None
+    at = int(event.get("timeNano") or 0) / 1e9 or time.time()
+    if action in ("die", "destroy", "restart") and planned.covers(cid, at):
+        return None
+    return News(key, action, str(attrs.get("name", cid[:12])))
 
 
 def reason_of(action: str) -> str:

@@ -32,6 +32,21 @@ def wanted_limits(state: DockerState, container: Container) -> tuple[float | Non
     return spec.cpu, spec.memory
 
 
+Limits = tuple[float | None, int | None]
+
+
+def override_limits(
+    state: DockerState, container: Container, cpu: float | None, memory: int | None
+) -> tuple[Limits, Limits]:
+    """Keep ``set_limits``' new limits in ``state`` (a limit not given keeps its value);
+    returns the limits before and after. They hold while ``spec.limits`` keeps its values."""
+    before = wanted_limits(state, container)
+    new = (cpu if cpu is not None else before[0], memory if memory is not None else before[1])
+    state.cpu, state.memory = new
+    state.limits_base = [container.spec.limits.cpu, container.spec.limits.memory]
+    return before, new
+
+
 def check_limits(
     container: Container,
     reps: Sequence[DockerReplica],

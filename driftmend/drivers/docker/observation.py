@@ -2,7 +2,8 @@
 
 Stage: *observe*. Pure: the snapshot of its containers, their CPU and memory readings, the
 probes and the kept state in; the signals (names and meanings in ``driftmend.signals``) and
-the facts out. The same signals as the ``process`` runtime's, so the same policies apply.
+the facts out, and the rows ``stats`` answers. The same signals as the ``process``
+runtime's, so the same policies apply.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from driftmend.drivers.docker.configs import outdated
 from driftmend.drivers.docker.probes import Probe, health
@@ -121,3 +123,58 @@ def facts_of(container: Container, snap: Snapshot, r: Readings) -> dict[str, str
     if r.stopped:
         facts["stopped"] = "true"
     return facts
+
+
+def stats_rows(
+    container: Container,
+    snap: Snapshot,
+    r: Readings,
+    restarts: Mapping[int, int],
+    now: float,
+) -> list[dict[str, Any]]:
+    """``stats``: per replica (desired or present), its container, status, image, limits
+    (its own, else the wanted ones), restarts (driftmend's, per replica, and Docker's); while
+    it runs its pid, port, CPU, memory, uptime and probe failures; else its last exit."""
+    want_cpu, want_memory = r.limits
+    rows: list[dict[str, Any]] = []
+    for i in sorted(set(range(r.desired)) | set(snap.replicas)):
+        rep = snap.replicas.get(i)
+        row: dict[str, Any] = {
+            "replica": i,
+            "running": bool(rep and rep.running),
+            "restarts": restarts.get(i, 0),
+        }
+        if rep is None:
+            rows.append(row | {"container": None, "missing": True})
+            continue
+        row |= {
+            "container": rep.name,
+            "id": rep.id[:12],
+            "status": rep.status,
+            "image": rep.image,
+            "docker_restarts": rep.restart_count,
+            "health": rep.health,
+            "cpu_limit": rep.cpu_limit or want_cpu,
+            "memory_limit": rep.memory_limit or want_memory,
+        }
+        if rep.running:
+            port = container.spec.port
+            row |= {
+                "pid": rep.pid,
+                "port": port + i if port is not None else None,
+                "cpu_percent": round(r.cpu.get(i, 0.0), 2),
+                "memory_bytes": r.memory.get(i),
+                "uptime_seconds": round(max(0.0, now - (seconds(rep.started_at) or now)), 1),
+            }
+            probe = r.probes.get(i)
+            if probe is not None:
+                row["health_failures"] = probe.failures
+        elif rep.ended:
+            row["last_exit"] = {
+                "code": rep.exit_code,
+                "oom_killed": rep.oom_killed,
+                "at": seconds(rep.finished_at),
+                "reason": exit_reason(rep, stopped_by_us(r, rep)),
+            }
+        rows.append(row)
+    return rows

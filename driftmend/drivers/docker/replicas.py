@@ -211,6 +211,21 @@ def group(found: Iterable[DockerReplica], project: str | None = None) -> Snapsho
     return Snapshot(replicas, tuple(extras), project)
 
 
+def scaled_away(
+    snap: Snapshot, replicas: int, compose: bool
+) -> tuple[list[DockerReplica], DockerReplica | None]:
+    """What a scale to ``replicas`` takes away, highest index first, and which of those it
+    only stops: a Compose service scaled to 0 keeps its first container, stopped, as the
+    template later replicas are cloned from. Another project's containers are never taken.
+    """
+    keeper = (
+        snap.replicas[min(snap.replicas)] if compose and replicas == 0 and snap.replicas else None
+    )
+    doomed = [r for i, r in snap.replicas.items() if i >= replicas] + list(snap.extras)
+    ours = [r for r in doomed if r.project == snap.project]
+    return sorted(ours, key=lambda r: -r.index), keeper
+
+
 def expected_name(container: Container, index: int, project: str | None = None) -> str:
     """The name replica ``index`` has (or would have) on the engine."""
     docker = docker_spec(container)
@@ -219,7 +234,10 @@ def expected_name(container: Container, index: int, project: str | None = None) 
     if docker.compose is not None:
         name = project or docker.compose.project or "<project>"
         return f"{name}-{docker.compose.service}-{index + 1}"
-    return f"driftmend-{container.metadata.namespace}-{container.name}-{index}"
+    # The dot keeps namespaces and names apart (``driftmend-shop-prod-db-0`` was both
+    # shop-prod/db's and shop/prod-db's). Containers named the older way are still theirs:
+    # replicas are found by their labels, and keep their name until recreated.
+    return f"driftmend-{container.resource_key.dirname}-{index}"
 
 
 def human_bytes(n: int) -> str:

@@ -1,9 +1,10 @@
 """``DockerRuntime``: the ``ContainerRuntime`` of ``runtime: docker``, built from this package.
 
 Stage: *observe* and *act*. The facade the router and the tools call: it keeps one unit per
-Container (its lock, state, probes, log followers), runs the engine's blocking calls
-(``engine.py``) in a small thread pool, and turns engine events (``events.py``) and probe
-transitions into events for the loop, on the loop's thread.
+Container (``unit.py``: its lock, state, probes, log followers), runs the engine's blocking
+calls (``engine.py``, ``provision.py``) in a small thread pool, and turns engine events
+(``events.py``, ``relay.py``) and probe transitions into events for the loop, on the loop's
+thread.
 """
 
 from __future__ import annotations
@@ -13,32 +14,30 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from driftmend.drivers.base import EventSink
-from driftmend.drivers.docker.configs import clone_config, create_config, outdated
 from driftmend.drivers.docker.engine import Engine
-from driftmend.drivers.docker.events import EventStream, PlannedStops, key_of, reason_of
-from driftmend.drivers.docker.limits import check_limits, wanted_limits
-from driftmend.drivers.docker.logs import ReplicaLogs
-from driftmend.drivers.docker.observation import Readings, facts_of, signals_of, stopped_by_us
+from driftmend.drivers.docker.events import PlannedStops, news_of, reason_of
+from driftmend.drivers.docker.limits import check_limits, override_limits
+from driftmend.drivers.docker.observation import facts_of, signals_of, stats_rows
 from driftmend.drivers.docker.probes import Probe, sync_probes
+from driftmend.drivers.docker.provision import restart_replica
+from driftmend.drivers.docker.relay import EventRelay, join_all
 from driftmend.drivers.docker.replicas import (
     DockerReplica,
     Snapshot,
     docker_spec,
-    exit_reason,
     human_bytes,
-    seconds,
+    scaled_away,
 )
-from driftmend.drivers.docker.state import DockerState, load_state, save_state
-from driftmend.drivers.docker.stats import CpuReading, Sample, Sampler, cpu_percent
-from driftmend.errors import DriverError, PermanentError
+from driftmend.drivers.docker.stats import Sampler
+from driftmend.drivers.docker.unit import DockerUnit
+from driftmend.drivers.state_files import log_paths, resource_dir
+from driftmend.errors import PermanentError
 from driftmend.model import Observation
 from driftmend.spec import Container
 
@@ -49,29 +48,10 @@ T = TypeVar("T")
 # After a restart, how long a new container must run to count as started: one that dies of
 # its own startup error (bad command, port taken) is reported, not called alive.
 STARTUP_GRACE = 0.3
-_LOG_SAVE_EVERY = 5.0  # seconds between two saves of how far the logs were copied
 
 
 def _no_sink(key: str, reason: str) -> None:
     """The event sink before ``set_event_sink``: events are dropped, resync still heals."""
-
-
-@dataclass
-class _Unit:
-    """Everything the runtime holds for one Container key."""
-
-    key: str
-    dir: Path
-    state: DockerState
-    spec: Container | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    probes: dict[int, Probe] = field(default_factory=dict)
-    cpu: dict[str, CpuReading] = field(default_factory=dict)  # by container id
-    logs: ReplicaLogs = field(init=False)
-    log_saved_at: float = 0.0  # when the log positions were last saved (monotonic)
-
-    def __post_init__(self) -> None:
-        self.logs = ReplicaLogs(self.dir, self.state.log_ns)
 
 
 class DockerRuntime:
@@ -79,7 +59,7 @@ class DockerRuntime:
 
     A ``Container`` names its containers in one of three ways (``spec.docker``):
 
-    - ``image``: driftmend creates replica ``i`` as ``driftmend-<namespace>-<name>-<i>``,
+    - ``image``: driftmend creates replica ``i`` as ``driftmend-<namespace>.<name>-<i>``,
       labelled ``driftmend.key`` / ``driftmend.replica``; images are never pulled.
     - ``containerName``: one existing container, watched and restarted.
     - ``compose``: the containers of a Compose service in one project; replica ``i`` is
@@ -104,23 +84,18 @@ class DockerRuntime:
         self._root = Path(state_dir).resolve() / "docker"
         self._clock = clock
         self._sink: EventSink = _no_sink
-        self._units: dict[str, _Unit] = {}
+        self._units: dict[str, DockerUnit] = {}
         self._workers = workers
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._started = False
         self._planned = PlannedStops()
         self._engine = Engine(base_url, timeout, self._planned, self._on_engine_connect)
-        self._events: EventStream | None = None
-        self._events_guard = threading.Lock()  # start/close on the loop, connect in the pool
-        self._connects_before = 0
+        self._relay = EventRelay(self._engine.connect_events, self._on_event, self._on_reconnect)
         self._sampler = Sampler(self._engine.sample, self._call)
 
     @property
     def event_stream_connects(self) -> int:
         """How often the event stream connected: more than once means it reconnected."""
-        events = self._events
-        return self._connects_before + (events.connects if events is not None else 0)
+        return self._relay.connects
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,39 +105,25 @@ class DockerRuntime:
 
     async def start(self) -> None:
         """Remember the loop; the event stream starts with the first call to the engine."""
-        if self._started:
+        if self._relay.started:
             return
-        self._loop = asyncio.get_running_loop()
-        self._started = True
-        with self._events_guard:
-            self._events = EventStream(
-                self._engine.connect_events,
-                lambda event: self._post(self._on_event, event),
-                lambda: self._post(self._on_reconnect),
-            )
+        self._relay.start(asyncio.get_running_loop())
         if self._engine.stream_api() is not None:
             self._on_engine_connect()
 
     async def close(self) -> None:
         """Stop the event stream, the log followers and the probes; containers keep running."""
-        self._started = False
-        with self._events_guard:
-            events, self._events = self._events, None
-        thread = events.close() if events is not None else None
-        if events is not None:
-            self._connects_before += events.connects
-        tasks = [p.task for u in self._units.values() for p in u.probes.values() if p.task]
-        for task in tasks:
-            task.cancel()
+        thread = self._relay.close()
+        tasks = [t for unit in self._units.values() for t in unit.stop_probes()]
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._sampler.close()
         joins = [t for unit in self._units.values() for t in unit.logs.close()]
         if thread is not None:
             joins.append(thread)
         # Joined off the loop: a thread blocked in a socket call wakes within moments.
-        await asyncio.get_running_loop().run_in_executor(None, _join_all, joins, 5.0)
+        await asyncio.get_running_loop().run_in_executor(None, join_all, joins, 5.0)
         for unit in self._units.values():
-            self._note_log_progress(unit, force=True)
+            unit.note_log_progress(force=True)
         self._units.clear()
         self._engine.close()
         if self._pool is not None:
@@ -181,15 +142,15 @@ class DockerRuntime:
         done: list[str] = []
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
-            self._adopt(unit, snap)
+            unit.adopt(snap)
             if docker_spec(container).image is not None and not unit.state.stopped:
-                for i in range(self._desired(unit, container)):
+                for i in range(unit.desired(container)):
                     if i not in unit.state.created and i not in snap.replicas:
-                        rep = await self._call(self._create, unit, container, i, None)
+                        _, rep = await self._restart_one(unit, container, i, None, None)  # creates
                         unit.state.created.add(i)
                         done.append(f"created {container.key} replica {i} ({rep.name})")
                 if done:
-                    self._save(unit)
+                    unit.save()
         return done
 
     async def observe(self, container: Container) -> Observation:
@@ -201,14 +162,14 @@ class DockerRuntime:
         """
         unit = self._unit(container)
         snap = await self._call(self._engine.snapshot, container)
-        self._adopt(unit, snap)
+        unit.adopt(snap)
         self._sync_followers(unit, snap)
         self._sync_probes(unit, container, snap)
         alive = {i: r for i, r in snap.replicas.items() if r.running}
         samples = await self._sampler.samples(list(alive.values()), fresh=False)
         for cid in set(unit.cpu) - {r.id for r in alive.values()}:
             del unit.cpu[cid]  # readings of a container that stopped: its next run starts anew
-        readings = self._readings(unit, container, alive, samples)
+        readings = unit.readings(container, alive, samples)
         signals = signals_of(container, snap, readings)
         facts = facts_of(container, snap, readings)
         return Observation(key=container.key, at=self._clock(), signals=signals, facts=facts)
@@ -223,10 +184,10 @@ class DockerRuntime:
         is False for a container that stopped during its first moments (``STARTUP_GRACE``).
         """
         unit = self._unit(container)
-        desired = self._desired(unit, container)
+        desired = unit.desired(container)
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
-            self._adopt(unit, snap)
+            unit.adopt(snap)
             if (
                 replica is not None
                 and replica not in range(desired)
@@ -245,9 +206,7 @@ class DockerRuntime:
             try:
                 for i in targets:
                     current = snap.replicas.get(i)
-                    how, rep = await self._call(
-                        self._restart_one, unit, container, i, current, template
-                    )
+                    how, rep = await self._restart_one(unit, container, i, current, template)
                     unit.state.created.add(i)
                     unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                     await asyncio.sleep(STARTUP_GRACE)
@@ -258,7 +217,7 @@ class DockerRuntime:
                     out["new_pids"].append(after.pid if after else None)
                     out["alive"].append(bool(after and after.running))
             finally:
-                self._save(unit)
+                unit.save()
         return {"replicas": targets, **out}
 
     async def stop(self, container: Container) -> dict[str, Any]:
@@ -271,10 +230,10 @@ class DockerRuntime:
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
             unit.state.stopped = True
-            self._save(unit)
+            unit.save()
             stopped = []
             for i, rep in sorted(snap.replicas.items(), reverse=True):
-                self._drop_probe(unit, i)
+                unit.drop_probe(i)
                 if rep.running:
                     await self._call(self._engine.stop, container, rep)
                     stopped.append({"replica": i, "container": rep.name})
@@ -289,22 +248,20 @@ class DockerRuntime:
         started: list[dict[str, Any]] = []
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
-            self._adopt(unit, snap)
+            unit.adopt(snap)
             unit.state.stopped = False
-            self._save(unit)
+            unit.save()
             template = next(iter(snap.replicas.values()), None)
             try:
-                for i in range(self._desired(unit, container)):
+                for i in range(unit.desired(container)):
                     current = snap.replicas.get(i)
                     if current is not None and current.running:
                         continue
-                    how, rep = await self._call(
-                        self._restart_one, unit, container, i, current, template
-                    )
+                    how, rep = await self._restart_one(unit, container, i, current, template)
                     unit.state.created.add(i)
                     started.append({"replica": i, "container": rep.name, "how": how})
             finally:
-                self._save(unit)
+                unit.save()
         return {"started": started}
 
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
@@ -335,21 +292,14 @@ class DockerRuntime:
         stopped: list[dict[str, Any]] = []
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
-            self._adopt(unit, snap)
+            unit.adopt(snap)
             unit.state.scale, unit.state.scale_base = replicas, container.spec.replicas
             unit.state.stopped = False
-            self._save(unit)
-            keeper = (
-                snap.replicas[min(snap.replicas)]
-                if docker.compose is not None and replicas == 0 and snap.replicas
-                else None
-            )
-            doomed = [r for i, r in snap.replicas.items() if i >= replicas] + list(snap.extras)
-            for rep in sorted(doomed, key=lambda r: -r.index):
-                if rep.project != snap.project:
-                    continue  # another project's container: never ours to remove
+            unit.save()
+            doomed, keeper = scaled_away(snap, replicas, docker.compose is not None)
+            for rep in doomed:
                 if rep.index >= replicas:
-                    self._drop_probe(unit, rep.index)
+                    unit.drop_probe(rep.index)
                 if rep is keeper:
                     if rep.running:
                         await self._call(self._engine.stop, container, rep)
@@ -367,10 +317,10 @@ class DockerRuntime:
             for i in range(replicas):
                 current = snap.replicas.get(i)
                 if current is None or not current.running:
-                    await self._call(self._restart_one, unit, container, i, current, template)
+                    await self._restart_one(unit, container, i, current, template)
                     unit.state.created.add(i)
                     started.append(i)
-            self._save(unit)
+            unit.save()
         return {"replicas": replicas, "started": started, "removed": removed, "stopped": stopped}
 
     async def stats(self, container: Container) -> dict[str, Any]:
@@ -379,50 +329,8 @@ class DockerRuntime:
         snap = await self._call(self._engine.snapshot, container)
         alive = {i: r for i, r in snap.replicas.items() if r.running}
         samples = await self._sampler.samples(list(alive.values()), fresh=True)
-        readings = self._readings(unit, container, alive, samples)
-        want_cpu, want_memory = readings.limits
-        now = self._clock()
-        rows: list[dict[str, Any]] = []
-        for i in sorted(set(range(readings.desired)) | set(snap.replicas)):
-            rep = snap.replicas.get(i)
-            row: dict[str, Any] = {
-                "replica": i,
-                "running": bool(rep and rep.running),
-                "restarts": unit.state.restarts.get(i, 0),
-            }
-            if rep is None:
-                rows.append(row | {"container": None, "missing": True})
-                continue
-            row |= {
-                "container": rep.name,
-                "id": rep.id[:12],
-                "status": rep.status,
-                "image": rep.image,
-                "docker_restarts": rep.restart_count,
-                "health": rep.health,
-                "cpu_limit": rep.cpu_limit or want_cpu,
-                "memory_limit": rep.memory_limit or want_memory,
-            }
-            if rep.running:
-                port = container.spec.port
-                row |= {
-                    "pid": rep.pid,
-                    "port": port + i if port is not None else None,
-                    "cpu_percent": round(readings.cpu.get(i, 0.0), 2),
-                    "memory_bytes": readings.memory.get(i),
-                    "uptime_seconds": round(max(0.0, now - (seconds(rep.started_at) or now)), 1),
-                }
-                probe = unit.probes.get(i)
-                if probe is not None:
-                    row["health_failures"] = probe.failures
-            elif rep.ended:
-                row["last_exit"] = {
-                    "code": rep.exit_code,
-                    "oom_killed": rep.oom_killed,
-                    "at": seconds(rep.finished_at),
-                    "reason": exit_reason(rep, stopped_by_us(readings, rep)),
-                }
-            rows.append(row)
+        readings = unit.readings(container, alive, samples)
+        rows = stats_rows(container, snap, readings, unit.state.restarts, self._clock())
         return {"key": container.key, "replicas": rows}
 
     def log_files(self, container: Container) -> Sequence[str]:
@@ -433,13 +341,8 @@ class DockerRuntime:
         directory = self._dir(container)
         unit = self._units.get(container.key)
         if unit is None:
-            unit = _Unit(container.key, directory, load_state(directory, container.key))
-        indexes = set(range(self._desired(unit, container)))
-        with contextlib.suppress(OSError):
-            for path in directory.glob("replica-*.log"):
-                with contextlib.suppress(ValueError):
-                    indexes.add(int(path.stem.removeprefix("replica-")))
-        return [str(directory / f"replica-{i}.log") for i in sorted(indexes)]
+            unit = DockerUnit.load(container.key, directory)
+        return log_paths(directory, set(range(unit.desired(container))))
 
     # -- beyond the Protocol: limits and teardown ------------------------------------------
 
@@ -460,20 +363,13 @@ class DockerRuntime:
         unit = self._unit(container)
         async with unit.lock:
             snap = await self._call(self._engine.snapshot, container)
-            self._adopt(unit, snap)
+            unit.adopt(snap)
             running = [r for r in snap.replicas.values() if r.running]
             samples = await self._sampler.samples(running, fresh=memory is not None)
             used = max((s.memory for s in samples.values()), default=0)
             check_limits(container, list(snap.replicas.values()), cpu, memory, used)
-            limits = container.spec.limits
-            before = self._limits(unit, container)
-            new = (
-                cpu if cpu is not None else before[0],
-                memory if memory is not None else before[1],
-            )
-            unit.state.cpu, unit.state.memory = new
-            unit.state.limits_base = [limits.cpu, limits.memory]
-            self._save(unit)
+            before, new = override_limits(unit.state, container, cpu, memory)
+            unit.save()
             updated: list[str] = []
             started: list[dict[str, Any]] = []
             template = next(iter(snap.replicas.values()), None)
@@ -482,17 +378,17 @@ class DockerRuntime:
                     await self._call(self._engine.update_limits, container, rep, new[0], new[1])
                     updated.append(rep.name)
                 if not unit.state.stopped:
-                    for i in range(self._desired(unit, container)):
+                    for i in range(unit.desired(container)):
                         current = snap.replicas.get(i)
                         if current is None or not current.running:
-                            how, rep = await self._call(
-                                self._restart_one, unit, container, i, current, template
+                            how, rep = await self._restart_one(
+                                unit, container, i, current, template
                             )
                             unit.state.created.add(i)
                             unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                             started.append({"replica": i, "container": rep.name, "how": how})
             finally:
-                self._save(unit)
+                unit.save()
         return {
             "cpu": new[0],
             "memory": new[1],
@@ -515,9 +411,7 @@ class DockerRuntime:
                 for rep in [*snap.replicas.values(), *snap.extras]:
                     await self._call(self._engine.remove, container, rep)
                     removed.append(rep.name)
-            for probe in unit.probes.values():
-                if probe.task is not None:
-                    probe.task.cancel()
+            unit.stop_probes()
             unit.logs.close()
             with contextlib.suppress(FileNotFoundError):
                 (unit.dir / "state.json").unlink()
@@ -535,78 +429,25 @@ class DockerRuntime:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
-    def _create(
-        self, unit: _Unit, container: Container, index: int, template: DockerReplica | None
-    ) -> DockerReplica:
-        """Create and start replica ``index``: from the spec, or cloned from ``template``."""
-        docker = docker_spec(container)
-        key = container.key
-        if docker.image is not None:
-            cpu, memory = self._limits(unit, container)
-            api_version = self._engine.api().api_version
-            name, config = create_config(container, index, cpu, memory, api_version)
-        elif template is not None:
-            name, config = clone_config(container, template, index)
-        elif docker.compose is not None:
-            project = f" (project {docker.compose.project})" if docker.compose.project else ""
-            raise PermanentError(
-                f"{key}: no container of Compose service {docker.compose.service}{project} "
-                f"exists to clone replica {index} from; run `docker compose up` first"
-            )
-        else:
-            raise PermanentError(
-                f"{key}: container {docker.container_name} does not exist and driftmend "
-                "cannot create it (it only watches it); create it, or declare docker.image"
-            )
-        return self._engine.create(container, index, name, config)
-
-    def _restart_one(
+    async def _restart_one(
         self,
-        unit: _Unit,
+        unit: DockerUnit,
         container: Container,
         index: int,
         current: DockerReplica | None,
         template: DockerReplica | None,
     ) -> tuple[str, DockerReplica]:
-        """Restart (start, if down), recreate or create one replica; returns how, and it.
-
-        ``template`` is a sibling whose config a Compose replica is cloned from.
-        """
-        if current is None:
-            return "created", self._create(unit, container, index, template)
-        if outdated(container, current):
-            self._engine.remove(container, current)
-            return "recreated", self._create(unit, container, index, None)
-        cpu, memory = self._limits(unit, container)
-        if (cpu is not None and cpu != current.cpu_limit) or (
-            memory is not None and memory != current.memory_limit
-        ):
-            self._engine.update_limits(container, current, cpu, memory)
-        if current.status in ("created", "exited"):
-            how, done = "started", self._engine.start(container.key, current.id, current.name)
-        else:  # running, paused, restarting, dead
-            how, done = "restarted", self._engine.restart(container, current)
-        if not done:
-            # Removed since the snapshot: create it again rather than fail the fix.
-            return "created", self._create(unit, container, index, template)
-        return how, current
+        """``provision.restart_replica`` in the pool, with the limits wanted now."""
+        limits = unit.limits(container)
+        return await self._call(
+            restart_replica, self._engine, container, index, current, template, limits
+        )
 
     # -- events (on the loop's thread) -----------------------------------------------------
 
     def _on_engine_connect(self) -> None:
-        """The engine answered: start the event stream (at most one thread, from any thread)."""
-        with self._events_guard:
-            events = self._events if self._started else None
-        if events is not None:
-            events.ensure_running()
-
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn`` on the event loop's thread (the sink and the queue are not thread-safe)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(fn, *args)
+        """The engine answered: start the event stream (from any thread)."""
+        self._relay.engine_connected()
 
     def _on_reconnect(self) -> None:
         for key in list(self._units):
@@ -614,41 +455,23 @@ class DockerRuntime:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Map one engine event to the resource it concerns; report it unless it was ours."""
-        actor = event.get("Actor") or {}
-        attrs = actor.get("Attributes") or {}
-        action = str(event.get("Action") or event.get("status") or "")
-        cid = str(actor.get("ID") or event.get("id") or "")
-        key = key_of(attrs, [u.spec for u in self._units.values() if u.spec is not None])
-        if key is None:
-            return
-        at = int(event.get("timeNano") or 0) / 1e9 or time.time()
-        if action in ("die", "destroy", "restart") and self._planned.covers(cid, at):
-            return
-        log.info("%s: docker %s (%s)", key, action, attrs.get("name", cid[:12]))
-        self._sink(key, reason_of(action))
+        specs = [u.spec for u in self._units.values() if u.spec is not None]
+        news = news_of(event, specs, self._planned)
+        if news is not None:
+            log.info("%s: docker %s (%s)", news.key, news.action, news.container)
+            self._sink(news.key, reason_of(news.action))
 
     # -- log followers and probes (on the loop's thread) -----------------------------------
 
-    def _sync_followers(self, unit: _Unit, snap: Snapshot) -> None:
+    def _sync_followers(self, unit: DockerUnit, snap: Snapshot) -> None:
         """Log followers for the replicas (see ``logs.py``); positions saved now and then."""
         api = self._engine.stream_api()
-        if api is None or not self._started:
+        if api is None or not self._relay.started:
             return
         unit.logs.sync(api, snap.replicas)
-        self._note_log_progress(unit)
+        unit.note_log_progress()
 
-    def _note_log_progress(self, unit: _Unit, force: bool = False) -> None:
-        """Keep how far each replica's log was copied; saved every few seconds at most."""
-        unit.logs.progress()
-        now = time.monotonic()
-        if unit.logs.moved and (force or now - unit.log_saved_at >= _LOG_SAVE_EVERY):
-            unit.log_saved_at, unit.logs.moved = now, False
-            try:
-                self._save(unit)
-            except DriverError as exc:  # the log position is a convenience: never fail observe
-                log.warning("%s", exc)
-
-    def _sync_probes(self, unit: _Unit, container: Container, snap: Snapshot) -> None:
+    def _sync_probes(self, unit: DockerUnit, container: Container, snap: Snapshot) -> None:
         sync_probes(
             unit.probes,
             container,
@@ -661,77 +484,16 @@ class DockerRuntime:
         log.info("%s: replica %d is %s", key, index, state)
         self._sink(key, "health")
 
-    @staticmethod
-    def _drop_probe(unit: _Unit, index: int) -> None:
-        """Stop probing a replica driftmend stops: its failures are not news."""
-        p = unit.probes.pop(index, None)
-        if p is not None and p.task is not None:
-            p.task.cancel()
-
-    # -- limits ----------------------------------------------------------------------------
-
-    def _limits(self, unit: _Unit, container: Container) -> tuple[float | None, int | None]:
-        """The limits replicas should have: a ``set_limits`` override, else the spec's."""
-        return wanted_limits(unit.state, container)
-
-    def _cpu_percent(self, unit: _Unit, rep: DockerReplica, sample: Sample | None) -> float:
-        """Percent of one core between two readings (the last percent without a new one)."""
-        last = unit.cpu.get(rep.id)
-        if sample is None:
-            return last.percent if last is not None else 0.0
-        unit.cpu[rep.id], percent = cpu_percent(last, sample)
-        return percent
-
-    def _readings(
-        self,
-        unit: _Unit,
-        container: Container,
-        alive: dict[int, DockerReplica],
-        samples: dict[str, Sample],
-    ) -> Readings:
-        """What the runtime measured and keeps, for ``observation.py``."""
-        return Readings(
-            desired=self._desired(unit, container),
-            stopped=unit.state.stopped,
-            restarts=sum(unit.state.restarts.values()),
-            cpu={i: self._cpu_percent(unit, r, samples.get(r.id)) for i, r in alive.items()},
-            memory={i: s.memory for i, r in alive.items() if (s := samples.get(r.id))},
-            probes=dict(unit.probes),
-            limits=self._limits(unit, container),
-        )
-
     # -- units and state -------------------------------------------------------------------
 
-    def _unit(self, container: Container) -> _Unit:
+    def _unit(self, container: Container) -> DockerUnit:
         unit = self._units.get(container.key)
         if unit is None:
             directory = self._dir(container)
-            unit = _Unit(container.key, directory, load_state(directory, container.key))
+            unit = DockerUnit.load(container.key, directory)
             self._units[container.key] = unit
         unit.spec = container
         return unit
 
-    def _adopt(self, unit: _Unit, snap: Snapshot) -> None:
-        """A container that exists was created: it counts as created from now on."""
-        new = set(snap.replicas) - unit.state.created
-        if new:
-            unit.state.created |= new
-            self._save(unit)
-
     def _dir(self, container: Container) -> Path:
-        return self._root / f"{container.metadata.namespace}-{container.name}"
-
-    def _desired(self, unit: _Unit, container: Container) -> int:
-        s = unit.state
-        if s.scale is not None and s.scale_base == container.spec.replicas:
-            return min(s.scale, container.spec.max_replicas)
-        return container.spec.replicas
-
-    def _save(self, unit: _Unit) -> None:
-        save_state(unit.dir, unit.state)
-
-
-def _join_all(threads: Sequence[threading.Thread], within: float) -> None:
-    end = time.monotonic() + within
-    for thread in threads:
-        thread.join(max(0.0, end - time.monotonic()))
+        return resource_dir(self._root, container.resource_key)

@@ -2,7 +2,7 @@
 
 Stage: *act* (its memory between passes and across controller restarts)::
 
-    <state_dir>/docker/<namespace>-<name>/
+    <state_dir>/docker/<namespace>.<name>/
         state.json         created replicas, stopped, scale and limits overrides, restarts,
                            how far each replica's log was copied
         replica-<i>.log    the replica's output (see logs.py), rotated to replica-<i>.log.1

@@ -1,0 +1,77 @@
+"""Health probes of process replicas: one HTTP probe task per live replica.
+
+Stage: *observe*. While the spec declares ``health``, each live replica has a task that GETs
+its probe URL on 127.0.0.1 every interval; a replica turns unhealthy after
+``failureThreshold`` failures in a row and healthy again on the next pass, and each turn is
+reported to the event sink as ``health``. A replica that does not answer yet within its
+start-up window is starting, not failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import httpx
+
+from driftmend.drivers.http_probe import probe_once
+from driftmend.drivers.process.unit import Replica, Unit
+from driftmend.spec import Container, HealthProbe
+
+# One logger for the whole runtime, as when it was one module: log settings name it.
+log = logging.getLogger("driftmend.drivers.process")
+
+Report = Callable[[str, str], None]  # (key, reason): the event sink as it is when called
+
+
+def sync_probes(
+    unit: Unit, container: Container, clock: Callable[[], float], report: Report
+) -> None:
+    """One probe task per live replica while the spec declares a probe; none otherwise."""
+    probe = container.spec.health
+    for r in unit.replicas.values():
+        if r.probe is not None and (r.probe_spec != probe or r.probe.done()):
+            r.probe.cancel()
+            r.probe, r.failures, r.healthy = None, 0, True
+        if probe is not None and r.probe is None and not r.exited.is_set():
+            r.probe_spec = probe
+            r.probe = asyncio.get_running_loop().create_task(
+                _probe_loop(unit, r, probe, clock, report),
+                name=f"probe {unit.key} replica {r.index}",
+            )
+
+
+async def _probe_loop(
+    unit: Unit, r: Replica, probe: HealthProbe, clock: Callable[[], float], report: Report
+) -> None:
+    port = probe.http.port or r.port
+    url = f"http://127.0.0.1:{port}{probe.http.path}" if port else None
+    if probe.initial_delay > 0:
+        await asyncio.sleep(probe.initial_delay)
+    # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
+    async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
+        while not r.exited.is_set():
+            ok = url is not None and await probe_once(client, url)
+            # Before its first pass, within its start-up window, a replica that does not
+            # answer yet is starting, not failing (its health stays "not known yet").
+            starting = not r.probed_ok and clock() - r.started_at < probe.startup_timeout
+            if ok or not starting:
+                _record_probe(unit, r, ok, probe.failure_threshold, report)
+            await asyncio.sleep(probe.interval)
+
+
+def _record_probe(unit: Unit, r: Replica, ok: bool, threshold: int, report: Report) -> None:
+    if ok:
+        r.failures = 0
+        r.probed_ok = True
+        if not r.healthy:
+            r.healthy = True
+            log.info("%s: replica %d is healthy again", unit.key, r.index)
+            report(unit.key, "health")
+        return
+    r.failures += 1
+    if r.healthy and r.failures >= threshold:
+        r.healthy = False
+        log.info("%s: replica %d failed %d probes in a row", unit.key, r.index, r.failures)
+        report(unit.key, "health")

@@ -1,0 +1,231 @@
+"""Watching replicas' processes: exits, stops, and adopting what an earlier controller started.
+
+Stage: *observe* and *act*. A ``Supervisor`` awaits its own children's exits and polls
+adopted processes (not its children: no exit code to await), records each exit in the
+unit's state and reports it to the event sink unless driftmend stopped the process itself.
+It stops a replica's process group (stopSignal, stopTimeout, then SIGKILL), and it loads a
+unit from disk, adopting the processes its pid files name when that very process still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from driftmend.drivers.base import EventSink
+from driftmend.drivers.process.state import Exit, ProcessState
+from driftmend.drivers.process.unit import Replica, Unit, alive
+from driftmend.drivers.state_files import read_json
+from driftmend.errors import DriverError
+from driftmend.spec import ProcessSpec
+
+# One logger for the whole runtime, as when it was one module: log settings name it.
+log = logging.getLogger("driftmend.drivers.process")
+
+_PID_FILE = re.compile(r"^replica-(\d+)\.pid$")
+_CREATE_TIME_SLACK = 0.5  # psutil's create_time is rounded to clock ticks
+_KILL_WAIT = 5.0  # after SIGKILL, how long a process may take to be reaped
+
+
+def _no_sink(key: str, reason: str) -> None:
+    """The event sink before ``set_event_sink``: events are dropped, resync still heals."""
+
+
+class Supervisor:
+    """Watches and stops the replicas of every unit; reports exits to ``sink``.
+
+    ``poll`` is how often an adopted process is checked; ``clock`` stamps exits.
+    """
+
+    def __init__(self, clock: Callable[[], float], poll: float) -> None:
+        self.clock = clock
+        self.poll = poll
+        self.sink: EventSink = _no_sink
+
+    def report(self, key: str, reason: str) -> None:
+        """Tell the event sink (whichever is set now) that ``key`` changed."""
+        self.sink(key, reason)
+
+    # -- watching --------------------------------------------------------------------------
+
+    def watch(self, unit: Unit, r: Replica) -> None:
+        """Start the task that notices ``r``'s exit: awaited for a child, polled otherwise."""
+        watcher = self._watch_child(unit, r) if r.proc is not None else self._watch_adopted(unit, r)
+        r.watcher = asyncio.get_running_loop().create_task(
+            watcher, name=f"watch {unit.key} replica {r.index}"
+        )
+
+    async def _watch_child(self, unit: Unit, r: Replica) -> None:
+        """Wait for our own child to exit: an event, with its real exit code."""
+        assert r.proc is not None
+        code = await r.proc.wait()
+        self.on_exit(unit, r, code)
+
+    async def _watch_adopted(self, unit: Unit, r: Replica) -> None:
+        """Poll a process that is not our child (adopted): its exit code cannot be known."""
+        # Not our child: no wait() to await, so poll (pid and create time, zombie or not).
+        while alive(r.ps):  # noqa: ASYNC110 - there is no event to wait on
+            await asyncio.sleep(self.poll)
+        self.on_exit(unit, r, None)
+
+    def reap_adopted(self, unit: Unit) -> None:
+        """Level-triggered check of adopted replicas, so an observe never waits for a poll."""
+        for r in list(unit.replicas.values()):
+            if r.proc is None and not r.exited.is_set() and not alive(r.ps):
+                self.on_exit(unit, r, None)
+
+    def on_exit(self, unit: Unit, r: Replica, code: int | None) -> None:
+        """Record an exit; report it unless driftmend itself stopped the process."""
+        if r.exited.is_set():
+            return
+        r.exited.set()
+        if r.probe is not None:
+            r.probe.cancel()
+        if unit.replicas.get(r.index) is r:
+            del unit.replicas[r.index]
+            (unit.dir / f"replica-{r.index}.pid").unlink(missing_ok=True)
+        # SIGKILL nobody in driftmend sent may be the OOM killer, or an operator's kill -9:
+        # without the kernel log we cannot tell, so oom stays False and the reason says so.
+        unit.state.exits[r.index] = Exit(code=code, at=self.clock(), planned=r.stopping)
+        try:
+            unit.save()
+        except DriverError as exc:
+            log.warning("%s", exc)
+        if r.stopping:
+            return
+        log.info("%s: replica %d (pid %d) exited with %s", unit.key, r.index, r.pid, code)
+        self.report(unit.key, "exit")
+
+    # -- stopping --------------------------------------------------------------------------
+
+    async def terminate(self, unit: Unit, r: Replica, spec: ProcessSpec) -> str:
+        """Stop one replica's process group: stopSignal, stopTimeout, then SIGKILL.
+
+        Returns ``"stopped"`` or ``"killed"``. The exit is recorded as planned (no event).
+        """
+        r.stopping = True
+        how = "stopped"
+        if not r.exited.is_set():
+            _signal_group(unit.key, r, signal.Signals[spec.stop_signal])
+            if not await wait_exit(r, spec.stop_timeout):
+                how = "killed"
+                _signal_group(unit.key, r, signal.SIGKILL)
+                if not await wait_exit(r, _KILL_WAIT):
+                    raise DriverError(
+                        f"{unit.key}: replica {r.index} (pid {r.pid}) survived SIGKILL for "
+                        f"{_KILL_WAIT:g}s; it may be stuck in the kernel (state D): check `ps`"
+                    )
+        # The leader is gone; members of its group left behind (a shell's children) would
+        # keep the port busy for the next replica.
+        with contextlib.suppress(OSError):
+            os.killpg(r.pid, signal.SIGKILL)
+        r.cancel_tasks()
+        return how
+
+    async def terminate_all(self, unit: Unit, spec: ProcessSpec) -> list[dict[str, Any]]:
+        """Stop every live replica, highest index first; ``{"replica", "pid", "how"}`` each."""
+        out: list[dict[str, Any]] = []
+        for i in sorted(unit.replicas, reverse=True):
+            r = unit.replicas[i]
+            how = await self.terminate(unit, r, spec)
+            out.append({"replica": i, "pid": r.pid, "how": how})
+        return out
+
+    # -- loading and adopting --------------------------------------------------------------
+
+    def load(self, key: str, directory: Path, units: dict[str, Unit]) -> Unit:
+        """Read state.json and the pid files; adopt live processes, record stale ones as exits.
+
+        The unit joins ``units`` before any process is adopted, so that one whose state
+        cannot be saved is still known (and its adopted processes watched once, not twice).
+        Synchronous on purpose: no other task can see a half-loaded unit.
+        """
+        raw = read_json(directory / "state.json")
+        state = ProcessState.from_json(key, raw) if raw else ProcessState(key)
+        unit = Unit(key, directory, state)
+        units[key] = unit
+        lost: list[int] = []
+        if directory.is_dir():
+            for pid_file in sorted(directory.glob("replica-*.pid")):
+                m = _PID_FILE.match(pid_file.name)
+                if m is None:
+                    continue
+                index = int(m.group(1))
+                r = adopt(index, read_json(pid_file))
+                state.created.add(index)  # a pid file means it was started once
+                if r is None:
+                    pid_file.unlink(missing_ok=True)
+                    state.exits[index] = Exit(code=None, at=self.clock(), planned=False)
+                    lost.append(index)
+                    continue
+                unit.replicas[index] = r
+                self.watch(unit, r)
+        if lost or (raw is None and unit.replicas):
+            unit.save()
+        if lost:
+            log.info("%s: replicas %s died while nobody watched", key, lost)
+            self.report(key, "exit")
+        return unit
+
+
+def adopt(index: int, raw: dict[str, Any] | None) -> Replica | None:
+    """The replica described by a pid file, when that very process still runs."""
+    if not raw:
+        return None
+    try:
+        pid, recorded = int(raw["pid"]), float(raw["create_time"])
+        ps = psutil.Process(pid)
+        if abs(ps.create_time() - recorded) > _CREATE_TIME_SLACK:
+            return None  # the pid was reused by another process
+        if ps.status() == psutil.STATUS_ZOMBIE:
+            return None
+        ps.cpu_percent(None)  # prime the CPU measurement
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return None
+    port = raw.get("port")
+    return Replica(
+        index=index,
+        pid=pid,
+        create_time=recorded,
+        port=port if isinstance(port, int) else None,
+        started_at=float(raw.get("started_at", recorded)),
+        argv=[str(a) for a in raw.get("argv", [])],
+        ps=ps,
+    )
+
+
+async def wait_exit(r: Replica, within: float) -> bool:
+    """True once ``r`` has exited, False if it still runs after ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            await r.exited.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+def _signal_group(key: str, r: Replica, sig: signal.Signals) -> None:
+    """Signal the replica's process group, or the process alone if it left its group."""
+    try:
+        if not alive(r.ps):
+            return
+        if os.getpgid(r.pid) == r.pid:
+            os.killpg(r.pid, sig)
+        else:
+            os.kill(r.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise DriverError(
+            f"{key}: cannot signal replica {r.index} (pid {r.pid}): {exc}; "
+            "was it started by another user? stop it by hand"
+        ) from exc
