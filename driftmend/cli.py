@@ -346,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe is noise
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per probe is noise
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `driftmend get | head` ends quietly
     try:
         return int(args.func(args))

@@ -6,13 +6,13 @@ the process and Docker runtimes run their probe loops around this one request.
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 
 
-async def probe_once(client: httpx.AsyncClient, url: str) -> bool:
+async def probe_once(client: httpx2.AsyncClient, url: str) -> bool:
     """One GET: 2xx and 3xx pass; an error status, a refused connection or a timeout fails."""
     try:
         response = await client.get(url)
-    except (httpx.HTTPError, httpx.InvalidURL, OSError):
+    except (httpx2.HTTPError, httpx2.InvalidURL, OSError):
         return False
     return response.status_code < 400

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 
 from driftmend.drivers.docker.replicas import DockerReplica, seconds
 from driftmend.drivers.http_probe import probe_once
@@ -92,7 +92,7 @@ async def probe_loop(p: Probe, on_change: Callable[[Probe], None]) -> None:
     if p.spec.initial_delay > 0:
         await asyncio.sleep(p.spec.initial_delay)
     # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
-    async with httpx.AsyncClient(timeout=p.spec.timeout, trust_env=False) as client:
+    async with httpx2.AsyncClient(timeout=p.spec.timeout, trust_env=False) as client:
         while True:
             ok = url is not None and await probe_once(client, url)
             if p.record(ok, time.time()):

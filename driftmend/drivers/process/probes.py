@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import httpx
+import httpx2
 
 from driftmend.drivers.http_probe import probe_once
 from driftmend.drivers.process.unit import Replica, Unit
@@ -50,7 +50,7 @@ async def _probe_loop(
     if probe.initial_delay > 0:
         await asyncio.sleep(probe.initial_delay)
     # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
-    async with httpx.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
+    async with httpx2.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
         while not r.exited.is_set():
             ok = url is not None and await probe_once(client, url)
             # Before its first pass, within its start-up window, a replica that does not
