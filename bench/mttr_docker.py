@@ -145,7 +145,7 @@ async def driftmend_series(api: Any, trials: int, settle: float) -> Series:
                 await _until_answers(client, port)
                 for _ in range(trials):
                     await asyncio.sleep(settle)
-                    last = controller.store.last_fix("Container/web")
+                    last = controller.store.fix_records.last_fix("Container/web")
                     t0 = _crash(api, name)
                     await asyncio.sleep(0.05)  # let the kill land before polling
                     recovered = await _until_answers(client, port)
@@ -165,7 +165,7 @@ async def driftmend_series(api: Any, trials: int, settle: float) -> Series:
 async def _finished_fix(controller: Any, after: int, deadline: float = 30.0) -> dict[str, Any]:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        fix = controller.store.last_fix("Container/web")
+        fix = controller.store.fix_records.last_fix("Container/web")
         if fix and fix["id"] > after and fix["status"] == "done":
             if fix["outcome"] != "fixed":
                 raise RuntimeError(f"the fix failed: {fix['message']}")

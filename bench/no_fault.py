@@ -48,9 +48,13 @@ async def run(minutes: float, rps: float) -> dict[str, object]:
         controller.sample()
         store = Store(db)
         try:
-            fixes = [f for f in store.fixes(limit=1000) if f["detected_at"] >= started]
-            drifts = [r for r in store.reconciliations(limit=1000) if r["started_at"] >= started]
-            counts = store.reconciliation_counts()
+            fixes = [f for f in store.fix_records.fixes(limit=1000) if f["detected_at"] >= started]
+            drifts = [
+                r
+                for r in store.reconciliation_records.reconciliations(limit=1000)
+                if r["started_at"] >= started
+            ]
+            counts = store.reconciliation_records.reconciliation_counts()
         finally:
             store.close()
         return {

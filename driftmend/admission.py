@@ -66,6 +66,8 @@ class Admission:
             allowed_tools=allowed_tools,
             max_steps=max_steps,
         )
-        self._store.record_guard_decision(resource.key, plan, verdict.admitted, verdict.reason, now)
+        self._store.audit_records.record_guard_decision(
+            resource.key, plan, verdict.admitted, verdict.reason, now
+        )
         self._metrics.guard_decision(verdict.admitted)
         return verdict

@@ -194,7 +194,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         return 1
     store = Store(settings.store_path)
     try:
-        rows = store.resources()
+        rows = store.resource_records.resources()
     finally:
         store.close()
     if args.kind:

@@ -148,7 +148,7 @@ class Controller:
             resources.pop(key, None)
             self.queue.discard(key)
             self.reconciler.forget(key)
-            self.store.remove_resource(key)
+            self.store.resource_records.remove_resource(key)
             self.metrics.forget(key)
         resources.update(new)
         self.desired.policies[:] = list(result.policies)
@@ -217,7 +217,7 @@ class Controller:
 
     async def start(self) -> None:
         """Start the runtime watchers, the log reader, the resync ticker and the workers."""
-        interrupted = self.store.mark_interrupted(self.clock())
+        interrupted = self.store.fix_records.mark_interrupted(self.clock())
         if interrupted:
             log.warning(
                 "%d fix(es) were interrupted by a previous shutdown; see `driftmend get`",

@@ -290,8 +290,8 @@ async def _scenario(
     key = target.key
     result = ScenarioResult(scenario, key)
     store = controller.store
-    last_fix = max((f["id"] for f in store.fixes(limit=1)), default=0)
-    last_llm = max((i["id"] for i in store.llm_interactions(limit=1)), default=0)
+    last_fix = max((f["id"] for f in store.fix_records.fixes(limit=1)), default=0)
+    last_llm = max((i["id"] for i in store.llm_records.llm_interactions(limit=1)), default=0)
     controller.apply(armed(original, planner, controller.catalogue))
     injected = time.time()
     try:
@@ -303,7 +303,7 @@ async def _scenario(
     except (DriftmendError, OSError) as exc:
         result.outcome, result.detail = "error", f"{type(exc).__name__}: {exc}"
     finally:
-        for item in store.llm_interactions(limit=1000):
+        for item in store.llm_records.llm_interactions(limit=1000):
             if item["id"] > last_llm:
                 result.llm_calls += 1
                 result.tokens_in += int(item["tokens_in"] or 0)
@@ -317,7 +317,7 @@ async def _scenario(
         # The original rules heal what the planner left broken, before the next scenario.
         controller.apply(original)
         for k in controller.resources:
-            store.set_needs_operator(k, None)
+            store.resource_records.set_needs_operator(k, None)
             controller.queue.add(k)
         try:
             await _healthy(controller, options.deadline_s)
@@ -343,13 +343,13 @@ async def _outcome(
         fix = next(
             (
                 f
-                for f in store.fixes(key=key, limit=5)
+                for f in store.fix_records.fixes(key=key, limit=5)
                 if f["id"] > last_fix and f["status"] == "done"
             ),
             None,
         )
         if fix is not None:
-            full = store.fix(fix["id"]) or fix
+            full = store.fix_records.fix(fix["id"]) or fix
             result.steps = [s["tool"] for s in full.get("steps") or []]
             result.controller_verified = bool(full.get("verified"))
             # The eval's own look, whatever the controller's verification concluded; and
@@ -368,7 +368,7 @@ async def _outcome(
         ended = next(
             (
                 i
-                for i in store.llm_interactions(key=key, limit=5)
+                for i in store.llm_records.llm_interactions(key=key, limit=5)
                 if i["id"] > last_llm and i.get("decision") not in (None, "admitted")
             ),
             None,
@@ -400,14 +400,14 @@ async def _in_sync(controller: Any, key: str, within_s: float = 10.0) -> float |
 async def _healthy(controller: Any, deadline_s: float) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        rows = [controller.store.resource(k) or {} for k in controller.resources]
+        rows = [controller.store.resource_records.resource(k) or {} for k in controller.resources]
         if rows and all(r.get("health") == Health.HEALTHY for r in rows):
             return
         await asyncio.sleep(0.25)
     sick = [
         k
         for k in controller.resources
-        if (controller.store.resource(k) or {}).get("health") != Health.HEALTHY
+        if (controller.store.resource_records.resource(k) or {}).get("health") != Health.HEALTHY
     ]
     raise DriftmendError(f"the stack is not healthy after {deadline_s:g}s: {', '.join(sick)}")
 

@@ -74,16 +74,18 @@ class Executor:
         key = resource.key
         cause = root_cause(plan.drifts) or plan.reasoning
         spec_json = resource.model_dump(mode="json", by_alias=True)
-        self._store.upsert_resource(
+        self._store.resource_records.upsert_resource(
             key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning
         )
         self._metrics.set_health(key, resource.kind, Health.HEALING)
-        fix_id = self._store.begin_fix(key, plan, obs.signals, fault_at, now, cause)
+        fix_id = self._store.fix_records.begin_fix(key, plan, obs.signals, fault_at, now, cause)
         log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
         recovered_at: float | None = None
         verified, after = False, obs
         try:
-            steps = await act(plan, self._desired.resources, self._invoker(), self._store, fix_id)
+            steps = await act(
+                plan, self._desired.resources, self._invoker(), self._store.fix_records, fix_id
+            )
             for step in steps:
                 self._metrics.fix_step(step.step.tool, step.result.status.value)
             failed = next((s for s in steps if not s.result.ok), None)
@@ -105,7 +107,7 @@ class Executor:
         except Exception as exc:  # a driver failing mid-fix: the record must still close
             log.exception("fix %d of %s broke off", fix_id, key)
             outcome, message = Outcome.FAILED, f"broke off: {type(exc).__name__}: {exc}"
-        self._store.finish_fix(
+        self._store.fix_records.finish_fix(
             fix_id, outcome, verified, after.signals, self._clock(), recovered_at, message
         )
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
@@ -114,7 +116,7 @@ class Executor:
         fixed = outcome is Outcome.FIXED
         self._after_fix(key, fixed)
         if fixed:
-            self._store.set_needs_operator(key, None)
+            self._store.resource_records.set_needs_operator(key, None)
             log.info("fixed %s in %.2fs (fix %d)", key, ttr or 0.0, fix_id)
         return FixRun(outcome, message, fix_id)
 
@@ -125,7 +127,7 @@ class Executor:
         plan that was run instead."""
         if plan.source != "rules" and plan.source != "operator":
             return
-        for shadow in self._store.shadow_plans_to_compare(resource.key, since):
+        for shadow in self._store.llm_records.shadow_plans_to_compare(resource.key, since):
             verdict = shadow_agreement(plan_from_dict(shadow["plan"]), plan, self._catalogue)
-            self._store.set_shadow_agreement(shadow["id"], verdict, fix_id)
+            self._store.llm_records.set_shadow_agreement(shadow["id"], verdict, fix_id)
             self._metrics.shadow_compared(str(shadow["plan"].get("policy") or "-"), verdict)

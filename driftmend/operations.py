@@ -86,16 +86,20 @@ class Operations:
         running its ladder even while its healing is paused. ``detail`` goes with the
         recorded action (a retry names the fix it retries)."""
         self._desired.require(key)
-        self._store.record_action(key, "fix", actor, dict(detail or {}), self._clock())
-        self._store.set_needs_operator(key, None)
+        self._store.audit_records.record_action(
+            key, "fix", actor, dict(detail or {}), self._clock()
+        )
+        self._store.resource_records.set_needs_operator(key, None)
         self._queue.forget(key)
         return await self._reconcile(key, by_operator=True)
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None:
         """Pause or resume healing of ``key`` (observation goes on)."""
         self._desired.require(key)
-        self._store.set_paused(key, paused)
-        self._store.record_action(key, "pause" if paused else "resume", actor, {}, self._clock())
+        self._store.resource_records.set_paused(key, paused)
+        self._store.audit_records.record_action(
+            key, "pause" if paused else "resume", actor, {}, self._clock()
+        )
         self._queue.add(key)
 
     async def approve_plan(self, plan_id: int, actor: str) -> ReconcileResult:
@@ -107,17 +111,19 @@ class Operations:
         instead of run. A plan an operator asked the LLM for (``analyze``) runs whatever the
         drift.
         """
-        pending = self._store.pending_plan(plan_id)
+        pending = self._store.pending_records.pending_plan(plan_id)
         if pending is None:
             raise PermanentError(f"no pending plan {plan_id}")
         plan = plan_from_dict(pending["plan"])
         resource = self._desired.require(plan.key)
         approved_at = self._clock()
-        if not self._store.set_pending_status(
+        if not self._store.pending_records.set_pending_status(
             plan_id, PendingStatus.APPROVED, actor, approved_at, expected=PendingStatus.PENDING
         ):
             raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
-        self._store.record_action(plan.key, "approve", actor, {"plan_id": plan_id}, approved_at)
+        self._store.audit_records.record_action(
+            plan.key, "approve", actor, {"plan_id": plan_id}, approved_at
+        )
         async with self._lock(plan.key):
             now = self._clock()
             obs = await self._observer.observe(resource)
@@ -127,7 +133,7 @@ class Operations:
                 )
                 if current.in_sync:
                     reason = "the drift was over before the approved plan could run"
-                    self._store.set_pending_status(
+                    self._store.pending_records.set_pending_status(
                         plan_id, PendingStatus.SUPERSEDED, "controller", now,
                         expected=PendingStatus.APPROVED,
                     )  # fmt: skip
@@ -144,7 +150,9 @@ class Operations:
                 approved=True, allowed_tools=allowed, max_steps=max_steps,
             )  # fmt: skip
             if not verdict.admitted:
-                self._store.set_pending_status(plan_id, PendingStatus.FAILED, actor, now)
+                self._store.pending_records.set_pending_status(
+                    plan_id, PendingStatus.FAILED, actor, now
+                )
                 self._escalation.plan_decided(
                     plan_id,
                     verdict.refusal,
@@ -154,7 +162,7 @@ class Operations:
             fault_at = min([d.since for d in plan.drifts] + [now])
             run = await self._executor.execute(resource, plan, obs, fault_at, now)
         fixed = run.outcome is Outcome.FIXED
-        self._store.set_pending_status(
+        self._store.pending_records.set_pending_status(
             plan_id, PendingStatus.EXECUTED if fixed else PendingStatus.FAILED, actor,
             self._clock(),
         )  # fmt: skip
@@ -167,14 +175,14 @@ class Operations:
 
     def reject_plan(self, plan_id: int, actor: str) -> None:
         """Reject a pending plan; the resource stays with the operator."""
-        pending = self._store.pending_plan(plan_id)
+        pending = self._store.pending_records.pending_plan(plan_id)
         if pending is None:
             raise PermanentError(f"no pending plan {plan_id}")
-        if not self._store.set_pending_status(
+        if not self._store.pending_records.set_pending_status(
             plan_id, PendingStatus.REJECTED, actor, self._clock(), expected=PendingStatus.PENDING
         ):
             raise PermanentError(f"plan {plan_id} is {pending['status']}, not pending")
-        self._store.record_action(
+        self._store.audit_records.record_action(
             pending["key"], "reject", actor, {"plan_id": plan_id}, self._clock()
         )
         self._escalation.plan_decided(plan_id, LlmDecision.REJECTED, f"rejected by {actor}")
@@ -194,7 +202,7 @@ class Operations:
                 "or DRIFTMEND_REPLAY_FILE): the controller runs on rules alone"
             )
         now = self._clock()
-        self._store.record_action(key, "analyze", actor, {}, now)
+        self._store.audit_records.record_action(key, "analyze", actor, {}, now)
         async with self._lock(key):
             obs = await self._observer.observe(resource)
             result = diff(resource, self._desired.policies, obs, self._reconciler.memory.get(key))
@@ -227,7 +235,7 @@ class Operations:
                 decision = verdict.refusal
                 answer.update(decision=decision.value, reason=verdict.reason)
             else:
-                pending = self._store.add_pending_plan(
+                pending = self._store.pending_records.add_pending_plan(
                     key, plan, f"{plan.source} plan asked for by {actor}", now, origin="asked"
                 )
                 decision = LlmDecision.PENDING

@@ -121,7 +121,7 @@ class Reconciler:
                 rule=f.rule,
                 source=f.source or "rules",
             )
-            for f in self._store.fixes(key=key, limit=HISTORY_LIMIT)
+            for f in self._store.fix_records.fixes(key=key, limit=HISTORY_LIMIT)
             if not f.dry_run
         ]
 
@@ -172,7 +172,7 @@ class Reconciler:
         if isinstance(resource, Container):
             for line in await self._runtime.ensure(resource):
                 log.info("%s", line)
-                self._store.record_action(
+                self._store.audit_records.record_action(
                     key, "provision", "controller", {"message": line}, self._clock()
                 )
         # An event (an exit seen by the runtime) dates the fault better than the observation
@@ -182,7 +182,7 @@ class Reconciler:
         result = diff(resource, self._desired.policies, obs, self.memory.get(key))
         self.memory[key] = result.pending
         self._metrics.set_signals(key, obs.signals)
-        self._store.record_signals(key, obs.at, obs.signals)
+        self._store.signal_records.record_signals(key, obs.at, obs.signals)
         if result.in_sync:
             self._in_sync(key, obs.at)
             return obs, _Ended(Outcome.IN_SYNC, "in sync")
@@ -225,7 +225,7 @@ class Reconciler:
             step = step.then
         if isinstance(step, Settle):
             if step.flag_operator is not None:
-                self._store.set_needs_operator(resource.key, step.flag_operator)
+                self._store.resource_records.set_needs_operator(resource.key, step.flag_operator)
                 log.warning("%s needs an operator: %s", resource.key, step.flag_operator)
             return _Ended(step.outcome, step.message, step.requeue_after, drifts)
 
@@ -236,21 +236,23 @@ class Reconciler:
         cause = root_cause(plan.drifts)
         then = after_guard(verdict)
         if isinstance(then, DryRun):
-            fix_id = self._store.begin_fix(
+            fix_id = self._store.fix_records.begin_fix(
                 resource.key, plan, obs.signals, fault_at, now, cause, dry_run=True
             )
-            self._store.finish_fix(
+            self._store.fix_records.finish_fix(
                 fix_id, Outcome.DRY_RUN, False, obs.signals, now, None, then.reason
             )
             return _Ended(Outcome.DRY_RUN, then.reason, self._resync, drifts)
         if isinstance(then, Park):
-            parked = self._store.pending_plans(key=resource.key)
+            parked = self._store.pending_records.pending_plans(key=resource.key)
             if not any(
                 p["plan"].get("policy") == plan.policy and p["plan"].get("rule") == plan.rule
                 for p in parked
             ):
-                self._store.add_pending_plan(resource.key, plan, verdict.reason, now)
-            self._store.set_needs_operator(resource.key, then.reason)
+                self._store.pending_records.add_pending_plan(
+                    resource.key, plan, verdict.reason, now
+                )
+            self._store.resource_records.set_needs_operator(resource.key, then.reason)
             return _Ended(Outcome.NEEDS_OPERATOR, then.reason, None, drifts)
         if isinstance(then, Settle):
             return _Ended(then.outcome, then.message, then.requeue_after, drifts)
@@ -273,12 +275,12 @@ class Reconciler:
         operator asked for waits for them.
         """
         self._backoff.forget(key)
-        if self._store.needs_operator(key):
-            self._store.set_needs_operator(key, None)
-        for stale in self._store.pending_plans(key=key):
+        if self._store.resource_records.needs_operator(key):
+            self._store.resource_records.set_needs_operator(key, None)
+        for stale in self._store.pending_records.pending_plans(key=key):
             if stale.get("origin") == "asked":
                 continue
-            if self._store.set_pending_status(
+            if self._store.pending_records.set_pending_status(
                 stale["id"], PendingStatus.SUPERSEDED, "controller", at,
                 expected=PendingStatus.PENDING,
             ):  # fmt: skip
@@ -300,7 +302,7 @@ class Reconciler:
         pass that found something (a counter for the quiet ones)."""
         key = resource.key
         if obs is None:  # the pass broke before it could observe: record the error alone
-            self._store.record_reconciliation(
+            self._store.reconciliation_records.record_reconciliation(
                 key, resource.kind, started, duration, ended.outcome, [], {}, ended.message
             )
             return
@@ -309,14 +311,14 @@ class Reconciler:
             return
         health = HEALTH_OF[ended.outcome]
         spec_json = resource.model_dump(mode="json", by_alias=True)
-        self._store.upsert_resource(
+        self._store.resource_records.upsert_resource(
             key, resource.kind, spec_json, health, obs.signals, obs.at, ended.message
         )
         self._metrics.set_health(key, resource.kind, health)
         if ended.drifts or ended.outcome is not Outcome.IN_SYNC:
-            self._store.record_reconciliation(
+            self._store.reconciliation_records.record_reconciliation(
                 key, resource.kind, obs.at, duration, ended.outcome, list(ended.drifts),
                 obs.signals,
             )  # fmt: skip
         else:
-            self._store.count_reconciliation(key, ended.outcome, obs.at)
+            self._store.reconciliation_records.count_reconciliation(key, ended.outcome, obs.at)

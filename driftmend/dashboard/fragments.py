@@ -33,7 +33,11 @@ async def tile(
 ) -> HTMLResponse:
     """One resource's overview tile, with the charts of its kind."""
     key = key_of(rid)
-    rows = [r for r in merged_resources(store.resources(), controller) if r["key"] == key]
+    rows = [
+        r
+        for r in merged_resources(store.resource_records.resources(), controller)
+        if r["key"] == key
+    ]
     if key is None or not rows:
         raise HTTPException(404, f"no resource {rid}")
     found = rows[0]
@@ -48,7 +52,7 @@ async def tile(
 def fix(fid: int, request: Request, store: StoreDep) -> HTMLResponse:
     """The parts of a fix's page that change while it runs: state, message, the Retry
     button, timeline, steps and the signals after."""
-    found = store.fix(fid)
+    found = store.fix_records.fix(fid)
     if found is None:
         raise HTTPException(404, f"no fix {fid}")
     drifted = [str(d.get("signal")) for d in found.get("drifts") or []]

@@ -71,7 +71,7 @@ def _history(
     out: dict[str, Any] = {}
     for r in rows:
         kind = str(r["kind"])
-        samples = store.signal_history(str(r["key"]), chart_signals(kind), since)
+        samples = store.signal_records.signal_history(str(r["key"]), chart_signals(kind), since)
         out[str(r["id"])] = [[s["at"], s["signals"]] for s in downsample(samples, kind, points)]
     return out
 
@@ -89,7 +89,7 @@ def _charts(rows: list[dict[str, Any]], with_errors: bool) -> dict[str, Any]:
 
 
 def _stats(store: Store) -> dict[str, Any]:
-    day = store.fix_stats(time.time() - 86400)
+    day = store.fix_stats_records.fix_stats(time.time() - 86400)
     return {k: v for k, v in day.items() if k not in ("by_rule", "by_tool")}
 
 
@@ -107,9 +107,9 @@ async def overview(
     request: Request, store: StoreDep, controller: OptionalOperationsDep
 ) -> HTMLResponse:
     """Every resource at a glance, what waits for an operator, recent fixes, how well it heals."""
-    rows = merged_resources(store.resources(), controller)
-    fixes = store.fixes(limit=500)
-    evals = evaluations(store.fix_stats(), fixes[:200])
+    rows = merged_resources(store.resource_records.resources(), controller)
+    fixes = store.fix_records.fixes(limit=500)
+    evals = evaluations(store.fix_stats_records.fix_stats(), fixes[:200])
     counts = {h.value: sum(1 for r in rows if r["health"] == h) for h in Health}
     return render(
         request,
@@ -119,7 +119,7 @@ async def overview(
             "resources": rows,
             "counts": counts,
             "fixes": [fix_summary(f) for f in fixes[:10]],
-            "plans": [plan_summary(p) for p in store.pending_plans()],
+            "plans": [plan_summary(p) for p in store.pending_records.pending_plans()],
             "stats": _stats(store),
             "charts": _charts(rows, with_errors=False),
         },
@@ -140,11 +140,16 @@ def _resource_context(
         "resources": rows,
         "logs": {r["id"]: _logs_of(controller, str(r["key"]), logs) for r in rows},
         "fixes": {
-            r["id"]: [fix_summary(f) for f in store.fixes(key=str(r["key"]), limit=fixes)]
+            r["id"]: [
+                fix_summary(f) for f in store.fix_records.fixes(key=str(r["key"]), limit=fixes)
+            ]
             for r in rows
         },
         "plans": {
-            r["id"]: [plan_summary(p) for p in store.pending_plans(key=str(r["key"]))] for r in rows
+            r["id"]: [
+                plan_summary(p) for p in store.pending_records.pending_plans(key=str(r["key"]))
+            ]
+            for r in rows
         },
         "charts": _charts(rows, with_errors=True),
     }
@@ -155,7 +160,7 @@ async def resources(
     request: Request, store: StoreDep, controller: OptionalOperationsDep
 ) -> HTMLResponse:
     """A card per resource: health, signals, CPU and memory, recent logs, fixes, spec."""
-    rows = merged_resources(store.resources(), controller)
+    rows = merged_resources(store.resource_records.resources(), controller)
     return render(
         request,
         "resources.html",
@@ -175,7 +180,11 @@ async def resource(
 ) -> HTMLResponse:
     """One resource in full: its card, then its reconciliations, guard verdicts and audit."""
     key = key_of(rid)
-    rows = [r for r in merged_resources(store.resources(), controller) if r["key"] == key]
+    rows = [
+        r
+        for r in merged_resources(store.resource_records.resources(), controller)
+        if r["key"] == key
+    ]
     if key is None or not rows:
         raise HTTPException(404, f"no resource {rid}")
     return render(
@@ -185,11 +194,11 @@ async def resource(
         _resource_context(store, controller, rows, logs=50, fixes=20)
         | {
             "resource": rows[0],
-            "reconciliations": store.reconciliations(key=key, limit=30),
-            "counts": store.reconciliation_counts(key),
-            "guard_decisions": store.guard_decisions(key=key, limit=30),
-            "actions": store.actions(limit=30, key=key),
-            "decided": store.pending_plans(status=None, key=key)[-10:][::-1],
+            "reconciliations": store.reconciliation_records.reconciliations(key=key, limit=30),
+            "counts": store.reconciliation_records.reconciliation_counts(key),
+            "guard_decisions": store.audit_records.guard_decisions(key=key, limit=30),
+            "actions": store.audit_records.actions(limit=30, key=key),
+            "decided": store.pending_records.pending_plans(status=None, key=key)[-10:][::-1],
         },
         {
             "window": RESOURCE_WINDOW,
@@ -219,7 +228,7 @@ async def logs(
         found = controller.logs.search(q or None, key, level, since, limit=1000)
         lines = [log_dict(k, line) for k, line in found]
     keys = sorted(
-        {r["key"] for r in merged_resources(store.resources(), controller)}
+        {r["key"] for r in merged_resources(store.resource_records.resources(), controller)}
         | (
             {
                 str(k)
@@ -256,19 +265,19 @@ async def logs(
 @page_router.get("/llm", response_class=HTMLResponse)
 def llm(request: Request, store: StoreDep) -> HTMLResponse:
     """What the LLM was asked and what it answered: time, resource, root cause, outcome."""
-    rows = llm_rows(store, store.llm_summaries(limit=200))
+    rows = llm_rows(store, store.llm_records.llm_summaries(limit=200))
     return render(request, "llm.html", "llm", {"rows": rows})
 
 
 @page_router.get("/llm/{iid}", response_class=HTMLResponse)
 def llm_detail(iid: int, request: Request, store: StoreDep) -> HTMLResponse:
     """One interaction: full prompt and response, the plan, what became of it, each result."""
-    found = store.llm_interaction(iid)
+    found = store.llm_records.llm_interaction(iid)
     if found is None:
         raise HTTPException(404, f"no LLM interaction {iid}")
     summary = llm_rows(store, [found])[0]
     pid = summary["pending_plan_id"]
-    parked = store.pending_plan(int(pid)) if pid is not None else None
+    parked = store.pending_records.pending_plan(int(pid)) if pid is not None else None
     return render(
         request,
         "llm_detail.html",
@@ -286,8 +295,8 @@ def llm_detail(iid: int, request: Request, store: StoreDep) -> HTMLResponse:
 @page_router.get("/fixes", response_class=HTMLResponse)
 def fixes(request: Request, store: StoreDep) -> HTMLResponse:
     """Every fix with its signals before and after; success by scenario and tool; recovery."""
-    all_fixes = store.fixes(limit=500)
-    evals = evaluations(store.fix_stats(), all_fixes)
+    all_fixes = store.fix_records.fixes(limit=500)
+    evals = evaluations(store.fix_stats_records.fix_stats(), all_fixes)
     rows = []
     for f in all_fixes[:200]:
         drifted = [str(d.get("signal")) for d in f.get("drifts") or []]
@@ -305,7 +314,7 @@ def fixes(request: Request, store: StoreDep) -> HTMLResponse:
 @page_router.get("/fixes/{fid}", response_class=HTMLResponse)
 def fix(fid: int, request: Request, store: StoreDep) -> HTMLResponse:
     """One fix: why, what ran and what each step returned, before and after, how fast."""
-    found = store.fix(fid)
+    found = store.fix_records.fix(fid)
     if found is None:
         raise HTTPException(404, f"no fix {fid}")
     drifted = [str(d.get("signal")) for d in found.get("drifts") or []]

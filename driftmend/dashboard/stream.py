@@ -69,19 +69,19 @@ class StoreView:
 
 def read_store(store: Store) -> StoreView:
     """One consistent-enough read of what the stream watches (several short queries)."""
-    fixes = store.fixes(limit=_FIX_HEAD)
+    fixes = store.fix_records.fixes(limit=_FIX_HEAD)
     steps: dict[int, list[tuple[str, str]]] = {}
     for f in fixes:
         if f["status"] == "running":
-            full = store.fix(int(f["id"]))
+            full = store.fix_records.fix(int(f["id"]))
             if full is not None:
                 steps[int(f["id"])] = [(str(s["tool"]), str(s["status"])) for s in full["steps"]]
     return StoreView(
-        resources=store.resources(),
+        resources=store.resource_records.resources(),
         fixes=fixes,
         steps=steps,
-        plans=store.pending_plans(),
-        llm=store.llm_summaries(limit=_LLM_HEAD),
+        plans=store.pending_records.pending_plans(),
+        llm=store.llm_records.llm_summaries(limit=_LLM_HEAD),
     )
 
 
@@ -211,9 +211,9 @@ def llm_rows(store: Store, interactions: Sequence[Mapping[str, Any]]) -> list[di
     (for a plan that ran, its fix's outcome; for a parked one, what became of it)."""
     rows = []
     for i in interactions:
-        fix = store.fix(int(i["fix_id"])) if i.get("fix_id") else None
+        fix = store.fix_records.fix(int(i["fix_id"])) if i.get("fix_id") else None
         pid = pending_plan_id(i)
-        parked = store.pending_plan(pid) if pid is not None else None
+        parked = store.pending_records.pending_plan(pid) if pid is not None else None
         rows.append(llm_summary(i, fix, parked))
     return rows
 
@@ -222,7 +222,9 @@ def _stats(store: Store, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
     def head(stats: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in stats.items() if k not in ("by_rule", "by_tool")}
 
-    return head(store.fix_stats()), head(store.fix_stats(now - 86400))
+    return head(store.fix_stats_records.fix_stats()), head(
+        store.fix_stats_records.fix_stats(now - 86400)
+    )
 
 
 def encode(event: str, data: Any, event_id: float | None = None) -> str:

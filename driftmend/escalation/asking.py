@@ -121,7 +121,7 @@ class Escalator:
             reason = self.unconfigured.get(esc.planner, f"no {esc.planner} planner configured")
             return Escalation(None, f"rules only: {reason}", allowed)
         now = self.clock()
-        spent = self.store.llm_tokens_since(resource.key, now - DAY)
+        spent = self.store.llm_records.llm_tokens_since(resource.key, now - DAY)
         if spent >= esc.token_budget_per_day:
             return Escalation(
                 None,
@@ -129,7 +129,7 @@ class Escalator:
                 allowed,
             )
         if self.tokens_per_day is not None:
-            fleet = self.store.llm_tokens_since(None, now - DAY)
+            fleet = self.store.llm_records.llm_tokens_since(None, now - DAY)
             if fleet >= self.tokens_per_day:
                 return Escalation(
                     None,
@@ -147,7 +147,8 @@ class Escalator:
             return result
 
         history = tuple(
-            prompt_history(f) for f in self.store.fixes(key=resource.key, limit=HISTORY_FIXES)
+            prompt_history(f)
+            for f in self.store.fix_records.fixes(key=resource.key, limit=HISTORY_FIXES)
         )
         request = PlanRequest(
             resource=resource,
@@ -167,7 +168,7 @@ class Escalator:
                 answer = await planner.plan(request)
         except TimeoutError:
             reason = f"{esc.planner} gave no plan within the {self.deadline:g}s deadline"
-            interaction = self.store.record_llm_interaction(
+            interaction = self.store.llm_records.record_llm_interaction(
                 resource.key, esc.planner, "-", {"note": "the prompt was not recorded: the "
                 "planner was cut off by the deadline"}, {}, None, 0, 0, self.deadline,
                 self.clock(), reason,
@@ -185,7 +186,7 @@ class Escalator:
             if answer.turns
             else answer.response
         )
-        interaction = self.store.record_llm_interaction(
+        interaction = self.store.llm_records.record_llm_interaction(
             resource.key,
             answer.planner,
             answer.model,

@@ -84,7 +84,7 @@ class EscalationHandler:
         def operator(reason: str) -> Escalated:
             if record_only:
                 return Escalated(Outcome.WAITING, reason)
-            self._store.set_needs_operator(key, reason)
+            self._store.resource_records.set_needs_operator(key, reason)
             log.warning("%s needs an operator: %s", key, reason)
             return Escalated(Outcome.NEEDS_OPERATOR, reason)
 
@@ -125,7 +125,7 @@ class EscalationHandler:
             record(step.decision, step.reason)
             return operator(f"{why}; {step.operator}" if step.after_why else step.operator)
         if isinstance(step, LlmPark):
-            pending = self._store.add_pending_plan(
+            pending = self._store.pending_records.add_pending_plan(
                 key, plan, f"{plan.source} plan, mode {esc.mode}", now
             )
             record(LlmDecision.PENDING, f"waiting for an operator (pending plan {pending})", None, pending)  # fmt: skip
@@ -153,7 +153,7 @@ class EscalationHandler:
     ) -> None:
         """Record what became of an LLM exchange's plan (no exchange: nothing to record)."""
         if interaction_id is not None:
-            self._store.set_llm_outcome(
+            self._store.llm_records.set_llm_outcome(
                 interaction_id, mode=mode, decision=decision, reason=reason, fix_id=fix_id,
                 pending_plan_id=pending, cost_usd=cost_usd,
             )  # fmt: skip
@@ -163,7 +163,7 @@ class EscalationHandler:
     ) -> None:
         """Carry an operator's (or the controller's) decision on a parked plan over to the
         LLM exchange that proposed it, if one did."""
-        asked = self._store.llm_interaction_of_pending_plan(plan_id)
+        asked = self._store.llm_records.llm_interaction_of_pending_plan(plan_id)
         if asked is not None:
             self.record_outcome(
                 asked["id"], str(asked["mode"] or "-"), decision, reason, fix_id=fix_id,

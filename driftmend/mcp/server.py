@@ -366,7 +366,7 @@ async def serve(
     log_task = asyncio.create_task(logs.run(settings.log_poll_interval), name="mcp-logs")
     try:
         if transport == "stdio":
-            server = build_server(catalogue, ctx, rules, caller=LOCAL, store=store)
+            server = build_server(catalogue, ctx, rules, caller=LOCAL, store=store.audit_records)
             log.info("driftmend mcp on stdio: %s, %d resources", mode, len(resources))
             await run_stdio(server)
         else:
@@ -376,7 +376,7 @@ async def serve(
                     "neither DRIFTMEND_MCP_READ_TOKEN nor DRIFTMEND_MCP_WRITE_TOKEN is set: "
                     "every HTTP request will be refused with 401"
                 )
-            server = build_server(catalogue, ctx, rules, store=store)
+            server = build_server(catalogue, ctx, rules, store=store.audit_records)
             app = http_app(server, tokens, host, port)
             log.info(
                 "driftmend mcp on http://%s:%d%s: %s, %d resources",

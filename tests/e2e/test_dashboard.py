@@ -151,7 +151,7 @@ async def test_crash_turns_the_tile_red_then_green_without_reload(dash: Stack) -
 async def test_the_fix_explains_itself(dash: Stack) -> None:
     async with tab(dash) as page:
         await page.goto("/")
-        fix = dash.controller.store.last_fix("Container/web")
+        fix = dash.controller.store.fix_records.last_fix("Container/web")
         assert fix is not None
         await page.locator(f'table[data-live=fixes] a[href="/fixes/{fix["id"]}"]').first.click()
         await expect(page).to_have_url(f"{dash.url}/fixes/{fix['id']}")
@@ -191,11 +191,11 @@ async def test_fix_button_heals_a_broken_resource(dash: Stack) -> None:
             # Paused, the controller watches the crash and leaves it alone...
             await card.get_by_role("button", name="Pause healing").click()
             await expect(card.locator(".paused-tag")).to_be_visible()
-            fixes_before = len(store.fixes(key="Container/web"))
+            fixes_before = len(store.fix_records.fixes(key="Container/web"))
             await crash_app(dash)
             await expect(health).to_have_text("Drifting")
             await expect(card.locator(".card-message")).to_contain_text("paused")
-            assert len(store.fixes(key="Container/web")) == fixes_before
+            assert len(store.fix_records.fixes(key="Container/web")) == fixes_before
 
             # ...until an operator presses Fix: reached and pressed with the keyboard.
             fix_button = card.get_by_role("button", name="Fix now")
@@ -210,10 +210,12 @@ async def test_fix_button_heals_a_broken_resource(dash: Stack) -> None:
             await expect(health).to_have_text("Healthy")
             await expect(card).to_have_class(re.compile(r"\bh-healthy\b"))
             await expect(fix_button).to_be_focused()  # the press did not throw the focus away
-            fixed = store.last_fix("Container/web")
+            fixed = store.fix_records.last_fix("Container/web")
             assert fixed is not None and fixed["outcome"] == "fixed"
-            assert len(store.fixes(key="Container/web")) == fixes_before + 1
-            actions = [(a["action"], a["actor"]) for a in store.actions(key="Container/web")]
+            assert len(store.fix_records.fixes(key="Container/web")) == fixes_before + 1
+            actions = [
+                (a["action"], a["actor"]) for a in store.audit_records.actions(key="Container/web")
+            ]
             assert ("fix", "dashboard:e2e-operator") in actions
             assert ("pause", "dashboard:e2e-operator") in actions
 
@@ -226,7 +228,9 @@ async def test_fix_button_heals_a_broken_resource(dash: Stack) -> None:
     finally:  # whatever happened, the next tests get a healthy, unpaused app
         dash.controller.operations.set_paused("Container/web", False, "e2e")
         await eventually(
-            lambda: (store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (store.resource_records.resource("Container/web") or {}).get("health") == "healthy"
+            ),
             deadline=30,
             what="the web app healthy again",
         )
@@ -235,7 +239,8 @@ async def test_fix_button_heals_a_broken_resource(dash: Stack) -> None:
 async def test_approving_a_parked_destructive_plan_runs_it(dash: Stack) -> None:
     store = dash.controller.store
     pending = await eventually(
-        lambda: store.pending_plans(key="RedisCache/cache"), what="a parked flush plan"
+        lambda: store.pending_records.pending_plans(key="RedisCache/cache"),
+        what="a parked flush plan",
     )
     plan_id = pending[0]["id"]
     async with tab(dash) as page:
@@ -255,13 +260,13 @@ async def test_approving_a_parked_destructive_plan_runs_it(dash: Stack) -> None:
         await expect(page.locator("#approvals")).to_be_focused()  # not lost with the item
         await expect(page.locator("[data-count=plans]")).to_have_text("0")
         await expect(cache_health).to_have_text("Healthy", timeout=30_000)
-        decided = store.pending_plan(plan_id)
+        decided = store.pending_records.pending_plan(plan_id)
         assert (
             decided is not None
             and decided["status"] == "executed"
             and decided["actor"] == "dashboard:e2e"
         )
-        fix = store.last_fix("RedisCache/cache")
+        fix = store.fix_records.last_fix("RedisCache/cache")
         assert fix is not None and fix["outcome"] == "fixed"
         assert [s["tool"] for s in fix["steps"]] == ["redis_flush"]
 
@@ -292,7 +297,7 @@ async def test_ask_the_llm(dash: Stack) -> None:
             has_text=re.compile(r"Ask the LLM about Container/web: (pending|rejected)")
         )
         await expect(answer).to_be_visible()
-        newest = store.llm_interactions(key="Container/web", limit=1)[0]
+        newest = store.llm_records.llm_interactions(key="Container/web", limit=1)[0]
         assert newest["planner"] == "replay" and newest["decision"] in ("pending", "rejected")
         await answer.get_by_role("link", name=f"Open interaction #{newest['id']}").click()
         await expect(page.get_by_role("heading", level=1)).to_contain_text(
@@ -309,7 +314,7 @@ async def test_ask_the_llm(dash: Stack) -> None:
         )
         await expect(page.locator("pre").first).to_contain_text("container_restart")
     assert ("analyze", "dashboard:e2e") in [
-        (a["action"], a["actor"]) for a in store.actions(key="Container/web")
+        (a["action"], a["actor"]) for a in store.audit_records.actions(key="Container/web")
     ]
 
 
@@ -340,7 +345,7 @@ async def test_llm_outcomes_are_the_recorded_ones(dash: Stack) -> None:
     )
 
     def record(at: float) -> int:
-        return store.record_llm_interaction(
+        return store.llm_records.record_llm_interaction(
             "Container/web",
             "gemini",
             "gemini-2.5-flash",
@@ -360,18 +365,18 @@ async def test_llm_outcomes_are_the_recorded_ones(dash: Stack) -> None:
             at,
         )
 
-    fix = store.last_fix("Container/web")
+    fix = store.fix_records.last_fix("Container/web")
     assert fix is not None
     shadow = record(now - 2)
-    store.set_llm_outcome(
+    store.llm_records.set_llm_outcome(
         shadow, mode="shadow", decision="shadow", reason="recorded, not run (guard: admitted)"
     )
     ran = record(now - 1)
-    store.set_llm_outcome(
+    store.llm_records.set_llm_outcome(
         ran, mode="auto", decision="admitted", reason="fixed", fix_id=int(fix["id"])
     )
     budget = record(now)
-    store.set_llm_outcome(
+    store.llm_records.set_llm_outcome(
         budget,
         mode="auto",
         decision="over-budget",
@@ -451,7 +456,9 @@ async def test_an_action_without_the_token_is_refused(dash: Stack) -> None:
         await shoot(page, "resource")
         await page.goto("/resources")
         pause = card.get_by_role("button", name="Pause healing")
-        paused_before = [a for a in dash.controller.store.actions() if a["action"] == "pause"]
+        paused_before = [
+            a for a in dash.controller.store.audit_records.actions() if a["action"] == "pause"
+        ]
         await pause.click()
         await expect(page.locator(".toast.error")).to_contain_text("needs the dashboard token")
         dialog = page.get_by_role("dialog", name="Act as an operator")
@@ -459,9 +466,13 @@ async def test_an_action_without_the_token_is_refused(dash: Stack) -> None:
         await page.keyboard.press("Escape")
         await expect(dialog).to_be_hidden()
         await expect(pause).to_be_focused()  # back where the operator was
-        paused_after = [a for a in dash.controller.store.actions() if a["action"] == "pause"]
+        paused_after = [
+            a for a in dash.controller.store.audit_records.actions() if a["action"] == "pause"
+        ]
         assert paused_after == paused_before
-        assert (dash.controller.store.resource("Container/web") or {}).get("paused") is False
+        assert (dash.controller.store.resource_records.resource("Container/web") or {}).get(
+            "paused"
+        ) is False
         async with httpx2.AsyncClient(base_url=dash.url) as client:
             refused = await client.post(f"/api/resources/{WEB}/pause", json={})
             assert refused.status_code == 401
@@ -478,7 +489,7 @@ async def test_a_tile_that_arrives_live_has_its_charts(dash: Stack) -> None:
     async with tab(dash) as page:
         await page.goto("/")
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        store.upsert_resource(
+        store.resource_records.upsert_resource(
             "RedisCache/late", "RedisCache", {}, "healthy", {"redis.up": True}, time.time(), "ok"
         )
         try:
@@ -488,7 +499,7 @@ async def test_a_tile_that_arrives_live_has_its_charts(dash: Stack) -> None:
             await expect(late.locator("svg[data-strip]")).to_have_count(1)
             await expect(late.locator("figure[data-chart] svg.chart-svg").first).not_to_be_empty()
         finally:
-            store.remove_resource("RedisCache/late")
+            store.resource_records.remove_resource("RedisCache/late")
         await expect(late).to_have_count(0)
 
 
@@ -554,16 +565,18 @@ async def test_a_running_fix_page_follows_the_fix(dash: Stack) -> None:
     key = "Container/ghost"  # no such resource: the controller leaves this fix alone
     drift = Drift(key, "container.running", "== true", False, now - 5)
     plan = Plan(key, (PlanStep("container_restart", key),), "rules", "restart it", drifts=(drift,))
-    fid = store.begin_fix(key, plan, {"container.running": False}, now - 5, now - 4, "down")
+    fid = store.fix_records.begin_fix(
+        key, plan, {"container.running": False}, now - 5, now - 4, "down"
+    )
     async with tab(dash) as page:
         await page.goto(f"/fixes/{fid}")
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
         await expect(page.locator("[data-fix-state] .badge")).to_have_text("running")
         await expect(page.locator("[data-retry]")).to_be_hidden()
         await expect(page.locator("[data-fix-steps] li")).to_have_text("No step has started yet.")
-        step = store.journal_step(fid, 0, plan.steps[0])
-        store.finish_step(step, ToolResult.failure("no such container"), 0.2)
-        store.finish_fix(
+        step = store.fix_records.journal_step(fid, 0, plan.steps[0])
+        store.fix_records.finish_step(step, ToolResult.failure("no such container"), 0.2)
+        store.fix_records.finish_fix(
             fid, Outcome.FAILED, False, {"container.running": False}, time.time(), None, "gone"
         )
         await expect(page.locator("[data-fix-state] .badge")).to_have_text("failed")

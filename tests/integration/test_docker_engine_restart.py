@@ -83,7 +83,10 @@ async def test_event_stream_survives_an_engine_restart(engine: Engine, tmp_path:
         events = record_events(controller)
         await eventually(lambda: runtime.event_stream_connects >= 1, what="the event stream")
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="web healthy",
         )
 
@@ -95,7 +98,7 @@ async def test_event_stream_survives_an_engine_restart(engine: Engine, tmp_path:
         # The engine stopped the container on its way down: healed after the reconnect.
         first = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web"))
+                (f := controller.store.fix_records.last_fix("Container/web"))
                 and f["status"] == "done"
                 and f["outcome"] == "fixed"
                 and f
@@ -110,7 +113,7 @@ async def test_event_stream_survives_an_engine_restart(engine: Engine, tmp_path:
         await asyncio.to_thread(engine.api.kill, name)
         second = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web"))
+                (f := controller.store.fix_records.last_fix("Container/web"))
                 and f["id"] > first["id"]
                 and f["status"] == "done"
                 and f

@@ -58,7 +58,7 @@ async def finished_fix(
     """The newest fix of ``key`` with an id above ``after``, once it has finished."""
 
     def check() -> dict[str, Any] | None:
-        fix = controller.store.last_fix(key)
+        fix = controller.store.fix_records.last_fix(key)
         return fix if fix and fix["id"] > after and fix["status"] == "done" else None
 
     return await eventually(check, deadline=deadline, what=f"a finished fix of {key}")
@@ -188,7 +188,7 @@ async def test_oom_kill_is_detected_as_oom_and_healed_by_raising_the_limit(
         # Above the old limit, within the new one: the raise is what healed it.
         stats = await eventually(holding, what="the hog holding 64 MiB under the raised limit")
         assert stats["memory_limit"] == 96 << 20
-        assert len(controller.store.fixes(key="Container/hog")) == 1
+        assert len(controller.store.fix_records.fixes(key="Container/hog")) == 1
 
 
 # Healthy (per its Docker healthcheck) only from its second run on: the first run marks that
@@ -236,7 +236,7 @@ async def test_failing_docker_healthcheck_is_healed(engine: Engine, tmp_path: Pa
         assert fix["signals_before"]["container.health_failures"] >= 2
         signals = await observed(controller, sick, container__healthy=True)
         assert signals["container.health_failures"] == 0
-        assert len(controller.store.fixes(key="Container/sick")) == 1
+        assert len(controller.store.fix_records.fixes(key="Container/sick")) == 1
 
 
 async def test_removed_container_is_a_drift_and_is_recreated(
@@ -265,7 +265,9 @@ async def test_removed_container_is_a_drift_and_is_recreated(
         assert new["running"] and new["id"] != old["id"] and new["container"] == old["container"]
         errors = [
             r
-            for r in controller.store.reconciliations(key="Container/web", limit=100)
+            for r in controller.store.reconciliation_records.reconciliations(
+                key="Container/web", limit=100
+            )
             if r["outcome"] == "error"
         ]
         assert errors == []
@@ -326,7 +328,7 @@ async def test_cpu_burn_and_memory_leak_are_healed_by_the_demo_policies(
             ("/burn", "restart-on-cpu-burn", "container.cpu_used_ratio", 0.8),
             ("/leak", "restart-on-memory-leak", "container.memory_used_ratio", 0.9),
         ):
-            last = (controller.store.last_fix("Container/shop") or {}).get("id", 0)
+            last = (controller.store.fix_records.last_fix("Container/shop") or {}).get("id", 0)
             async with httpx2.AsyncClient(trust_env=False, timeout=5) as client:
                 assert (await client.get(f"http://127.0.0.1:{port}{path}")).status_code == 200
             fix = await finished_fix(controller, "Container/shop", after=last, deadline=60)

@@ -133,7 +133,7 @@ async def test_a_stop_is_healed_unless_healing_is_paused(engine: Engine, tmp_pat
         )  # queues a pass: the policy heals it
 
         def healed() -> dict[str, Any] | None:
-            fix = controller.store.last_fix(app.key)
+            fix = controller.store.fix_records.last_fix(app.key)
             return fix if fix and fix["status"] == "done" else None
 
         fix = await eventually(healed, what="the stop healed once healing resumed")

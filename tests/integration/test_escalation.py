@@ -96,14 +96,15 @@ async def started(tmp: Path, result: LoadResult, **settings: Any) -> AsyncIterat
 async def until_healthy(controller: Controller) -> None:
     """Wait until the store says the web app is healthy."""
     await eventually(
-        lambda: (controller.store.resource(KEY) or {}).get("health") == "healthy", what="healthy"
+        lambda: (controller.store.resource_records.resource(KEY) or {}).get("health") == "healthy",
+        what="healthy",
     )
 
 
 async def finished_fix(controller: Controller) -> dict[str, Any]:
     """The web app's newest fix, once it has finished."""
     fix: dict[str, Any] = await eventually(
-        lambda: (f := controller.store.last_fix(KEY)) and f["status"] == "done" and f,
+        lambda: (f := controller.store.fix_records.last_fix(KEY)) and f["status"] == "done" and f,
         what="a finished fix",
     )
     return fix
@@ -114,7 +115,9 @@ async def crash_and_wait(controller: Any, result: LoadResult, *, health: str) ->
     pid = (await controller.runtime.stats(result.resources[0]))["replicas"][0]["pid"]
     os.kill(pid, signal.SIGKILL)
     return await eventually(
-        lambda: (r := controller.store.resource(KEY)) and r["health"] == health and r,
+        lambda: (
+            (r := controller.store.resource_records.resource(KEY)) and r["health"] == health and r
+        ),
         deadline=30,
         what=health,
     )
@@ -130,7 +133,7 @@ async def test_auto_mode_runs_an_admitted_plan_and_records_it(specs: tuple[Path,
         [asked] = planner.requests
         assert "no HealingPolicy has a rule for container.running" in asked.reason
         assert {t.name for t in asked.tools} >= {"container_logs", "container_stats"}
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "admitted" and interaction["fix_id"] == fix["id"]
         assert interaction["tokens_in"] == 100
 
@@ -147,8 +150,8 @@ async def test_a_plan_outside_the_allowlist_is_rejected_and_nothing_runs(
             "rejected by the guard" in row["message"]
             and "does not allow this tool" in row["message"]
         )
-        assert controller.store.fixes(key=KEY) == []
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert controller.store.fix_records.fixes(key=KEY) == []
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "rejected"
 
 
@@ -158,7 +161,7 @@ async def test_a_step_on_another_resource_is_rejected(specs: tuple[Path, int]) -
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "targets Container/other, but only Container/web drifted" in row["message"]
-        assert controller.store.fixes(key=KEY) == []
+        assert controller.store.fix_records.fixes(key=KEY) == []
 
 
 async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> None:
@@ -167,11 +170,11 @@ async def test_approve_mode_waits_for_an_operator(specs: tuple[Path, int]) -> No
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "waits for an operator's approval" in row["message"]
-        assert controller.store.fixes(key=KEY) == []
-        [pending] = controller.store.pending_plans(key=KEY)
+        assert controller.store.fix_records.fixes(key=KEY) == []
+        [pending] = controller.store.pending_records.pending_plans(key=KEY)
         done = await controller.operations.approve_plan(pending["id"], "test-operator")
         assert done.outcome.value == "fixed"
-        assert controller.store.pending_plan(pending["id"])["status"] == "executed"
+        assert controller.store.pending_records.pending_plan(pending["id"])["status"] == "executed"
         await until_healthy(controller)
 
 
@@ -183,13 +186,13 @@ async def test_shadow_mode_records_beside_the_rules(specs: tuple[Path, int]) -> 
         await crash_and_wait(controller, result, health="healthy")
         fix = await finished_fix(controller)
         assert fix["source"] == "rules" and fix["outcome"] == "fixed"
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "shadow" and interaction["fix_id"] is None
         assert [s["tool"] for s in interaction["plan"]["steps"]] == ["container_restart"]
         # Judged against the rules' fix that ran: the same restart, so they agree.
         assert interaction["agreement"] == "agrees"
         assert interaction["compared_fix_id"] == fix["id"]
-        assert controller.store.shadow_agreement() == {
+        assert controller.store.llm_records.shadow_agreement() == {
             "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
         }
 
@@ -206,12 +209,12 @@ async def test_a_shadow_plan_that_would_have_done_otherwise_differs(
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="healthy")
         interaction = await eventually(
-            lambda: (i := controller.store.llm_interactions(key=KEY)) and i[0]["agreement"]
+            lambda: (i := controller.store.llm_records.llm_interactions(key=KEY)) and i[0]["agreement"]
             and i[0],
             what="the shadow plan judged",
         )  # fmt: skip
         assert interaction["agreement"] == "differs"
-        assert controller.store.fixes(key=KEY)[0]["source"] == "rules"
+        assert controller.store.fix_records.fixes(key=KEY)[0]["source"] == "rules"
 
 
 async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) -> None:
@@ -220,9 +223,9 @@ async def test_shadow_mode_without_a_rule_runs_nothing(specs: tuple[Path, int]) 
     async with started(tmp, result, planners={"replay": planner}) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "recorded in shadow mode" in row["message"]
-        assert controller.store.fixes(key=KEY) == []
-        assert controller.store.pending_plans(key=KEY) == []
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert controller.store.fix_records.fixes(key=KEY) == []
+        assert controller.store.pending_records.pending_plans(key=KEY) == []
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "shadow" and interaction["agreement"] is None
 
 
@@ -236,7 +239,7 @@ async def test_llm_plans_have_their_own_attempts(specs: tuple[Path, int]) -> Non
         # A crash loop: the second crash within the hour is not the LLM's to restart.
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "ran 1/1 LLM plans in 1h" in row["message"]
-        assert len(controller.store.fixes(key=KEY)) == 1
+        assert len(controller.store.fix_records.fixes(key=KEY)) == 1
 
 
 class StuckPlanner(ScriptedPlanner):
@@ -254,9 +257,9 @@ async def test_an_escalation_ends_at_its_deadline(specs: tuple[Path, int]) -> No
     async with started(tmp, result, planners={"replay": planner}, llm_deadline=0.5) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "gave no plan within the 0.5s deadline" in row["message"]
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert "deadline" in interaction["error"]
-        assert controller.store.fixes(key=KEY) == []
+        assert controller.store.fix_records.fixes(key=KEY) == []
 
 
 async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
@@ -266,7 +269,7 @@ async def test_the_shared_daily_token_budget(specs: tuple[Path, int]) -> None:
         tmp, result, planners={"replay": planner}, llm_tokens_per_day=1000
     ) as controller:
         # Spent on another resource: the shared cap counts every resource.
-        controller.store.record_llm_interaction(
+        controller.store.llm_records.record_llm_interaction(
             "RedisCache/other", "replay", "m", "p", "r", None, 900, 200, 0.1,
             controller.clock(),
         )  # fmt: skip
@@ -285,12 +288,14 @@ async def test_analyze_parks_a_plan_and_runs_nothing(specs: tuple[Path, int]) ->
         assert answer["decision"] == "pending" and answer["pending_plan"] is not None
         assert [s["tool"] for s in answer["plan"]["steps"]] == ["container_restart"]
         assert "an operator (alice) asked" in planner.requests[0].reason
-        [parked] = controller.store.pending_plans(key=KEY)
+        [parked] = controller.store.pending_records.pending_plans(key=KEY)
         assert parked["id"] == answer["pending_plan"]
-        assert controller.store.fixes(key=KEY) == []
-        interaction = controller.store.llm_interaction(answer["interaction"])
+        assert controller.store.fix_records.fixes(key=KEY) == []
+        interaction = controller.store.llm_records.llm_interaction(answer["interaction"])
         assert interaction is not None and interaction["decision"] == "pending"
-        assert [a["action"] for a in controller.store.actions(key=KEY)][:1] == ["analyze"]
+        assert [a["action"] for a in controller.store.audit_records.actions(key=KEY)][:1] == [
+            "analyze"
+        ]
 
 
 async def test_analyze_without_a_planner_says_how_to_configure_one(
@@ -311,18 +316,22 @@ async def test_approving_an_llm_plan_keeps_it_to_the_escalation_allowlist(
     async with started(tmp, result) as controller:
         sneaky = Plan(KEY, (PlanStep("container_scale", KEY, {"replicas": 3}),), "gemini",
                       "t", "app-crash")  # fmt: skip
-        parked = controller.store.add_pending_plan(KEY, sneaky, "test", controller.clock())
+        parked = controller.store.pending_records.add_pending_plan(
+            KEY, sneaky, "test", controller.clock()
+        )
         refused = await controller.operations.approve_plan(parked, "alice")
         assert refused.outcome.value == "rejected"
         assert "does not allow this tool" in refused.message
-        assert controller.store.fixes(key=KEY) == []
+        assert controller.store.fix_records.fixes(key=KEY) == []
 
 
 async def test_dry_run_records_the_plan_and_runs_nothing(specs: tuple[Path, int]) -> None:
     tmp, result = web_and(specs, crash_policy())
     async with started(tmp, result, dry_run=True) as controller:
         await crash_and_wait(controller, result, health="drifting")
-        fix = await eventually(lambda: controller.store.last_fix(KEY), what="a dry-run fix")
+        fix = await eventually(
+            lambda: controller.store.fix_records.last_fix(KEY), what="a dry-run fix"
+        )
         assert fix["dry_run"] and fix["outcome"] == "dry-run"
         assert fix["planned_steps"][0]["tool"] == "container_restart"
         assert fix["steps"] == []  # nothing was called
@@ -338,7 +347,7 @@ async def test_without_a_planner_the_controller_runs_on_rules_and_says_so(
     async with started(tmp, result, unconfigured_planners=unconfigured) as controller:
         row = await crash_and_wait(controller, result, health="needs-operator")
         assert "rules only: no GEMINI_API_KEY" in row["message"]
-        assert controller.store.llm_interactions(key=KEY) == []
+        assert controller.store.llm_records.llm_interactions(key=KEY) == []
 
 
 async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]) -> None:
@@ -346,7 +355,7 @@ async def test_over_the_token_budget_goes_to_an_operator(specs: tuple[Path, int]
     tmp, result = web_and(specs, policy)
     planner = ScriptedPlanner(("container_restart", {}))
     async with started(tmp, result, planners={"replay": planner}) as controller:
-        controller.store.record_llm_interaction(
+        controller.store.llm_records.record_llm_interaction(
             KEY, "replay", "m", "p", "r", None, 900, 200, 0.1, controller.clock()
         )
         row = await crash_and_wait(controller, result, health="needs-operator")
@@ -366,7 +375,7 @@ async def test_a_cooling_escalation_waits_without_asking(specs: tuple[Path, int]
         row = await crash_and_wait(controller, result, health="drifting")
         assert "cooling down" in row["message"]
         assert len(planner.requests) == 1
-        assert not controller.store.needs_operator(KEY)
+        assert not controller.store.resource_records.needs_operator(KEY)
 
 
 async def test_dry_run_asks_the_llm_once(specs: tuple[Path, int]) -> None:
@@ -378,7 +387,7 @@ async def test_dry_run_asks_the_llm_once(specs: tuple[Path, int]) -> None:
         for _ in range(3):  # later passes leave it to the operator, asking nobody
             await controller.reconcile(KEY)
         assert len(planner.requests) == 1
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "dry-run"
 
 
@@ -390,7 +399,7 @@ async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
     web = result.resources[0]
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await crash_and_wait(controller, result, health="needs-operator")
-        [parked] = controller.store.pending_plans(key=KEY)
+        [parked] = controller.store.pending_records.pending_plans(key=KEY)
         # A worker holds the resource (say, fixing it) while the operator clicks Approve;
         # by the time the approval's turn comes, the app is back.
         async with controller.lock(KEY):
@@ -401,9 +410,9 @@ async def test_an_approval_that_comes_after_the_drift_is_over_runs_nothing(
             await eventually(lambda: _healthy(controller, web), what="the app back by other means")
         done = await approval
         assert done.outcome.value == "in-sync" and "drift was over" in done.message
-        assert controller.store.pending_plan(parked["id"])["status"] == "superseded"
-        assert controller.store.fixes(key=KEY) == []
-        [interaction] = controller.store.llm_interactions(key=KEY)
+        assert controller.store.pending_records.pending_plan(parked["id"])["status"] == "superseded"
+        assert controller.store.fix_records.fixes(key=KEY) == []
+        [interaction] = controller.store.llm_records.llm_interactions(key=KEY)
         assert interaction["decision"] == "superseded"
 
 
@@ -418,13 +427,18 @@ async def test_an_operators_question_is_not_a_shadow_plan(specs: tuple[Path, int
     async with started(tmp, result, planners={"replay": planner}) as controller:
         await until_healthy(controller)
         answer = await controller.operations.analyze(KEY, "alice")
-        assert controller.store.llm_interaction(answer["interaction"])["mode"] == "analyze"
+        assert (
+            controller.store.llm_records.llm_interaction(answer["interaction"])["mode"] == "analyze"
+        )
         await crash_and_wait(controller, result, health="healthy")
         await finished_fix(controller)  # the rules' fix
         # Only the shadow plan proposed beside the rules' fix is judged; the operator's
         # question, asked while nothing was wrong, is not.
-        assert controller.store.shadow_agreement() == {
+        assert controller.store.llm_records.shadow_agreement() == {
             "app-crash": {"agrees": 1, "differs": 0, "pending": 0}
         }
         # ... and its parked plan waits for the operator: a healthy pass does not drop it.
-        assert controller.store.pending_plan(answer["pending_plan"])["status"] == "pending"
+        assert (
+            controller.store.pending_records.pending_plan(answer["pending_plan"])["status"]
+            == "pending"
+        )

@@ -85,7 +85,10 @@ async def test_crash_is_healed_verified_and_recorded(web: tuple[Path, LoadResult
     state, result, port = web
     async with running(state, result) as controller:
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="web healthy",
         )
         before = await controller.runtime.stats(result.resources[0])  # type: ignore[arg-type]
@@ -93,10 +96,14 @@ async def test_crash_is_healed_verified_and_recorded(web: tuple[Path, LoadResult
 
         os.kill(old_pid, signal.SIGKILL)
 
-        fix = await eventually(lambda: controller.store.last_fix("Container/web"), what="a fix")
+        fix = await eventually(
+            lambda: controller.store.fix_records.last_fix("Container/web"), what="a fix"
+        )
         fix = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web")) and f["status"] == "done" and f
+                (f := controller.store.fix_records.last_fix("Container/web"))
+                and f["status"] == "done"
+                and f
             ),
             what="the fix finished",
         )
@@ -131,7 +138,10 @@ async def test_crash_is_healed_verified_and_recorded(web: tuple[Path, LoadResult
             == 1.0
         )
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="healthy again",
         )
 
@@ -142,7 +152,10 @@ async def test_restarted_controller_adopts_running_processes(
     state, result, port = web
     async with running(state, result) as controller:
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="web healthy",
         )
         pid = (await controller.runtime.stats(result.resources[0]))["replicas"][0]["pid"]  # type: ignore[arg-type]
@@ -156,7 +169,9 @@ async def test_restarted_controller_adopts_running_processes(
         os.kill(pid, signal.SIGKILL)
         fix = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web")) and f["status"] == "done" and f
+                (f := controller.store.fix_records.last_fix("Container/web"))
+                and f["status"] == "done"
+                and f
             ),
             what="the fix of the adopted process",
         )
@@ -193,7 +208,7 @@ async def test_crash_loop_goes_to_an_operator(tmp_path: Path) -> None:
         async with running(state, result) as controller:
             row = await eventually(
                 lambda: (
-                    (r := controller.store.resource("Container/web"))
+                    (r := controller.store.resource_records.resource("Container/web"))
                     and r["health"] == "needs-operator"
                     and r
                 ),
@@ -201,7 +216,7 @@ async def test_crash_loop_goes_to_an_operator(tmp_path: Path) -> None:
                 what="needs-operator",
             )
             assert "used 2/2 attempts" in row["message"]
-            fixes = controller.store.fixes(key="Container/web")
+            fixes = controller.store.fix_records.fixes(key="Container/web")
             assert len(fixes) == 2 and all(f["outcome"] == "failed" for f in fixes)
             # The second attempt waited out the backoff (base 1 s) although exit events
             # and resyncs kept putting the resource on the queue.
@@ -211,9 +226,11 @@ async def test_crash_loop_goes_to_an_operator(tmp_path: Path) -> None:
             for _ in range(3):
                 res = await controller.reconcile("Container/web")
                 assert res.outcome.value == "needs-operator"
-            assert len(controller.store.fixes(key="Container/web")) == 2
+            assert len(controller.store.fix_records.fixes(key="Container/web")) == 2
             assert (
-                controller.store.last_fix("Container/web")["signals_after"]["container.exit_code"]
+                controller.store.fix_records.last_fix("Container/web")["signals_after"][
+                    "container.exit_code"
+                ]
                 == 3
             )
     finally:

@@ -393,12 +393,12 @@ async def test_the_key_is_never_logged_prompted_or_stored(
 
     store = Store(tmp_path / "driftmend.db")
     for answer in (good, bad):
-        store.record_llm_interaction(
+        store.llm_records.record_llm_interaction(
             KEY, answer.planner, answer.model, answer.prompt,
             {"response": answer.response, "turns": list(answer.turns)}, answer.plan,
             answer.tokens_in, answer.tokens_out, answer.latency_s, 1.0, answer.error,
         )  # fmt: skip
-    assert len(store.llm_interactions(KEY)) == 2
+    assert len(store.llm_records.llm_interactions(KEY)) == 2
     store.close()
     for name, data in files_in(tmp_path):  # the database and its WAL, byte by byte
         assert backend.key.encode() not in data, name

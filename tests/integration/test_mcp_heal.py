@@ -37,14 +37,19 @@ async def test_a_crash_is_healed_through_mcp(tmp_path: Path) -> None:
     await controller.start()
     try:
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="web healthy",
         )
         stats = await controller.runtime.stats(result.resources[0])  # type: ignore[arg-type]
         os.kill(stats["replicas"][0]["pid"], signal.SIGKILL)
         fix = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web")) and f["status"] == "done" and f
+                (f := controller.store.fix_records.last_fix("Container/web"))
+                and f["status"] == "done"
+                and f
             ),
             what="the fix finished",
         )
@@ -125,13 +130,18 @@ async def test_a_fix_through_an_external_mcp_server(tmp_path: Path) -> None:
     try:
         assert "external.ops/remove_file" in controller.tool_facts()
         await eventually(
-            lambda: (controller.store.resource("Container/web") or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource("Container/web") or {}).get("health")
+                == "healthy"
+            ),
             what="web healthy",
         )
         flag.touch()
         fix = await eventually(
             lambda: (
-                (f := controller.store.last_fix("Container/web")) and f["status"] == "done" and f
+                (f := controller.store.fix_records.last_fix("Container/web"))
+                and f["status"] == "done"
+                and f
             ),
             what="the external fix finished",
             deadline=60,

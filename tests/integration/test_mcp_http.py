@@ -130,7 +130,7 @@ async def test_the_read_token_reads_and_is_refused_writes(
     with redis.Redis(port=own_redis.port) as r:
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     with Store(mcp_http.state / "driftmend.db") as store:
-        (action,) = store.actions()
+        (action,) = store.audit_records.actions()
     assert action["action"] == "mcp_refused" and action["actor"] == "mcp:http:read-token"
 
 
@@ -158,7 +158,7 @@ async def test_the_write_token_writes_and_destructive_needs_approval(
     with redis.Redis(port=own_redis.port) as r:
         assert r.dbsize() == 0
     with Store(mcp_http.state / "driftmend.db") as store:
-        actions = store.actions()
+        actions = store.audit_records.actions()
     assert {a["actor"] for a in actions} == {"mcp:http:write-token"}
     assert APPROVAL not in str(actions)
 

@@ -107,7 +107,7 @@ async def test_writes_are_refused_and_recorded_when_not_allowed(
     with redis.Redis(port=own_redis.port) as r:
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
     with Store(state / "driftmend.db") as store:
-        (action,) = store.actions()
+        (action,) = store.audit_records.actions()
     assert action["action"] == "mcp_refused" and action["key"] == "RedisCache/cache"
     assert action["actor"] == "mcp:stdio" and action["detail"]["tool"] == "redis_set_policy"
 
@@ -140,7 +140,7 @@ async def test_with_writes_allowed_destructive_tools_still_need_approval(
         assert r.dbsize() == 0
         assert r.config_get("maxmemory-policy")["maxmemory-policy"] == "allkeys-lru"
     with Store(state / "driftmend.db") as store:
-        actions = store.actions()
+        actions = store.audit_records.actions()
     assert [a["action"] for a in reversed(actions)] == ["mcp_call", "mcp_refused", "mcp_call"]
     assert APPROVAL not in str(actions)
 

@@ -35,7 +35,7 @@ async def demo() -> AsyncIterator[tuple[DemoStack, Controller]]:
         async with running(stack.state, result) as controller:
             await eventually(
                 lambda: all(
-                    (controller.store.resource(k) or {}).get("health") == "healthy"
+                    (controller.store.resource_records.resource(k) or {}).get("health") == "healthy"
                     for k in controller.resources
                 ),
                 deadline=60,
@@ -57,16 +57,16 @@ async def healed(
     """The first finished fix of ``rule`` on ``key`` newer than ``after_id``."""
 
     def find() -> dict[str, Any] | None:
-        for fix in controller.store.fixes(key=key, limit=20):
+        for fix in controller.store.fix_records.fixes(key=key, limit=20):
             if fix["id"] > after_id and fix["rule"] == rule and fix["status"] == "done":
-                return controller.store.fix(fix["id"])
+                return controller.store.fix_records.fix(fix["id"])
         return None
 
     return await eventually(find, deadline=deadline, interval=0.1, what=f"{rule} fixed {key}")
 
 
 def last_id(controller: Controller) -> int:
-    fixes = controller.store.fixes(limit=1)
+    fixes = controller.store.fix_records.fixes(limit=1)
     return int(fixes[0]["id"]) if fixes else 0
 
 
@@ -154,14 +154,14 @@ async def test_pool_exhaustion_then_its_return(demo: tuple[DemoStack, Controller
     await revert("pool-exhaustion", chaos, chaos_settings(stack))
     await inject("pool-exhaustion", chaos, chaos_settings(stack))
     parked = await eventually(
-        lambda: controller.store.pending_plans(key="PostgresDatabase/shop-db"),
+        lambda: controller.store.pending_records.pending_plans(key="PostgresDatabase/shop-db"),
         deadline=30,
         what="the raise-max-connections plan waiting for approval",
     )
     assert parked[0]["plan"]["rule"] == "raise-max-connections"
-    assert (controller.store.resource("PostgresDatabase/shop-db") or {})["health"] == (
-        "needs-operator"
-    )
+    assert (controller.store.resource_records.resource("PostgresDatabase/shop-db") or {})[
+        "health"
+    ] == ("needs-operator")
     assert last_id(controller) == since  # nothing ran before the approval
     approved = await controller.operations.approve_plan(parked[0]["id"], "test-operator")
     assert approved.outcome.value == "fixed", approved.message
@@ -220,7 +220,9 @@ async def test_redis_memory_full_climbs_the_ladder(demo: tuple[DemoStack, Contro
     async def refill() -> int:
         await revert("redis-memory-full", chaos, chaos_settings(stack))
         await eventually(
-            lambda: (controller.store.resource(key) or {}).get("health") == "healthy",
+            lambda: (
+                (controller.store.resource_records.resource(key) or {}).get("health") == "healthy"
+            ),
             deadline=30,
             what="the cache healthy before the next fault",
         )
@@ -240,7 +242,7 @@ async def test_redis_memory_full_climbs_the_ladder(demo: tuple[DemoStack, Contro
 
     since = await refill()
     parked = await eventually(
-        lambda: controller.store.pending_plans(key=key),
+        lambda: controller.store.pending_records.pending_plans(key=key),
         deadline=30,
         what="the flush waiting for an operator",
     )
@@ -262,7 +264,7 @@ async def test_no_fault_means_no_fix_and_no_drift(demo: tuple[DemoStack, Control
     stack, controller = demo
     await eventually(
         lambda: all(
-            (controller.store.resource(k) or {}).get("health") == "healthy"
+            (controller.store.resource_records.resource(k) or {}).get("health") == "healthy"
             for k in controller.resources
         ),
         deadline=60,
@@ -275,5 +277,9 @@ async def test_no_fault_means_no_fix_and_no_drift(demo: tuple[DemoStack, Control
     )
     assert summary["errors"] == 0, summary
     assert last_id(controller) == fixes_before
-    drifted = [r for r in controller.store.reconciliations(limit=50) if r["started_at"] >= started]
+    drifted = [
+        r
+        for r in controller.store.reconciliation_records.reconciliations(limit=50)
+        if r["started_at"] >= started
+    ]
     assert drifted == [], drifted

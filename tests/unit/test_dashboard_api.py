@@ -86,25 +86,29 @@ class FakeController:
         self, key: str, actor: str, detail: Mapping[str, Any] | None = None
     ) -> ReconcileResult:
         self.calls.append(("fix", key, actor))
-        self.store.record_action(key, "fix", actor, dict(detail or {}), time.time())
+        self.store.audit_records.record_action(key, "fix", actor, dict(detail or {}), time.time())
         return ReconcileResult(key, Outcome.IN_SYNC, "in sync")
 
     def set_paused(self, key: str, paused: bool, actor: str) -> None:
         self.calls.append(("pause" if paused else "resume", key, actor))
-        self.store.set_paused(key, paused)
+        self.store.resource_records.set_paused(key, paused)
 
     async def approve_plan(self, plan_id: int, actor: str) -> ReconcileResult:
         self.calls.append(("approve", plan_id, actor))
-        if not self.store.set_pending_status(plan_id, "executed", actor, time.time(), "pending"):
+        if not self.store.pending_records.set_pending_status(
+            plan_id, "executed", actor, time.time(), "pending"
+        ):
             raise PermanentError(f"plan {plan_id} is not pending")
         return ReconcileResult("RedisCache/cache", Outcome.FIXED, "fixed: flushed", None, 9)
 
     def reject_plan(self, plan_id: int, actor: str) -> None:
         self.calls.append(("reject", plan_id, actor))
-        found = self.store.pending_plan(plan_id)
+        found = self.store.pending_records.pending_plan(plan_id)
         if found is None:
             raise PermanentError(f"no pending plan {plan_id}")
-        if not self.store.set_pending_status(plan_id, "rejected", actor, time.time(), "pending"):
+        if not self.store.pending_records.set_pending_status(
+            plan_id, "rejected", actor, time.time(), "pending"
+        ):
             raise PermanentError(f"plan {plan_id} is {found['status']}, not pending")
 
 
@@ -120,10 +124,12 @@ class AnalyzingController(FakeController):
         if key != "Container/shop":
             raise PermanentError(f"no LLM planner is configured for {key}'s policy")
         plan = crash_plan(time.time())
-        iid = self.store.record_llm_interaction(
+        iid = self.store.llm_records.record_llm_interaction(
             key, "replay", "replay", "p", "r", plan, 10, 5, 0.1, time.time()
         )
-        self.store.set_llm_outcome(iid, mode="shadow", decision="shadow", reason="recorded")
+        self.store.llm_records.set_llm_outcome(
+            iid, mode="shadow", decision="shadow", reason="recorded"
+        )
         return {"interaction": iid, "decision": "shadow", "reason": "recorded", "plan": None}
 
 
@@ -169,7 +175,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
     for i in range(40):
         at = now - 400 + i * 10
         up = i != 20
-        store.record_signals(
+        store.signal_records.record_signals(
             "Container/shop",
             at,
             {
@@ -179,7 +185,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
                 "container.memory_bytes": 40_000_000 + i,
             },
         )
-    store.upsert_resource(
+    store.resource_records.upsert_resource(
         "Container/shop",
         "Container",
         {"kind": "Container", "metadata": {"name": "shop"}},
@@ -188,7 +194,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
         now,
         f"in sync {XSS}",
     )
-    store.upsert_resource(
+    store.resource_records.upsert_resource(
         "RedisCache/cache",
         "RedisCache",
         {},
@@ -198,7 +204,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
         "awaiting",
     )
     plan = crash_plan(now)
-    fixed = store.begin_fix(
+    fixed = store.fix_records.begin_fix(
         "Container/shop",
         plan,
         {"container.running": False},
@@ -206,10 +212,12 @@ def seed(store: Store, now: float) -> dict[str, int]:
         now - 29.5,
         "container.running is false, expected == true",
     )
-    step = store.journal_step(fixed, 0, plan.steps[0])
-    store.finish_step(step, ToolResult.success(pid=42), 0.3)
-    store.finish_fix(fixed, Outcome.FIXED, True, {"container.running": True}, now - 28, now - 28.2)
-    failed = store.begin_fix(
+    step = store.fix_records.journal_step(fixed, 0, plan.steps[0])
+    store.fix_records.finish_step(step, ToolResult.success(pid=42), 0.3)
+    store.fix_records.finish_fix(
+        fixed, Outcome.FIXED, True, {"container.running": True}, now - 28, now - 28.2
+    )
+    failed = store.fix_records.begin_fix(
         "Container/shop",
         plan,
         {"container.running": False},
@@ -217,7 +225,7 @@ def seed(store: Store, now: float) -> dict[str, int]:
         now - 9.8,
         "container.running is false, expected == true",
     )
-    store.finish_fix(
+    store.fix_records.finish_fix(
         failed,
         Outcome.FAILED,
         False,
@@ -226,14 +234,14 @@ def seed(store: Store, now: float) -> dict[str, int]:
         None,
         "not healthy within 30s",
     )
-    store.record_guard_decision("Container/shop", plan, True, "admitted", now - 29.6)
-    pending = store.add_pending_plan(
+    store.audit_records.record_guard_decision("Container/shop", plan, True, "admitted", now - 29.6)
+    pending = store.pending_records.add_pending_plan(
         "RedisCache/cache",
         flush_plan(now),
         "step 1 (redis_flush): destructive and not approved",
         now - 15,
     )
-    llm = store.record_llm_interaction(
+    llm = store.llm_records.record_llm_interaction(
         "Container/shop",
         "gemini",
         "gemini-2.5-flash",
@@ -245,7 +253,9 @@ def seed(store: Store, now: float) -> dict[str, int]:
         1.2,
         now - 29.7,
     )
-    store.set_llm_outcome(llm, mode="auto", decision="admitted", reason="fixed", fix_id=fixed)
+    store.llm_records.set_llm_outcome(
+        llm, mode="auto", decision="admitted", reason="fixed", fix_id=fixed
+    )
     return {"fixed": fixed, "failed": failed, "pending": pending, "llm": llm}
 
 
@@ -400,10 +410,10 @@ def test_llm_outcomes_are_the_recorded_ones_even_for_identical_plans(store: Stor
         mode: str = "auto",
         pending: int | None = None,
     ) -> int:
-        iid = store.record_llm_interaction(
+        iid = store.llm_records.record_llm_interaction(
             "Container/shop", "gemini", "m", "p", "r", plan, 1, 1, 0.1, now
         )
-        store.set_llm_outcome(
+        store.llm_records.set_llm_outcome(
             iid, mode=mode, decision=decision, reason=reason, fix_id=fix_id,
             pending_plan_id=pending,
         )  # fmt: skip
@@ -439,7 +449,9 @@ def test_llm_outcomes_are_the_recorded_ones_even_for_identical_plans(store: Stor
         assert listing.count('class="badge o-shadow"') == 1
         assert 'class="badge o-over-budget"' in listing
         # Once an operator decides the parked plan, the interaction says so.
-        store.set_pending_status(seeded["pending"], "rejected", "dashboard:bob", now)
+        store.pending_records.set_pending_status(
+            seeded["pending"], "rejected", "dashboard:bob", now
+        )
         row = next(r for r in c.get("/api/llm/interactions").json() if r["id"] == parked)
         assert row["outcome"] == "rejected" and "by dashboard:bob" in row["outcome_label"]
         assert "rejected" in c.get(f"/llm/{parked}").text
@@ -558,7 +570,9 @@ def test_without_a_controller_the_store_is_still_served(store: Store, ids: dict[
 def test_store_and_controller_come_through_depends(store: Store, tmp_path: Path) -> None:
     app = make_app(store, None)
     other = Store(tmp_path / "other.db")
-    other.upsert_resource("Container/elsewhere", "Container", {}, Health.HEALTHY, {}, 1.0)
+    other.resource_records.upsert_resource(
+        "Container/elsewhere", "Container", {}, Health.HEALTHY, {}, 1.0
+    )
     fake = FakeController(other)
     app.dependency_overrides[get_store] = lambda: other
     app.dependency_overrides[get_controller] = lambda: fake
@@ -603,7 +617,7 @@ def test_fix_button_runs_in_the_background_and_is_recorded(
 def test_pause_and_resume(client: TestClient, controller: FakeController, store: Store) -> None:
     r = client.post("/api/resources/Container.shop/pause", json={"actor": "bob"}, headers=AUTH)
     assert r.json() == {"key": "Container/shop", "id": "Container.shop", "paused": True}
-    assert store.resource("Container/shop")["paused"] is True  # type: ignore[index]
+    assert store.resource_records.resource("Container/shop")["paused"] is True  # type: ignore[index]
     client.post("/api/resources/Container.shop/resume", json={}, headers=AUTH)
     assert controller.calls == [
         ("pause", "Container/shop", "dashboard:bob"),
@@ -629,7 +643,9 @@ def test_approve_and_reject_plans(
     again = client.post(f"/api/plans/{pid}/approve", json={}, headers=AUTH)
     assert again.status_code == 409 and "executed, not pending" in again.json()["detail"]
     assert client.post("/api/plans/999/approve", json={}, headers=AUTH).status_code == 404
-    other = store.add_pending_plan("RedisCache/cache", flush_plan(time.time()), "why", time.time())
+    other = store.pending_records.add_pending_plan(
+        "RedisCache/cache", flush_plan(time.time()), "why", time.time()
+    )
     assert client.post(f"/api/plans/{other}/reject", json={}, headers=AUTH).json() == {
         "id": other,
         "status": "rejected",
@@ -974,19 +990,21 @@ def test_tracker_sends_only_what_changed(store: Store, ids: dict[str, int]) -> N
     assert names.count("resource") == 2 and names.count("fix") == 2 and "plans" in names
     assert fixes_changed and llm_changed == []  # the first poll only takes note of the LLM
     assert tracker.diff(_view(store)) == ([], False, [])
-    store.upsert_resource("Container/shop", "Container", {}, Health.HEALING, {}, time.time(), "x")
-    fresh = store.record_llm_interaction(
+    store.resource_records.upsert_resource(
+        "Container/shop", "Container", {}, Health.HEALING, {}, time.time(), "x"
+    )
+    fresh = store.llm_records.record_llm_interaction(
         "Container/shop", "gemini", "m", "p", "r", None, 1, 1, 0.1, time.time()
     )
     events, fixes_changed, llm_changed = tracker.diff(_view(store))
     assert [(n, d["health"]) for n, d in events] == [("resource", "healing")]
     assert [i["id"] for i in llm_changed] == [fresh] and not fixes_changed
     # The controller records the outcome after the exchange: the row is sent again.
-    store.set_llm_outcome(fresh, mode="approve", decision="pending", reason="waiting")
+    store.llm_records.set_llm_outcome(fresh, mode="approve", decision="pending", reason="waiting")
     _, _, llm_changed = tracker.diff(_view(store))
     assert [(i["id"], i["decision"]) for i in llm_changed] == [(fresh, "pending")]
     assert tracker.diff(_view(store)) == ([], False, [])
-    store.remove_resource("RedisCache/cache")
+    store.resource_records.remove_resource("RedisCache/cache")
     events, _, _ = tracker.diff(_view(store))
     assert events == [("resource-removed", {"key": "RedisCache/cache", "id": "RedisCache.cache"})]
 
@@ -1025,7 +1043,9 @@ async def test_event_stream_pushes_changes_and_ends_when_closed(
     text = "".join(chunks)
     assert text.startswith("retry: 1000\n\n") and "event: hello" in text
     assert "event: logs" in text and json.dumps(f"boom {XSS}")[1:-1] in text
-    store.upsert_resource("Container/shop", "Container", {}, Health.HEALING, {}, time.time(), "")
+    store.resource_records.upsert_resource(
+        "Container/shop", "Container", {}, Health.HEALING, {}, time.time(), ""
+    )
     controller.logs.add("Container/shop", LogLine(time.time(), "ERROR", "fresh line", ""))
     jobs.start("fix", "Container/shop", "dashboard", _result)
     await _until(lambda: "fresh line" in "".join(chunks) and "event: job" in "".join(chunks))

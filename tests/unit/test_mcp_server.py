@@ -125,7 +125,14 @@ def client(
     ctx: ToolContext, rules: AccessRules, caller: Caller, store: Store | None = None
 ) -> Client:
     return Client(
-        build_server(CATALOGUE, ctx, rules, caller=caller, store=store, clock=lambda: 5.0)
+        build_server(
+            CATALOGUE,
+            ctx,
+            rules,
+            caller=caller,
+            store=store.audit_records if store else None,
+            clock=lambda: 5.0,
+        )
     )
 
 
@@ -204,7 +211,7 @@ async def test_a_write_is_refused_and_recorded_when_writes_are_not_allowed(
     assert r.is_error and r.structured_content["status"] == "refused"
     assert "read tools only" in r.structured_content["error"]
     assert ctx.runtime.calls == []  # type: ignore[attr-defined]
-    (action,) = store.actions()
+    (action,) = store.audit_records.actions()
     assert action["action"] == "mcp_refused" and action["actor"] == "mcp:stdio"
     assert action["key"] == "Container/shop" and action["at"] == 5.0
     assert action["detail"]["tool"] == "container_restart"
@@ -217,14 +224,14 @@ async def test_a_write_runs_and_is_audited_when_writes_are_allowed(
         r = await c.call_tool("container_restart", {"resource": "Container/shop"})
     assert not r.is_error and r.structured_content["status"] == "ok"
     assert ctx.runtime.calls == [("restart", "Container/shop")]  # type: ignore[attr-defined]
-    (action,) = store.actions()
+    (action,) = store.audit_records.actions()
     assert action["action"] == "mcp_call" and action["detail"]["status"] == "ok"
 
 
 async def test_reads_are_not_audited(ctx: ToolContext, store: Store) -> None:
     async with client(ctx, AccessRules(), LOCAL, store) as c:
         await c.call_tool("redis_info", {"resource": "RedisCache/cache"})
-    assert store.actions() == []
+    assert store.audit_records.actions() == []
 
 
 async def test_destructive_without_approval_is_refused(ctx: ToolContext, store: Store) -> None:
@@ -240,8 +247,8 @@ async def test_destructive_without_approval_is_refused(ctx: ToolContext, store: 
     )
     assert wrong.structured_content["status"] == "refused"
     assert ctx.redis.keys  # type: ignore[attr-defined]
-    details = [a["detail"] for a in store.actions()]
-    assert all(a["action"] == "mcp_refused" for a in store.actions())
+    details = [a["detail"] for a in store.audit_records.actions()]
+    assert all(a["action"] == "mcp_refused" for a in store.audit_records.actions())
     assert {"resource": "RedisCache/cache", "approval_token": "***"} in [
         d["arguments"] for d in details
     ]
@@ -256,7 +263,7 @@ async def test_destructive_with_approval_runs_and_the_token_is_not_stored(
             "redis_flush", {"resource": "RedisCache/cache", "approval_token": "ok-to-flush"}
         )
     assert r.structured_content == {"status": "ok", "data": {"keys_removed": 2}, "error": None}
-    assert "ok-to-flush" not in str(store.actions())
+    assert "ok-to-flush" not in str(store.audit_records.actions())
 
 
 async def test_unknown_resource_and_tool_are_refused_not_raised(
@@ -273,7 +280,7 @@ async def test_unknown_resource_and_tool_are_refused_not_raised(
     assert "needs `resource`" in absent.structured_content["error"]
     assert "acts on RedisCache, not on Container" in wrong_kind.structured_content["error"]
     assert "no such tool: rm_rf" in unknown.structured_content["error"]
-    assert [a["action"] for a in store.actions()] == ["mcp_refused"] * 4
+    assert [a["action"] for a in store.audit_records.actions()] == ["mcp_refused"] * 4
 
 
 async def test_unknown_parameters_are_refused_not_ignored(ctx: ToolContext) -> None:
@@ -290,7 +297,7 @@ async def test_the_controller_session_is_trusted_and_not_audited(
     async with client(ctx, AccessRules(), CONTROLLER, store) as c:
         r = await c.call_tool("redis_flush", {"resource": "RedisCache/cache"})
     assert r.structured_content["status"] == "ok"
-    assert store.actions() == []
+    assert store.audit_records.actions() == []
 
 
 # --- the controller's invoker ----------------------------------------------------------------

@@ -35,8 +35,8 @@ async def test_a_resource_that_matches_its_spec_is_in_sync(tmp_path: Path) -> No
     r.apply([container()], [policy()])
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.IN_SYNC
-    assert r.store.resource(KEY)["health"] == "healthy"
-    assert r.store.reconciliations(KEY) == []  # a quiet pass is only counted
+    assert r.store.resource_records.resource(KEY)["health"] == "healthy"
+    assert r.store.reconciliation_records.reconciliations(KEY) == []  # a quiet pass is only counted
     assert r.runtime.restarts == []
 
 
@@ -44,7 +44,7 @@ async def test_an_undeclared_key_is_in_sync_and_touches_nothing(tmp_path: Path) 
     r = rig(tmp_path)
     result = await r.controller.reconcile("Container/ghost")
     assert (result.outcome, result.message) == (Outcome.IN_SYNC, "not declared")
-    assert r.store.resource("Container/ghost") is None
+    assert r.store.resource_records.resource("Container/ghost") is None
 
 
 async def test_a_crash_is_fixed_by_the_rule_and_verified(tmp_path: Path) -> None:
@@ -54,10 +54,10 @@ async def test_a_crash_is_fixed_by_the_rule_and_verified(tmp_path: Path) -> None
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.FIXED and result.fix_id is not None
     assert r.runtime.restarts == ["shop"]
-    fix = r.store.fix(result.fix_id)
+    fix = r.store.fix_records.fix(result.fix_id)
     assert fix is not None and fix["outcome"] == "fixed" and fix["verified"] is True
     assert [s["tool"] for s in fix["steps"]] == ["container_restart"]
-    assert r.store.resource(KEY)["health"] == "healthy"
+    assert r.store.resource_records.resource(KEY)["health"] == "healthy"
 
 
 async def test_the_recorded_pass_says_how_long_it_took(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ async def test_the_recorded_pass_says_how_long_it_took(tmp_path: Path) -> None:
     r.apply([container()], [policy()])
     crash(r)
     await r.controller.reconcile(KEY)
-    [row] = r.store.reconciliations(KEY)
+    [row] = r.store.reconciliation_records.reconciliations(KEY)
     assert row["outcome"] == "fixed"
     assert row["duration_s"] > 0
 
@@ -81,9 +81,9 @@ async def test_a_fix_that_does_not_hold_fails_and_backs_off(tmp_path: Path) -> N
     assert first.requeue_after is not None and 2.0 <= first.requeue_after <= 2.2
     assert r.controller.queue.failures(KEY) == 1
     assert r.controller.queue.held_back(KEY) > 1.0
-    fix = r.store.fix(first.fix_id or 0)
+    fix = r.store.fix_records.fix(first.fix_id or 0)
     assert fix is not None and fix["outcome"] == "failed" and fix["verified"] is False
-    assert r.store.resource(KEY)["health"] == "drifting"
+    assert r.store.resource_records.resource(KEY)["health"] == "drifting"
     r.clock.advance(120)  # past the rule's cooldown
     second = await r.controller.reconcile(KEY)
     assert second.outcome is Outcome.FAILED
@@ -115,7 +115,7 @@ async def test_an_exhausted_ladder_needs_an_operator_and_says_so(tmp_path: Path)
         r.clock.advance(30)
     assert outcomes.count(Outcome.FAILED) == 2
     assert outcomes[-1] is Outcome.NEEDS_OPERATOR
-    row = r.store.resource(KEY)
+    row = r.store.resource_records.resource(KEY)
     assert row["needs_operator"] is True and row["health"] == "needs-operator"
     assert len(r.runtime.restarts) == 2  # nothing more ran once the ladder was spent
 
@@ -132,8 +132,10 @@ async def test_a_paused_resource_is_observed_not_healed_until_an_operator_asks(
     assert r.runtime.restarts == []
     fixed = await r.controller.operations.trigger_fix(KEY, "alice")
     assert fixed.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
-    assert r.store.resource(KEY)["paused"] is True  # Fix now does not lift the pause
-    assert [a["action"] for a in r.store.actions()][:2] == ["fix", "pause"]
+    assert (
+        r.store.resource_records.resource(KEY)["paused"] is True
+    )  # Fix now does not lift the pause
+    assert [a["action"] for a in r.store.audit_records.actions()][:2] == ["fix", "pause"]
 
 
 async def test_dry_run_records_the_plan_and_runs_nothing(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ async def test_dry_run_records_the_plan_and_runs_nothing(tmp_path: Path) -> None
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.DRY_RUN
     assert r.runtime.restarts == []
-    [fix] = r.store.fixes(key=KEY)
+    [fix] = r.store.fix_records.fixes(key=KEY)
     assert fix["dry_run"] is True and fix["outcome"] == "dry-run"
 
 
@@ -165,11 +167,11 @@ async def test_a_plan_that_needs_approval_is_parked_once_then_runs_when_approved
         result = await r.controller.reconcile(KEY)
         assert result.outcome is Outcome.NEEDS_OPERATOR
         assert "awaiting an operator's approval" in result.message
-    [parked] = r.store.pending_plans(key=KEY)
+    [parked] = r.store.pending_records.pending_plans(key=KEY)
     assert r.runtime.restarts == []
     approved = await r.controller.operations.approve_plan(parked["id"], "alice")
     assert approved.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
-    assert r.store.pending_plan(parked["id"])["status"] == "executed"
+    assert r.store.pending_records.pending_plan(parked["id"])["status"] == "executed"
 
 
 async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path) -> None:
@@ -185,11 +187,11 @@ async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path
     r.apply([container()], [policy(rules=rules)])
     crash(r)
     await r.controller.reconcile(KEY)
-    [parked] = r.store.pending_plans(key=KEY)
+    [parked] = r.store.pending_records.pending_plans(key=KEY)
     r.runtime.running["shop"] = True  # it came back by itself
     assert (await r.controller.reconcile(KEY)).outcome is Outcome.IN_SYNC
-    assert r.store.pending_plan(parked["id"])["status"] == "superseded"
-    assert r.store.resource(KEY)["needs_operator"] is False
+    assert r.store.pending_records.pending_plan(parked["id"])["status"] == "superseded"
+    assert r.store.resource_records.resource(KEY)["needs_operator"] is False
 
 
 async def test_a_driver_error_ends_the_pass_as_error_and_is_recorded(tmp_path: Path) -> None:
@@ -198,7 +200,7 @@ async def test_a_driver_error_ends_the_pass_as_error_and_is_recorded(tmp_path: P
     r.runtime.fail_observe = "the engine is restarting"
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.ERROR and result.requeue_after == 2.0
-    [row] = r.store.reconciliations(KEY)
+    [row] = r.store.reconciliation_records.reconciliations(KEY)
     assert row["outcome"] == "error" and row["error"] == "the engine is restarting"
 
 
@@ -213,7 +215,7 @@ async def test_auto_escalation_runs_the_admitted_llm_plan(tmp_path: Path) -> Non
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.FIXED and result.message == "fixed by the gemini plan"
     assert len(planner.requests) == 1 and r.runtime.restarts == ["shop"]
-    [asked] = r.store.llm_interactions(KEY)
+    [asked] = r.store.llm_records.llm_interactions(KEY)
     assert asked["decision"] == "admitted" and asked["fix_id"] == result.fix_id
 
 
@@ -224,8 +226,8 @@ async def test_approve_escalation_parks_the_llm_plan_for_an_operator(tmp_path: P
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.NEEDS_OPERATOR
     assert r.runtime.restarts == []
-    [parked] = r.store.pending_plans(key=KEY)
-    [asked] = r.store.llm_interactions(KEY)
+    [parked] = r.store.pending_records.pending_plans(key=KEY)
+    [asked] = r.store.llm_records.llm_interactions(KEY)
     assert asked["decision"] == "pending" and asked["pending_plan_id"] == parked["id"]
 
 
@@ -239,7 +241,7 @@ async def test_shadow_escalation_beside_a_rule_records_and_judges_the_llm_plan(
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.FIXED  # the rule ran; the LLM only watched
     assert r.runtime.restarts == ["shop"]
-    [asked] = r.store.llm_interactions(KEY)
+    [asked] = r.store.llm_records.llm_interactions(KEY)
     assert asked["decision"] == "shadow" and asked["agreement"] == "agrees"
 
 
@@ -250,8 +252,8 @@ async def test_an_llm_with_no_plan_hands_the_resource_to_an_operator(tmp_path: P
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.NEEDS_OPERATOR
     assert "proposed no plan" in result.message
-    assert r.store.llm_interactions(KEY)[0]["decision"] == "no-plan"
-    assert r.store.resource(KEY)["needs_operator"] is True
+    assert r.store.llm_records.llm_interactions(KEY)[0]["decision"] == "no-plan"
+    assert r.store.resource_records.resource(KEY)["needs_operator"] is True
 
 
 async def test_an_llm_plan_outside_its_allowlist_is_refused(tmp_path: Path) -> None:
@@ -261,7 +263,7 @@ async def test_an_llm_plan_outside_its_allowlist_is_refused(tmp_path: Path) -> N
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.NEEDS_OPERATOR
     assert "rejected by the guard" in result.message
-    assert r.store.llm_interactions(KEY)[0]["decision"] == "rejected"
+    assert r.store.llm_records.llm_interactions(KEY)[0]["decision"] == "rejected"
     assert r.runtime.restarts == []
 
 
@@ -294,8 +296,8 @@ async def test_a_store_that_cannot_be_written_ends_the_pass_without_raising(
     def full(*args: Any, **kwargs: Any) -> None:
         raise StoreUnusableError("the store's disk is full")
 
-    monkeypatch.setattr(r.store, "record_signals", full)
-    monkeypatch.setattr(r.store, "record_reconciliation", full)
+    monkeypatch.setattr(r.store.signal_records, "record_signals", full)
+    monkeypatch.setattr(r.store.reconciliation_records, "record_reconciliation", full)
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.ERROR and "disk is full" in result.message
     assert result.requeue_after == 5.0  # looked at again soon, not only at the next resync
@@ -310,6 +312,6 @@ async def test_a_busy_store_is_retried_after_its_delay(
     def locked(*args: Any, **kwargs: Any) -> None:
         raise StoreBusyError("the store is locked by another writer", delay=0.5)
 
-    monkeypatch.setattr(r.store, "record_signals", locked)
+    monkeypatch.setattr(r.store.signal_records, "record_signals", locked)
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.ERROR and result.requeue_after == 0.5

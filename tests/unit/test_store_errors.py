@@ -44,12 +44,12 @@ def test_a_call_on_a_closed_store_names_the_file(path: Path) -> None:
     store = Store(path)
     store.close()
     with pytest.raises(StoreClosedError, match="closed") as caught:
-        store.upsert_resource(KEY, "Container", {}, Health.HEALTHY, {}, 1.0)
+        store.resource_records.upsert_resource(KEY, "Container", {}, Health.HEALTHY, {}, 1.0)
     assert str(path) in str(caught.value)
     # Still what callers caught before the store had its own errors.
     assert isinstance(caught.value, StoreError | RuntimeError)
     with pytest.raises(StoreClosedError):
-        store.fixes()
+        store.fix_records.fixes()
 
 
 def test_a_locked_store_raises_busy_not_operational_error(path: Path) -> None:
@@ -58,15 +58,15 @@ def test_a_locked_store_raises_busy_not_operational_error(path: Path) -> None:
     try:
         other.execute("BEGIN EXCLUSIVE")
         with pytest.raises(StoreBusyError) as caught:
-            store.set_paused(KEY, True)
+            store.resource_records.set_paused(KEY, True)
         assert str(path) in str(caught.value) and "locked" in str(caught.value)
         assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
         assert not isinstance(caught.value, sqlite3.Error)
         assert caught.value.delay > 0
         other.execute("ROLLBACK")
         # Once the other writer is gone the same store works again: nothing was left open.
-        store.set_paused(KEY, True)
-        assert store.resource(KEY) is not None
+        store.resource_records.set_paused(KEY, True)
+        assert store.resource_records.resource(KEY) is not None
     finally:
         other.close()
         store.close()

@@ -27,7 +27,7 @@ def list_actions(
 ) -> list[dict[str, Any]]:
     """Who did what: operators through the dashboard, the controller itself."""
     key = resource_key(resource) if resource else None
-    return [a.to_json() for a in store.actions(limit=limit, key=key)]
+    return [a.to_json() for a in store.audit_records.actions(limit=limit, key=key)]
 
 
 @read_router.get("/jobs/{jid}", summary="A dashboard action started with 202")

@@ -38,7 +38,7 @@ def list_fixes(
     key = resource_key(resource) if resource else None
     return [
         f | {"resource_id": resource_id(str(f["key"]))}
-        for f in store.fixes(key=key, limit=limit, outcome=outcome, status=status)
+        for f in store.fix_records.fixes(key=key, limit=limit, outcome=outcome, status=status)
     ]
 
 
@@ -49,15 +49,17 @@ def get_evaluations(
 ) -> dict[str, Any]:
     """Success rate and times to detect and recover, overall, by scenario (policy/rule) and by
     tool, and time to recover over time (oldest first)."""
-    fixes = [f for f in store.fixes(limit=1000) if since is None or f["detected_at"] >= since]
-    return evaluations(store.fix_stats(since), fixes)
+    fixes = [
+        f for f in store.fix_records.fixes(limit=1000) if since is None or f["detected_at"] >= since
+    ]
+    return evaluations(store.fix_stats_records.fix_stats(since), fixes)
 
 
 @read_router.get("/fixes/{fid}", summary="One fix with its steps and their results")
 def get_fix(fid: int, store: StoreDep) -> dict[str, Any]:
     """The evaluation record: drifts, root cause, plan, each step's result, signals before and
     after, and the times to detect and to recover."""
-    found = store.fix(fid)
+    found = store.fix_records.fix(fid)
     if found is None:
         raise HTTPException(404, f"no fix {fid}")
     return found | {"resource_id": resource_id(str(found["key"]))}
@@ -86,7 +88,7 @@ async def retry_fix(
 ) -> JSONResponse:
     """Run the resource's ladder again now, as the Fix button does (level-triggered: the
     controller plans from what it observes now, not from the old plan)."""
-    found = store.fix(fid)
+    found = store.fix_records.fix(fid)
     if found is None:
         raise HTTPException(404, f"no fix {fid}")
     if found["status"] == "running":

@@ -37,14 +37,14 @@ def list_llm(
     for a badge: the fix's outcome for a plan that ran, ``over-budget`` for a refusal for
     want of budget."""
     key = resource_key(resource) if resource else None
-    return llm_rows(store, store.llm_summaries(key=key, limit=limit))
+    return llm_rows(store, store.llm_records.llm_summaries(key=key, limit=limit))
 
 
 @read_router.get("/llm/interactions/{iid}", summary="One LLM interaction, whole")
 def get_llm(iid: int, store: StoreDep) -> dict[str, Any]:
     """The full prompt and response, the parsed plan, the recorded outcome (``summary``) and
     the fix that ran it (``fix``, with each tool's result)."""
-    found = store.llm_interaction(iid)
+    found = store.llm_records.llm_interaction(iid)
     if found is None:
         raise HTTPException(404, f"no LLM interaction {iid}")
     return found | {"summary": llm_rows(store, [found])[0]}

@@ -37,14 +37,14 @@ def list_plans(
 ) -> list[dict[str, Any]]:
     """Oldest first, like a queue."""
     key = resource_key(resource) if resource else None
-    rows = store.pending_plans(status=None if status == "any" else status, key=key)
+    rows = store.pending_records.pending_plans(status=None if status == "any" else status, key=key)
     return [plan_summary(p) | {"actor": p["actor"], "decided_at": p["decided_at"]} for p in rows]
 
 
 @read_router.get("/plans/{pid}", summary="One parked plan")
 def get_plan(pid: int, store: StoreDep) -> dict[str, Any]:
     """The plan, why it waits, and who decided what."""
-    found = store.pending_plan(pid)
+    found = store.pending_records.pending_plan(pid)
     if found is None:
         raise HTTPException(404, f"no pending plan {pid}")
     return plan_summary(found) | {"actor": found["actor"], "decided_at": found["decided_at"]}
@@ -56,7 +56,7 @@ async def approve(
 ) -> JSONResponse:
     """The plan goes through the guard (as approved), runs and is verified, in the
     background; answers 202 with a job."""
-    found = store.pending_plan(pid)
+    found = store.pending_records.pending_plan(pid)
     if found is None:
         raise HTTPException(404, f"no pending plan {pid}")
     if found["status"] != "pending":

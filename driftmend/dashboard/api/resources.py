@@ -35,7 +35,7 @@ __all__ = ["get_metrics", "get_resource", "list_resources", "pause", "resume"]
 @read_router.get("/resources", summary="Every resource with its health, signals and last fix")
 def list_resources(store: StoreDep, controller: OptionalOperationsDep) -> list[dict[str, Any]]:
     """Each resource: ``id`` for URLs, key, kind, health, message, signals, paused, last fix."""
-    return merged_resources(store.resources(), controller)
+    return merged_resources(store.resource_records.resources(), controller)
 
 
 @read_router.get("/resources/{rid}", summary="One resource with its recent history")
@@ -43,7 +43,7 @@ def get_resource(rid: str, store: StoreDep, controller: OptionalOperationsDep) -
     """One resource by id (``Container.shop``): its state, spec, recent fixes, pending plans,
     recorded reconciliations, guard decisions and audited actions."""
     key = resource_key(rid)
-    row = store.resource(key)
+    row = store.resource_records.resource(key)
     declared = controller is not None and key in controller.resources
     if row is None and not declared:
         raise HTTPException(404, f"no resource {key}")
@@ -51,12 +51,12 @@ def get_resource(rid: str, store: StoreDep, controller: OptionalOperationsDep) -
     base = next(r for r in rows if r["key"] == key)
     return base | {
         "declared": declared,
-        "fixes": [fix_summary(f) for f in store.fixes(key=key, limit=20)],
-        "pending_plans": [plan_summary(p) for p in store.pending_plans(key=key)],
-        "reconciliations": store.reconciliations(key=key, limit=20),
-        "reconciliation_counts": store.reconciliation_counts(key),
-        "guard_decisions": store.guard_decisions(key=key, limit=20),
-        "actions": store.actions(limit=20, key=key),
+        "fixes": [fix_summary(f) for f in store.fix_records.fixes(key=key, limit=20)],
+        "pending_plans": [plan_summary(p) for p in store.pending_records.pending_plans(key=key)],
+        "reconciliations": store.reconciliation_records.reconciliations(key=key, limit=20),
+        "reconciliation_counts": store.reconciliation_records.reconciliation_counts(key),
+        "guard_decisions": store.audit_records.guard_decisions(key=key, limit=20),
+        "actions": store.audit_records.actions(limit=20, key=key),
     }
 
 
@@ -75,7 +75,7 @@ def get_metrics(
     key = resource_key(rid)
     floor = time.time() - 900 if since is None else since
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else None
-    samples = store.signal_history(key, wanted, floor)
+    samples = store.signal_records.signal_history(key, wanted, floor)
     kind = key.partition("/")[0]
     return {
         "key": key,
