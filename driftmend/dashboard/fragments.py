@@ -14,11 +14,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from driftmend.dashboard.api import merged_resources
+from driftmend.dashboard.api import merged_resource
 from driftmend.dashboard.dependencies import OptionalOperationsDep, StoreDep, require_read
 from driftmend.dashboard.pages import chart_specs
 from driftmend.dashboard.templating import TEMPLATES
-from driftmend.dashboard.views import fix_summary, key_of, signal_changes
+from driftmend.dashboard.views import fix_summary, signal_changes
 
 __all__ = ["fragment_router"]
 
@@ -32,15 +32,7 @@ async def tile(
     rid: str, request: Request, store: StoreDep, controller: OptionalOperationsDep
 ) -> HTMLResponse:
     """One resource's overview tile, with the charts of its kind."""
-    key = key_of(rid)
-    rows = [
-        r
-        for r in merged_resources(store.resource_records.resources(), controller)
-        if r["key"] == key
-    ]
-    if key is None or not rows:
-        raise HTTPException(404, f"no resource {rid}")
-    found = rows[0]
+    _, found = merged_resource(store.resource_records.resources(), controller, rid)
     return TEMPLATES.TemplateResponse(
         request,
         "fragments/tile.html",

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from driftmend.dashboard.api import merged_resources
+from driftmend.dashboard.api import merged_resource, merged_resources
 from driftmend.dashboard.dependencies import (
     AccessDep,
     Operations,
@@ -179,14 +179,8 @@ async def resource(
     rid: str, request: Request, store: StoreDep, controller: OptionalOperationsDep
 ) -> HTMLResponse:
     """One resource in full: its card, then its reconciliations, guard verdicts and audit."""
-    key = key_of(rid)
-    rows = [
-        r
-        for r in merged_resources(store.resource_records.resources(), controller)
-        if r["key"] == key
-    ]
-    if key is None or not rows:
-        raise HTTPException(404, f"no resource {rid}")
+    key, row = merged_resource(store.resource_records.resources(), controller, rid)
+    rows = [row]
     return render(
         request,
         "resource.html",

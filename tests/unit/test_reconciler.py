@@ -19,6 +19,15 @@ from tests.unit.controller_fakes import FakePlanner, Rig, rig
 from tests.unit.factories import container, policy
 
 KEY = "Container/shop"
+# The default restart rule, run only with an operator's approval.
+APPROVED_RESTART = [
+    {
+        "name": "restart",
+        "when": [{"signal": "container.running", "operator": "==", "value": False}],
+        "do": [{"tool": "container_restart"}],
+        "approval": "operator",
+    }
+]
 
 
 def escalating(mode: str, when: str = "always", **spec: Any) -> Any:
@@ -153,15 +162,7 @@ async def test_a_plan_that_needs_approval_is_parked_once_then_runs_when_approved
     tmp_path: Path,
 ) -> None:
     r = rig(tmp_path)
-    rules = [
-        {
-            "name": "restart",
-            "when": [{"signal": "container.running", "operator": "==", "value": False}],
-            "do": [{"tool": "container_restart"}],
-            "approval": "operator",
-        }
-    ]
-    r.apply([container()], [policy(rules=rules)])
+    r.apply([container()], [policy(rules=APPROVED_RESTART)])
     crash(r)
     for _ in range(2):
         result = await r.controller.reconcile(KEY)
@@ -176,15 +177,7 @@ async def test_a_plan_that_needs_approval_is_parked_once_then_runs_when_approved
 
 async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    rules = [
-        {
-            "name": "restart",
-            "when": [{"signal": "container.running", "operator": "==", "value": False}],
-            "do": [{"tool": "container_restart"}],
-            "approval": "operator",
-        }
-    ]
-    r.apply([container()], [policy(rules=rules)])
+    r.apply([container()], [policy(rules=APPROVED_RESTART)])
     crash(r)
     await r.controller.reconcile(KEY)
     [parked] = r.store.pending_records.pending_plans(key=KEY)

@@ -18,7 +18,12 @@ in the order of the paths' specificity (``/fixes/evaluations`` before ``/fixes/{
 from __future__ import annotations
 
 from driftmend.dashboard.api import audit, fixes, llm, logs, plans, resources
-from driftmend.dashboard.api.common import action_router, merged_resources, read_router
+from driftmend.dashboard.api.common import (
+    action_router,
+    merged_resource,
+    merged_resources,
+    read_router,
+)
 
 __all__ = [
     "action_router",
@@ -26,6 +31,7 @@ __all__ = [
     "fixes",
     "llm",
     "logs",
+    "merged_resource",
     "merged_resources",
     "plans",
     "read_router",

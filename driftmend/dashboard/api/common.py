@@ -23,6 +23,7 @@ __all__ = [
     "ResourceAction",
     "action_router",
     "declared",
+    "merged_resource",
     "merged_resources",
     "read_router",
     "reconcile_result",
@@ -110,3 +111,15 @@ def merged_resources(
             out.append(resource_summary(placeholder) | {"spec": {}})
         out.sort(key=lambda r: r["key"])
     return out
+
+
+def merged_resource(
+    store_rows: Sequence[Mapping[str, Any]], controller: Operations | None, rid: str
+) -> tuple[str, dict[str, Any]]:
+    """The key and merged row (see ``merged_resources``) of the resource id ``rid``; 404
+    when it is malformed, or neither stored nor declared."""
+    key = key_of(rid)
+    rows = [r for r in merged_resources(store_rows, controller) if r["key"] == key]
+    if key is None or not rows:
+        raise HTTPException(404, f"no resource {rid}")
+    return key, rows[0]
