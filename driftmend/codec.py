@@ -1,6 +1,6 @@
 """Plans and drifts as JSON data, and back: what the store keeps and what an approval replays.
 
-Stage: *plan* and *outputs* in DESIGN.md's data flow. Pure: no I/O, only conversions between
+Stage: *plan* and *outputs* in docs/ARCHITECTURE.md's data flow. Pure: no I/O, only conversions between
 the frozen values of ``driftmend.model`` and plain JSON-ready dicts. The store writes these
 dicts; the loop rebuilds a parked plan with ``plan_from_dict`` before it runs it.
 """

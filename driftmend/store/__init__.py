@@ -1,6 +1,6 @@
 """The store: the durable record of every resource, reconciliation, fix and decision.
 
-Stage: *outputs* in DESIGN.md's data flow (``store``); see ``facade`` for the tour. The
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``); see ``facade`` for the tour. The
 package holds the schema (``schema``), the one SQLite seam (``db``), one module per record
 family, and the ``Store`` facade over them.
 

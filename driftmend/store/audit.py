@@ -1,7 +1,7 @@
 """The audit trail: the guard's verdict on every plan, and every action taken by a person
 or by the controller (pause, approve, chaos, ...).
 
-Stage: *guard* in DESIGN.md's data flow writes a decision per plan; the dashboard's actions
+Stage: *guard* in docs/ARCHITECTURE.md's data flow writes a decision per plan; the dashboard's actions
 and the loop write actions; the resource page and ``/api/actions`` read both back.
 """
 

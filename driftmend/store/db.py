@@ -1,6 +1,6 @@
 """The store's one SQLite connection: opening it, transactions, and SQLite's errors made ours.
 
-Stage: *outputs* in DESIGN.md's data flow (``store``). This is the seam to SQLite: every
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). This is the seam to SQLite: every
 statement of every record family runs through ``Database.write`` or ``Database.read``, and
 both turn any ``sqlite3`` error into the ``StoreError`` family (``driftmend.errors``) naming
 the store's file, so no caller ever sees ``sqlite3.OperationalError``. WAL mode, one

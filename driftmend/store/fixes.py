@@ -1,6 +1,6 @@
 """Fixes and their journal: the evaluation record of every plan that ran.
 
-Stage: *act* and *verify* in DESIGN.md's data flow write here; the planners, the guard and
+Stage: *act* and *verify* in docs/ARCHITECTURE.md's data flow write here; the planners, the guard and
 the dashboard read it back. Crash safety is the point of the journal: ``journal_step``
 commits a step *before* it runs, so after a crash ``mark_interrupted`` turns whatever was
 still running into an honest "interrupted" record instead of a silent gap.

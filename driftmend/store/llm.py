@@ -1,6 +1,6 @@
 """LLM interactions: every exchange whole, what became of its plan, and what it cost.
 
-Stage: *plan* (escalation) in DESIGN.md's data flow records each exchange and, once the
+Stage: *plan* (escalation) in docs/ARCHITECTURE.md's data flow records each exchange and, once the
 guard and the operator decided, its outcome; the budgets read the tokens spent; shadow plans
 are scored against the fix that ran; the dashboard's LLM pages read it all back.
 """

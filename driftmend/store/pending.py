@@ -1,6 +1,6 @@
 """Parked plans: plans waiting for an operator's approval, and what became of them.
 
-Stage: *guard* in DESIGN.md's data flow parks a plan here when its mode or a step asks for
+Stage: *guard* in docs/ARCHITECTURE.md's data flow parks a plan here when its mode or a step asks for
 approval; the dashboard lists them; an approval reads one back and the loop runs it.
 """
 

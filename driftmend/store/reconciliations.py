@@ -1,6 +1,6 @@
 """Reconciliations: the interesting passes in full, every pass counted by outcome.
 
-Stage: *reconcile* in DESIGN.md's data flow writes one row or one count per pass; the
+Stage: *reconcile* in docs/ARCHITECTURE.md's data flow writes one row or one count per pass; the
 dashboard's resource page reads them back.
 """
 

@@ -1,6 +1,6 @@
 """What the store's reads return: frozen records that still read like the dicts they were.
 
-Stage: *outputs* in DESIGN.md's data flow (``store``). A record is a frozen dataclass with
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). A record is a frozen dataclass with
 typed fields (``fix.outcome``), and also a read-only ``Mapping`` over those same fields
 (``fix["outcome"]``, ``fix.get("outcome")``, ``dict(fix)``, ``**fix``), so callers written
 against the old dicts keep working while they move to attributes. Equality is a mapping's:

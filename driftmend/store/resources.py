@@ -1,6 +1,6 @@
 """Resources as last observed, and the operator flags on them.
 
-Stage: *observe* in DESIGN.md's data flow writes here (``upsert_resource``); the loop reads
+Stage: *observe* in docs/ARCHITECTURE.md's data flow writes here (``upsert_resource``); the loop reads
 the pause and operator flags, the dashboard and ``driftmend get`` read the rest.
 """
 

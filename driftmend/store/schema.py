@@ -1,6 +1,6 @@
 """The store's schema: its migrations, in order, and the code that applies them.
 
-Stage: *outputs* in DESIGN.md's data flow (``store``). ``migrate`` runs once when a store
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). ``migrate`` runs once when a store
 opens, each version in its own transaction, and refuses a database written by a newer
 driftmend rather than guess at columns it does not know.
 """

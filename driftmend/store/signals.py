@@ -1,6 +1,6 @@
 """Signal history: samples of each resource's signals over time, for the charts.
 
-Stage: *observe* in DESIGN.md's data flow appends a sample per pass; the dashboard's charts
+Stage: *observe* in docs/ARCHITECTURE.md's data flow appends a sample per pass; the dashboard's charts
 read them back. Bounded per resource by a retention window, pruned on every write.
 """
 

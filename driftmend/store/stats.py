@@ -1,6 +1,6 @@
 """How well fixing works: success rates and times to detect and recover, from the fix record.
 
-Stage: *outputs* in DESIGN.md's data flow (``store``); the dashboard's evaluation page and
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``); the dashboard's evaluation page and
 ``driftmend eval`` read it. Aggregates, not records: the result is a plain dict of numbers.
 """
 
