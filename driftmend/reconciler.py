@@ -148,6 +148,10 @@ class Reconciler:
         except (TemporaryError, StoreBusyError) as exc:
             # A store locked by another writer is a moment's wait, not a broken pass.
             ended = _Ended(Outcome.ERROR, str(exc), exc.delay)
+        except StoreError as exc:
+            # A store that cannot be written may be fixed any moment (disk freed): look again
+            # soon rather than only at the next resync.
+            ended = _Ended(Outcome.ERROR, str(exc), 5.0)
         except PermanentError as exc:
             ended = _Ended(Outcome.ERROR, str(exc))
         except Exception as exc:
@@ -157,10 +161,13 @@ class Reconciler:
         self._metrics.observe_reconcile(resource.kind, ended.outcome.value, duration)
         try:
             self._write(resource, ended, obs, started, duration)
-        except StoreError as exc:
+        except Exception as exc:
             # The store is the record, not the healer: a pass that cannot be written down
-            # still ends, and the next one tries again.
-            log.warning("the pass over %s could not be recorded: %s", key, exc)
+            # still ends (reconcile never raises), and the next one tries again.
+            if isinstance(exc, StoreError):
+                log.warning("the pass over %s could not be recorded: %s", key, exc)
+            else:
+                log.exception("bug while recording the pass over %s", key)
             if ended.requeue_after is None:
                 ended = _Ended(ended.outcome, ended.message, 5.0, ended.drifts, ended.fix_id)
         return ReconcileResult(key, ended.outcome, ended.message, ended.requeue_after, ended.fix_id)
@@ -189,7 +196,8 @@ class Reconciler:
 
         for drift in result.drifts:
             self._metrics.drift_detected(resource.kind, drift.signal)
-        row = self._store.resource_records.resource(key)
+        records = self._store.resource_records
+        row = records.resource(key)
         facts = PassFacts(
             resource=resource,
             policies=tuple(self._desired.policies),
@@ -197,11 +205,7 @@ class Reconciler:
             history=self.history(key),
             now=self._clock(),
             paused=row is not None and row.paused,
-            needs_operator=(
-                row.needs_operator_reason or "needs an operator"
-                if row is not None and row.needs_operator
-                else None
-            ),
+            needs_operator=records.operator_reason(key),
             host_down=await self._observer.host_down(resource),
             by_operator=by_operator,
         )
@@ -260,6 +264,9 @@ class Reconciler:
         run = await self._executor.execute(resource, plan, obs, fault_at, now)
         if run.outcome is Outcome.FIXED:
             return _Ended(Outcome.FIXED, f"fixed: {cause}", 0.5, drifts, run.fix_id)
+        if self._desired.resources.get(resource.key) is not resource:
+            # Removed or changed while the fix ran: the new spec starts without a backoff.
+            return _Ended(Outcome.FAILED, run.message, None, drifts, run.fix_id)
         # Events and resyncs keep coming; the queue holds them off until the backoff passed.
         delay = self._backoff.add_rate_limited(resource.key)
         log.warning(

@@ -159,6 +159,15 @@ class ResourceRecords:
         """Whether the resource waits for an operator (an escalation nobody could plan)."""
         return bool(self._db.read("SELECT 1 FROM operator_flags WHERE key = ?", (key,)))
 
+    def operator_reason(self, key: str) -> str | None:
+        """Why the resource waits for an operator, or None when it does not.
+
+        Read from the flag itself, not the resource's row: a first pass may raise the flag
+        before any row exists.
+        """
+        rows = self._db.read("SELECT reason FROM operator_flags WHERE key = ?", (key,))
+        return None if not rows else str(rows[0][0] or "needs an operator")
+
     def set_needs_operator(self, key: str, reason: str | None, at: float | None = None) -> None:
         """Flag a resource as needing an operator with ``reason``, or clear it with None."""
         with self._db.write() as db:

@@ -308,3 +308,28 @@ async def test_a_busy_store_is_retried_after_its_delay(
     monkeypatch.setattr(r.store.signal_records, "record_signals", locked)
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.ERROR and result.requeue_after == 0.5
+
+
+async def test_a_flag_set_before_the_first_recorded_pass_is_honoured(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    r.store.resource_records.set_needs_operator(KEY, "an operator is looking at it")
+    crash(r)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.NEEDS_OPERATOR
+    assert result.message == "an operator is looking at it"
+    assert r.runtime.restarts == []
+
+
+async def test_a_bug_while_recording_a_pass_does_not_escape_reconcile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a metrics bug")
+
+    monkeypatch.setattr(r.controller.metrics, "set_health", broken)
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.IN_SYNC and result.requeue_after == 5.0
