@@ -112,7 +112,6 @@ class Controller:
         )  # fmt: skip
         escalation = EscalationHandler(
             store=store, escalator=self.escalator, admission=admission, executor=executor,
-            history=lambda key: self.reconciler.history(key),
         )  # fmt: skip
         self.reconciler = Reconciler(
             desired=self.desired, runtime=runtime, observer=self.observer, store=store,

@@ -13,7 +13,6 @@ the URL id swaps ``/`` for ``.``, the directory name joins namespace and name wi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_NAMESPACE", "ResourceKey"]
@@ -78,8 +77,3 @@ class ResourceKey:
     def dirname(self) -> str:
         """A directory name for the resource's state, distinct for every (namespace, name)."""
         return f"{self.namespace}.{self.name}"
-
-    @staticmethod
-    def strs(keys: Iterable[ResourceKey]) -> list[str]:
-        """The wire forms of ``keys``, sorted: for messages and JSON."""
-        return sorted(str(k) for k in keys)

@@ -218,7 +218,7 @@ class Reconciler:
         step = triage(facts)
         if isinstance(step, Escalate):
             escalated = await self._escalation.handle(
-                resource, step.policy, drifts, obs, step.why, now, event_at,
+                resource, step.policy, drifts, obs, step.why, facts.history, now, event_at,
                 record_only=step.record_only,
             )  # fmt: skip
             if step.then is None:

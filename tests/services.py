@@ -132,16 +132,17 @@ class PostgresServer:
     def _wait_ready(self, deadline_s: float = 20.0) -> None:
         import psycopg
 
-        end = time.monotonic() + deadline_s
-        while True:
+        def answers() -> bool:
             try:
                 with psycopg.connect(self.dsn, connect_timeout=1) as conn:
                     conn.execute("select 1")
-                    return
             except psycopg.OperationalError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.1)
+                return False
+            return True
+
+        poll_until(
+            answers, deadline_s=deadline_s, what=f"PostgreSQL on port {self.port} answers queries"
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -11,7 +11,7 @@ an operator (approve), or runs it (auto). Every exchange ends with its decision 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from driftmend.admission import Admission
@@ -52,13 +52,11 @@ class EscalationHandler:
         escalator: Escalator,
         admission: Admission,
         executor: Executor,
-        history: Callable[[str], list[FixAttempt]],
     ) -> None:
         self._store = store
         self.escalator = escalator
         self._admission = admission
         self._executor = executor
-        self._history = history
 
     async def handle(
         self,
@@ -67,12 +65,16 @@ class EscalationHandler:
         drifts: Sequence[Drift],
         obs: Observation,
         why: str,
+        history: Sequence[FixAttempt],
         now: float,
         event_at: float | None,
         *,
         record_only: bool = False,
     ) -> Escalated:
         """Ask the LLM, put its plan through the guard, and act as the policy's mode says.
+
+        ``history`` is the resource's fix history as the pass read it: the escalation's
+        budget and the guard judge the same history, read once.
 
         ``record_only`` (shadow beside a rule that runs) stores the exchange and changes
         nothing else: the rules keep the resource.
@@ -88,7 +90,7 @@ class EscalationHandler:
             log.warning("%s needs an operator: %s", key, reason)
             return Escalated(Outcome.NEEDS_OPERATOR, reason)
 
-        budget = escalation_budget(policy, self._history(key), now)
+        budget = escalation_budget(policy, history, now)
         if not budget.ok:
             if budget.exhausted:
                 return operator(f"{why}; {budget.reason}" if why else budget.reason)
@@ -117,7 +119,7 @@ class EscalationHandler:
             asked.plan.verify_timeout, asked.plan.verify_interval,
         )  # fmt: skip
         verdict = self._admission.admit(
-            plan, resource, policy, self._history(key), now,
+            plan, resource, policy, history, now,
             allowed_tools=asked.allowed, max_steps=esc.max_steps,
         )  # fmt: skip
         step = llm_next_step(esc.mode, verdict, plan.source)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -21,7 +21,7 @@ from driftmend.drivers.base import EventSink
 from driftmend.errors import TemporaryError
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
-from driftmend.model import Observation, Plan, PlanStep
+from driftmend.model import Observation, Plan, PlanSource, PlanStep
 from driftmend.planners.base import PlannerAnswer, PlanRequest
 from driftmend.settings import Settings
 from driftmend.spec import (
@@ -104,7 +104,9 @@ class FakeRuntime:
     async def scale(self, container: Container, replicas: int) -> dict[str, Any]:
         return {"replicas": replicas}
 
-    async def set_limits(self, container: Container, cpu: Any, memory: Any) -> dict[str, Any]:
+    async def set_limits(
+        self, container: Container, cpu: float | None = None, memory: int | None = None
+    ) -> dict[str, Any]:
         return {}
 
     async def stats(self, container: Container) -> dict[str, Any]:
@@ -141,11 +143,16 @@ class FakePlanner:
     name: str = "gemini"
     requests: list[PlanRequest] = field(default_factory=list)
 
+    @property
+    def source(self) -> PlanSource:
+        """The plan source the planner's name stands for."""
+        return cast(PlanSource, self.name)
+
     async def plan(self, request: PlanRequest) -> PlannerAnswer:
         self.requests.append(request)
         key = request.resource.key
         plan = (
-            Plan(key, tuple(PlanStep(t, key) for t in self.steps), self.name, "the model's plan")
+            Plan(key, tuple(PlanStep(t, key) for t in self.steps), self.source, "the model's plan")
             if self.steps
             else None
         )
@@ -186,8 +193,8 @@ def rig(
     controller = Controller(
         settings=s,
         runtime=runtime,
-        postgres=FakeDatastore("postgres.up", clock),  # type: ignore[arg-type]
-        redis=FakeDatastore("redis.up", clock),  # type: ignore[arg-type]
+        postgres=FakeDatastore("postgres.up", clock),
+        redis=FakeDatastore("redis.up", clock),
         logs=LogAccumulator(),
         store=store,
         metrics=Metrics(CollectorRegistry()),

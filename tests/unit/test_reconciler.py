@@ -15,6 +15,7 @@ import pytest
 from driftmend.errors import StoreBusyError, StoreUnusableError
 from driftmend.model import Outcome
 from driftmend.planners.prompt import build_prompt
+from driftmend.store import PendingPlan, ResourceState
 from tests.unit.controller_fakes import FakePlanner, Rig, rig
 from tests.unit.factories import container, policy
 
@@ -35,6 +36,20 @@ def escalating(mode: str, when: str = "always", **spec: Any) -> Any:
     return policy(escalate={"planner": "gemini", "mode": mode, "when": when}, **spec)
 
 
+def state(r: Rig) -> ResourceState:
+    """The recorded state of ``KEY``, which a test expects to exist."""
+    found = r.store.resource_records.resource(KEY)
+    assert found is not None, f"{KEY} has no recorded state"
+    return found
+
+
+def plan_of(r: Rig, plan_id: int) -> PendingPlan:
+    """A parked plan a test expects to exist."""
+    found = r.store.pending_records.pending_plan(plan_id)
+    assert found is not None, f"no parked plan {plan_id}"
+    return found
+
+
 def crash(r: Rig) -> None:
     r.runtime.running["shop"] = False
 
@@ -44,7 +59,7 @@ async def test_a_resource_that_matches_its_spec_is_in_sync(tmp_path: Path) -> No
     r.apply([container()], [policy()])
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.IN_SYNC
-    assert r.store.resource_records.resource(KEY)["health"] == "healthy"
+    assert state(r)["health"] == "healthy"
     assert r.store.reconciliation_records.reconciliations(KEY) == []  # a quiet pass is only counted
     assert r.runtime.restarts == []
 
@@ -66,7 +81,7 @@ async def test_a_crash_is_fixed_by_the_rule_and_verified(tmp_path: Path) -> None
     fix = r.store.fix_records.fix(result.fix_id)
     assert fix is not None and fix["outcome"] == "fixed" and fix["verified"] is True
     assert [s["tool"] for s in fix["steps"]] == ["container_restart"]
-    assert r.store.resource_records.resource(KEY)["health"] == "healthy"
+    assert state(r)["health"] == "healthy"
 
 
 async def test_the_recorded_pass_says_how_long_it_took(tmp_path: Path) -> None:
@@ -92,7 +107,7 @@ async def test_a_fix_that_does_not_hold_fails_and_backs_off(tmp_path: Path) -> N
     assert r.controller.queue.held_back(KEY) > 1.0
     fix = r.store.fix_records.fix(first.fix_id or 0)
     assert fix is not None and fix["outcome"] == "failed" and fix["verified"] is False
-    assert r.store.resource_records.resource(KEY)["health"] == "drifting"
+    assert state(r)["health"] == "drifting"
     r.clock.advance(120)  # past the rule's cooldown
     second = await r.controller.reconcile(KEY)
     assert second.outcome is Outcome.FAILED
@@ -124,7 +139,7 @@ async def test_an_exhausted_ladder_needs_an_operator_and_says_so(tmp_path: Path)
         r.clock.advance(30)
     assert outcomes.count(Outcome.FAILED) == 2
     assert outcomes[-1] is Outcome.NEEDS_OPERATOR
-    row = r.store.resource_records.resource(KEY)
+    row = state(r)
     assert row["needs_operator"] is True and row["health"] == "needs-operator"
     assert len(r.runtime.restarts) == 2  # nothing more ran once the ladder was spent
 
@@ -141,9 +156,7 @@ async def test_a_paused_resource_is_observed_not_healed_until_an_operator_asks(
     assert r.runtime.restarts == []
     fixed = await r.controller.operations.trigger_fix(KEY, "alice")
     assert fixed.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
-    assert (
-        r.store.resource_records.resource(KEY)["paused"] is True
-    )  # Fix now does not lift the pause
+    assert state(r)["paused"] is True  # Fix now does not lift the pause
     assert [a["action"] for a in r.store.audit_records.actions()][:2] == ["fix", "pause"]
 
 
@@ -172,7 +185,7 @@ async def test_a_plan_that_needs_approval_is_parked_once_then_runs_when_approved
     assert r.runtime.restarts == []
     approved = await r.controller.operations.approve_plan(parked["id"], "alice")
     assert approved.outcome is Outcome.FIXED and r.runtime.restarts == ["shop"]
-    assert r.store.pending_records.pending_plan(parked["id"])["status"] == "executed"
+    assert plan_of(r, parked["id"])["status"] == "executed"
 
 
 async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path) -> None:
@@ -183,8 +196,8 @@ async def test_a_parked_plan_is_superseded_when_the_drift_is_over(tmp_path: Path
     [parked] = r.store.pending_records.pending_plans(key=KEY)
     r.runtime.running["shop"] = True  # it came back by itself
     assert (await r.controller.reconcile(KEY)).outcome is Outcome.IN_SYNC
-    assert r.store.pending_records.pending_plan(parked["id"])["status"] == "superseded"
-    assert r.store.resource_records.resource(KEY)["needs_operator"] is False
+    assert plan_of(r, parked["id"])["status"] == "superseded"
+    assert state(r)["needs_operator"] is False
 
 
 async def test_a_driver_error_ends_the_pass_as_error_and_is_recorded(tmp_path: Path) -> None:
@@ -246,7 +259,7 @@ async def test_an_llm_with_no_plan_hands_the_resource_to_an_operator(tmp_path: P
     assert result.outcome is Outcome.NEEDS_OPERATOR
     assert "proposed no plan" in result.message
     assert r.store.llm_records.llm_interactions(KEY)[0]["decision"] == "no-plan"
-    assert r.store.resource_records.resource(KEY)["needs_operator"] is True
+    assert state(r)["needs_operator"] is True
 
 
 async def test_an_llm_plan_outside_its_allowlist_is_refused(tmp_path: Path) -> None:
