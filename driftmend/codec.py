@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, get_args
 
-from driftmend.model import Drift, DriftCondition, Plan, PlanSource, PlanStep
+from driftmend.model import Drift, DriftCondition, Plan, PlanSource, PlanStep, PlanTrigger
 
 __all__ = ["drift_from_dict", "drift_to_dict", "plan_from_dict", "plan_to_dict"]
 
 _PLAN_SOURCES: frozenset[str] = frozenset(get_args(PlanSource))
+_PLAN_TRIGGERS: frozenset[str] = frozenset(get_args(PlanTrigger))
 
 
 def drift_to_dict(drift: Drift) -> dict[str, Any]:
@@ -69,7 +70,19 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "drifts": [drift_to_dict(d) for d in plan.drifts],
         "verify_timeout": plan.verify_timeout,
         "verify_interval": plan.verify_interval,
+        "trigger": plan.trigger,
     }
+
+
+def _trigger(value: object) -> PlanTrigger:
+    """A stored plan's trigger; plans stored before triggers existed ran on the ladder."""
+    if value is None:
+        return "ladder"
+    if value not in _PLAN_TRIGGERS:
+        raise ValueError(
+            f"unknown plan trigger {value!r}; expected one of {sorted(_PLAN_TRIGGERS)}"
+        )
+    return value  # type: ignore[return-value]  # checked against PlanTrigger just above
 
 
 def plan_from_dict(d: Mapping[str, Any]) -> Plan:
@@ -95,4 +108,5 @@ def plan_from_dict(d: Mapping[str, Any]) -> Plan:
         drifts=tuple(drift_from_dict(x) for x in d.get("drifts") or ()),
         verify_timeout=float(d.get("verify_timeout", 30.0)),
         verify_interval=float(d.get("verify_interval", 0.5)),
+        trigger=_trigger(d.get("trigger")),
     )

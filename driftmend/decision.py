@@ -21,7 +21,7 @@ from driftmend.diff import DiffResult
 from driftmend.escalation.policy import escalation_policy
 from driftmend.guard import GuardDecision
 from driftmend.model import FixAttempt, Health, Outcome, Plan
-from driftmend.planners.rules import Verdict, plan_rules
+from driftmend.planners.rules import RulesDecision, Verdict, plan_rules
 from driftmend.spec import HealingPolicy, Resource
 
 __all__ = [
@@ -57,9 +57,10 @@ class PassFacts:
     """Everything a pass decides on, read once before deciding.
 
     ``needs_operator`` is the reason a resource waits for an operator (None: it does not);
-    ``host_down`` the key of the Container hosting a database or cache when that host is
-    not running (its own policy heals it); ``by_operator`` an operator's Fix now, which runs
-    the ladder even while healing is paused.
+    ``parked`` whether a plan of it waits for an operator's approval; ``host_down`` the key
+    of the Container hosting a database or cache when that host is not running (its own
+    policy heals it); ``by_operator`` an operator's Fix now, which runs the first rung that
+    applies whatever its budget, even while healing is paused or the resource is flagged.
     """
 
     resource: Resource
@@ -69,6 +70,7 @@ class PassFacts:
     now: float
     paused: bool = False
     needs_operator: str | None = None
+    parked: bool = False
     host_down: str | None = None
     by_operator: bool = False
 
@@ -99,9 +101,11 @@ class Escalate:
 
 @dataclass(frozen=True)
 class TryPlan:
-    """Put the rules' ``plan`` through the guard."""
+    """Put the rules' ``plan`` through the guard; ``flag_operator`` first sets the
+    needs-operator flag (a backoff retry of an exhausted ladder)."""
 
     plan: Plan
+    flag_operator: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,12 @@ class DryRun:
 
 
 def triage(facts: PassFacts) -> Settle | Escalate | TryPlan:
-    """The first decision of a pass: settle it, escalate it, or try the rules' plan."""
+    """The first decision of a pass: settle it, escalate it, or try the rules' plan.
+
+    A resource flagged needs-operator still converges where its policy says ``retry``: an
+    operator is told, and the ladder's retries go on with their backoff (a crash loop must
+    not become an outage). It is not escalated again, and a parked plan holds it.
+    """
     result = facts.result
     if result.in_sync:
         return Settle(Outcome.IN_SYNC, "in sync")
@@ -137,27 +146,53 @@ def triage(facts: PassFacts) -> Settle | Escalate | TryPlan:
         )
     if facts.paused and not facts.by_operator:
         return Settle(Outcome.PAUSED, "healing is paused for this resource")
-    if facts.needs_operator is not None:
-        return Settle(Outcome.NEEDS_OPERATOR, facts.needs_operator or "needs an operator")
-    rules = plan_rules(facts.resource, facts.policies, result, facts.history, facts.now)
+    rules = plan_rules(
+        facts.resource, facts.policies, result, facts.history, facts.now,
+        by_operator=facts.by_operator,
+    )  # fmt: skip
+    if facts.needs_operator is not None and not facts.by_operator:
+        return _flagged(facts, facts.needs_operator, rules)
     if rules.verdict is Verdict.WAIT:
         return Settle(Outcome.WAITING, rules.reason, rules.retry_after or 1.0)
     shadow: HealingPolicy | None = None
     policy = escalation_policy(facts.resource, facts.policies, result.drifts)
     esc = policy.spec.escalate if policy is not None else None
-    if policy is not None and esc is not None:
-        hand_over = rules.verdict is Verdict.NEEDS_OPERATOR or esc.when == "always"
+    if policy is not None and esc is not None and not facts.by_operator:
+        hand_over = (
+            rules.verdict is Verdict.NEEDS_OPERATOR
+            or rules.exhausted is not None
+            or esc.when == "always"
+        )
         if hand_over and not (rules.verdict is Verdict.PLAN and esc.mode == "shadow"):
             return Escalate(policy, rules.reason)
         if hand_over:
             shadow = policy
     if rules.verdict is Verdict.NEEDS_OPERATOR:
+        return Settle(
+            Outcome.NEEDS_OPERATOR,
+            rules.reason,
+            rules.retry_after,
+            flag_operator=rules.exhausted or rules.reason,
+        )
+    if rules.plan is None:  # an operator's Fix now when no rung applies: nothing to run
         return Settle(Outcome.NEEDS_OPERATOR, rules.reason, flag_operator=rules.reason)
-    assert rules.plan is not None  # Verdict.PLAN always carries one
-    step = TryPlan(rules.plan)
+    step = TryPlan(rules.plan, flag_operator=rules.exhausted)
     if shadow is not None:
         return Escalate(shadow, rules.reason, record_only=True, then=step)
     return step
+
+
+def _flagged(facts: PassFacts, flag: str, rules: RulesDecision) -> Settle | TryPlan:
+    """A pass over a resource that needs an operator: retry where the policy says so."""
+    if not facts.parked and rules.plan is not None:
+        policy = policy_named(facts.resource, facts.policies, rules.plan.policy)
+        if policy is not None and policy.spec.on_exhausted == "retry":
+            return TryPlan(rules.plan, flag_operator=rules.exhausted)
+    # The flag's reason is kept fresh (a window that slid, a retry that ran): an operator
+    # reads it to decide, and a stale "3/3 attempts in 5m" an hour later misleads.
+    fresh = rules.exhausted if not facts.parked and rules.exhausted is not None else None
+    shown = rules.reason if fresh is not None else flag
+    return Settle(Outcome.NEEDS_OPERATOR, shown, rules.retry_after, flag_operator=fresh)
 
 
 def after_guard(verdict: GuardDecision) -> Execute | Park | DryRun | Settle:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftmend.incidents import current_incident, retry_turn
 from driftmend.keys import ResourceKey
 from driftmend.model import FixAttempt, LlmDecision, Plan
 from driftmend.quantities import format_duration
@@ -84,10 +85,21 @@ def _budget(
 
 
 def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: float) -> Budget:
-    """Check a rule's attempts per window and cooldown against the resource's fix history."""
+    """Check a rule's attempts per window and cooldown against ``history``.
+
+    Only the rung's own turns on the ladder count: a backoff retry or an operator's Fix now
+    does not use its attempts. ``ladder_budget`` scopes ``history`` to the incident first.
+    """
     window = format_duration(rule.attempts.window)
     return _budget(
-        [a for a in history if a.policy == policy and a.rule == rule.name and a.source == "rules"],
+        [
+            a
+            for a in history
+            if a.policy == policy
+            and a.rule == rule.name
+            and a.source == "rules"
+            and a.trigger == "ladder"
+        ],
         rule.attempts,
         rule.cooldown,
         now,
@@ -96,6 +108,28 @@ def rule_budget(policy: str, rule: Rule, history: Sequence[FixAttempt], now: flo
         ),
         cooling=lambda left: f"rule {policy}/{rule.name} is cooling down for {left:.1f}s more",
     )
+
+
+def ladder_budget(
+    policy: HealingPolicy, rule: Rule, history: Sequence[FixAttempt], now: float
+) -> Budget:
+    """A rung's budget in the current incident: attempts of earlier incidents do not count."""
+    incident = current_incident(history, now, policy.spec.backoff.incident_gap)
+    return rule_budget(policy.name, rule, incident, now)
+
+
+def backoff_budget(policy: HealingPolicy, history: Sequence[FixAttempt], now: float) -> Budget:
+    """Whether ``policy``'s exhausted ladder may run its next backoff retry now."""
+    if policy.spec.on_exhausted == "hold":
+        return Budget(False, f"policy {policy.name} holds an exhausted ladder (onExhausted: hold)")
+    backoff = policy.spec.backoff
+    incident = current_incident(history, now, backoff.incident_gap)
+    turn = retry_turn(policy.name, backoff, incident, now)
+    if turn.due_in > 0:
+        return Budget(
+            False, f"policy {policy.name}: {turn.describe(backoff)}", retry_after=turn.due_in
+        )
+    return Budget(True, "the backoff has passed")
 
 
 def escalation_budget(policy: HealingPolicy, history: Sequence[FixAttempt], now: float) -> Budget:
@@ -146,8 +180,9 @@ def admit(
 
     Every step is checked (tool, allowlist, target, kind, parameters) before anything else
     is said, so a plan that waits for an operator's approval holds nothing the guard would
-    refuse after it. Then the budget (a rule's attempts and cooldown, or the escalation's for
-    an LLM plan), then the global dry-run, then approval: a destructive step needs the
+    refuse after it. Then the budget (by ``plan.trigger``: a rung's attempts in the incident
+    and its cooldown, an exhausted ladder's backoff, nothing for an operator's Fix now; or
+    the escalation's for an LLM plan), then the global dry-run, then approval: a destructive step needs the
     policy's ``approval: auto`` (or its rung's), and a rung with ``approval: operator``
     always waits for one.
 
@@ -217,7 +252,13 @@ def admit(
         if facts.effect == "destructive" and approval != "auto" and awaiting is None:
             awaiting = f"{where}: destructive and not approved (approval: operator)"
     if policy is not None and plan.source == "rules" and rule is not None:
-        budget = rule_budget(policy.name, rule, history, now)
+        # An operator's Fix now is their decision: no budget speaks against it.
+        if plan.trigger == "backoff":
+            budget = backoff_budget(policy, history, now)
+        elif plan.trigger == "ladder":
+            budget = ladder_budget(policy, rule, history, now)
+        else:
+            budget = Budget(True, "an operator's Fix now")
         if not budget.ok:
             return GuardDecision(
                 False, budget.reason, retry_after=budget.retry_after, over_budget=True

@@ -99,6 +99,11 @@ class Drift:
 
 PlanSource = Literal["rules", "gemini", "openai", "replay", "operator"]
 
+# Why a rules plan runs: its rung's turn on the ladder (within the rung's attempts), a retry
+# of an exhausted ladder after its backoff, or an operator's Fix now. Only ladder fixes use
+# a rung's attempts; backoff retries set the next retry's delay.
+PlanTrigger = Literal["ladder", "backoff", "operator"]
+
 
 @dataclass(frozen=True)
 class PlanStep:
@@ -122,6 +127,7 @@ class Plan:
     drifts: tuple[Drift, ...] = ()
     verify_timeout: float = 30.0
     verify_interval: float = 0.5
+    trigger: PlanTrigger = "ladder"
 
 
 class ToolStatus(StrEnum):
@@ -256,6 +262,8 @@ class FixAttempt:
     policy: str | None = None
     rule: str | None = None
     source: str = "rules"
+    trigger: str = "ladder"
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from driftmend.metrics import Metrics
 from driftmend.model import (
     Drift,
     FixAttempt,
+    Health,
     LlmDecision,
     Observation,
     Outcome,
@@ -111,7 +112,11 @@ class Reconciler:
         self.event_at: dict[str, float] = {}
 
     def history(self, key: str) -> list[FixAttempt]:
-        """Earlier fixes of ``key``, as the planners and the guard see them."""
+        """Earlier fixes of ``key``, as the planners and the guard see them.
+
+        A fix a controller's stop cut short is no attempt: it never got to say whether its
+        remedy works, and counting it would exhaust a ladder with restarts of the healer.
+        """
         return [
             FixAttempt(
                 key=key,
@@ -120,9 +125,11 @@ class Reconciler:
                 policy=f.policy,
                 rule=f.rule,
                 source=f.source or "rules",
+                trigger=str(f.plan.get("trigger") or "ladder"),
+                finished_at=f.finished_at,
             )
             for f in self._store.fix_records.fixes(key=key, limit=HISTORY_LIMIT)
-            if not f.dry_run
+            if not f.dry_run and f.status != "interrupted"
         ]
 
     def forget(self, key: str) -> None:
@@ -206,6 +213,7 @@ class Reconciler:
             now=self._clock(),
             paused=row is not None and row.paused,
             needs_operator=records.operator_reason(key),
+            parked=bool(self._store.pending_records.pending_plans(key=key)),
             host_down=await self._observer.host_down(resource),
             by_operator=by_operator,
         )
@@ -227,10 +235,8 @@ class Reconciler:
                     escalated.fix_id,
                 )  # fmt: skip
             step = step.then
+        self._flag(resource.key, step.flag_operator, facts.needs_operator)
         if isinstance(step, Settle):
-            if step.flag_operator is not None:
-                self._store.resource_records.set_needs_operator(resource.key, step.flag_operator)
-                log.warning("%s needs an operator: %s", resource.key, step.flag_operator)
             return _Ended(step.outcome, step.message, step.requeue_after, drifts)
 
         plan = step.plan
@@ -275,6 +281,14 @@ class Reconciler:
         )  # fmt: skip
         return _Ended(Outcome.FAILED, run.message, delay, drifts, run.fix_id)
 
+    def _flag(self, key: str, reason: str | None, current: str | None) -> None:
+        """Set the needs-operator flag to ``reason`` when it says something new."""
+        if reason is None or reason == current:
+            return
+        self._store.resource_records.set_needs_operator(key, reason)
+        if current is None:
+            log.warning("%s needs an operator: %s", key, reason)
+
     def _in_sync(self, key: str, at: float) -> None:
         """Back in sync: end the backoff, clear the operator flag, supersede parked plans.
 
@@ -317,6 +331,9 @@ class Reconciler:
             # Removed or changed while this pass ran: the next pass (if any) speaks for it.
             return
         health = HEALTH_OF[ended.outcome]
+        if health is Health.DRIFTING and self._store.resource_records.needs_operator(key):
+            # A retry of an exhausted ladder that failed: still the operator's to look at.
+            health = Health.NEEDS_OPERATOR
         spec_json = resource.model_dump(mode="json", by_alias=True)
         self._store.resource_records.upsert_resource(
             key, resource.kind, spec_json, health, obs.signals, obs.at, ended.message

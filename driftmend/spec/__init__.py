@@ -67,6 +67,7 @@ from driftmend.spec.metadata import Metadata, RuntimeRef, SecretRef
 from driftmend.spec.policy import (
     OPERATORS,
     Attempts,
+    Backoff,
     Condition,
     Escalate,
     HealingPolicySpec,
@@ -90,6 +91,7 @@ __all__ = [
     "OPERATORS",
     "VERSION",
     "Attempts",
+    "Backoff",
     "ByteSize",
     "ComposeService",
     "Condition",

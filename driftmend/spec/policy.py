@@ -129,6 +129,34 @@ class Rule(Model):
     )
 
 
+class Backoff(Model):
+    """How an exhausted ladder keeps converging, the kubelet's way for a crash loop.
+
+    The first rung that fired runs again ``initial`` after the last fix, then after twice as
+    long each time, up to ``max``, for as long as the drift lasts. An incident (the fixes a
+    rung's attempts are counted in) ends when no fix has run for twice ``max``, as the kubelet
+    forgets a crash loop after ten minutes of running.
+    """
+
+    initial: PositiveDuration = 10.0
+    max: PositiveDuration = 300.0
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> Backoff:
+        if self.max < self.initial:
+            raise FieldError(
+                "max",
+                f"max ({format_duration(self.max)}) is shorter than initial "
+                f"({format_duration(self.initial)}): make max at least initial",
+            )
+        return self
+
+    @property
+    def incident_gap(self) -> float:
+        """How long without a fix ends an incident: twice ``max``."""
+        return 2 * self.max
+
+
 class Escalate(Model):
     """When the rules cannot fix a drift: ask an LLM planner for a plan of tool calls.
 
@@ -167,7 +195,14 @@ class HealingPolicySpec(Model):
     selector: Selector
     rules: list[Rule] = Field(default_factory=list)
     escalate: Escalate | None = None
-    on_exhausted: Literal["needs-operator"] = "needs-operator"
+    on_exhausted: Literal["retry", "hold"] = Field(
+        default="retry",
+        description="when every rung has used its attempts, the resource is flagged "
+        "needs-operator and: retry (the first rung that fired runs again with a capped "
+        "exponential backoff until the drift is over) or hold (nothing more runs by itself "
+        "until the resource is healthy again or an operator acts: where a retry would do harm)",
+    )
+    backoff: Backoff = Field(default_factory=Backoff)
     approval: Literal["operator", "auto"] = Field(
         default="operator",
         description="who approves destructive steps: an operator in the dashboard, or auto",
@@ -178,6 +213,18 @@ class HealingPolicySpec(Model):
     def allowed_tools(self) -> set[str]:
         """The allowlist: every tool named by a rule of this policy."""
         return {step.tool for rule in self.rules for step in rule.do}
+
+    @field_validator("on_exhausted", mode="before")
+    @classmethod
+    def _renamed_needs_operator(cls, value: object) -> object:
+        if value == "needs-operator":
+            # The old single value: it held the ladder for good, which left crash loops down.
+            raise ValueError(
+                "needs-operator is no longer a value: an exhausted ladder always flags "
+                "needs-operator; say `retry` (the default: keep converging with backoff) or "
+                "`hold` (run nothing more by itself, as before)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _rules_or_escalation(self) -> HealingPolicySpec:

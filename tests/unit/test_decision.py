@@ -60,9 +60,47 @@ def test_paused_settles_paused_unless_an_operator_asked() -> None:
     assert isinstance(triage(facts(paused=True, by_operator=True)), TryPlan)
 
 
-def test_a_resource_waiting_for_an_operator_stays_with_them() -> None:
-    step = triage(facts(needs_operator="ladder spent"))
+def test_a_flagged_resource_whose_policy_holds_stays_with_the_operator() -> None:
+    step = triage(facts(policies=[policy(onExhausted="hold")], needs_operator="ladder spent"))
     assert step == Settle(Outcome.NEEDS_OPERATOR, "ladder spent")
+
+
+def test_a_flagged_resource_with_a_parked_plan_waits_for_its_approval() -> None:
+    step = triage(facts(needs_operator="awaiting approval", parked=True))
+    assert step == Settle(Outcome.NEEDS_OPERATOR, "awaiting approval")
+
+
+def test_a_flagged_resource_keeps_converging_where_its_policy_retries() -> None:
+    step = triage(facts(needs_operator="ladder spent"))
+    assert isinstance(step, TryPlan) and step.plan.trigger == "ladder"
+
+
+def test_a_flagged_resource_is_not_escalated_again() -> None:
+    history = [FixAttempt("Container/shop", 990.0, "failed", "p", "restart")] * 2
+    step = triage(
+        facts(
+            policies=[escalating("auto", when="no-rule")],
+            history=history,
+            needs_operator="the LLM had no plan",
+            now=995.0,
+        )
+    )
+    assert isinstance(step, Settle) and step.outcome is Outcome.NEEDS_OPERATOR
+    assert "retry 1 in 5s" in step.message
+    assert step.flag_operator == "ladder exhausted: rule p/restart used 2/2 attempts in 5m"
+
+
+def test_fix_now_runs_on_a_flagged_holding_resource() -> None:
+    history = [FixAttempt("Container/shop", 990.0, "failed", "p", "restart")] * 2
+    step = triage(
+        facts(
+            policies=[policy(onExhausted="hold")],
+            history=history,
+            needs_operator="ladder spent",
+            by_operator=True,
+        )
+    )
+    assert isinstance(step, TryPlan) and step.plan.trigger == "operator"
 
 
 def test_a_drift_with_a_rule_tries_the_rules_plan() -> None:
@@ -89,9 +127,20 @@ def test_a_condition_still_timing_its_for_waits() -> None:
 
 def test_a_spent_ladder_flags_the_resource_for_an_operator() -> None:
     history = [FixAttempt("Container/shop", 990.0, "failed", "p", "restart")] * 2
-    step = triage(facts(history=history))
+    step = triage(facts(policies=[policy(onExhausted="hold")], history=history))
     assert isinstance(step, Settle) and step.outcome is Outcome.NEEDS_OPERATOR
-    assert step.flag_operator == step.message
+    assert step.flag_operator == "ladder exhausted: rule p/restart used 2/2 attempts in 5m"
+    assert step.message == f"{step.flag_operator} (onExhausted: hold)"
+
+
+def test_a_spent_ladder_flags_the_resource_and_retries_after_its_backoff() -> None:
+    history = [FixAttempt("Container/shop", 990.0, "failed", "p", "restart")] * 2
+    waiting = triage(facts(history=history, now=995.0))
+    assert isinstance(waiting, Settle) and waiting.outcome is Outcome.NEEDS_OPERATOR
+    assert waiting.requeue_after == 5.0 and waiting.flag_operator is not None
+    due = triage(facts(history=history, now=1000.0))
+    assert isinstance(due, TryPlan) and due.plan.trigger == "backoff"
+    assert due.flag_operator == waiting.flag_operator
 
 
 def test_a_spent_ladder_escalates_when_a_policy_says_so() -> None:

@@ -269,3 +269,46 @@ def test_llm_plans_have_a_cooldown() -> None:
     llm = plan(step(), source="replay", rule=None)
     d = check(llm, pol, [FixAttempt(KEY, 900.0, "fixed", "p", None, "replay")])
     assert not d.admitted and "cooling down" in d.reason and d.retry_after == 200.0
+
+
+def triggered(trigger: str) -> Plan:
+    return Plan(KEY, (step(),), "rules", "test", policy="p", rule="restart", trigger=trigger)  # type: ignore[arg-type]
+
+
+SPENT = [
+    FixAttempt(KEY, 985.0, "failed", "p", "restart", finished_at=990.0),
+    FixAttempt(KEY, 992.0, "failed", "p", "restart", finished_at=995.0),
+]
+
+
+def test_a_backoff_retry_waits_for_its_backoff_not_the_rungs_attempts() -> None:
+    early = check(triggered("backoff"), history=SPENT)
+    assert not early.admitted and early.over_budget and early.retry_after == 5.0
+    assert "retry 1 in 5s (backoff 10s doubling to 5m)" in early.reason
+    later = [*SPENT, FixAttempt(KEY, 900.0, "failed", "p", "restart", trigger="backoff")]
+    due = admit(
+        triggered("backoff"), kind="Container", policy=policy(), tools=FACTS,
+        history=SPENT, now=1005.0,
+    )  # fmt: skip
+    assert due.admitted
+    # One retry already ran in the incident: the next waits twice as long.
+    assert not check(triggered("backoff"), history=later).admitted
+
+
+def test_a_holding_policy_admits_no_backoff_retry() -> None:
+    d = admit(
+        triggered("backoff"), kind="Container", policy=policy(onExhausted="hold"), tools=FACTS,
+        history=SPENT, now=1100.0,
+    )  # fmt: skip
+    assert not d.admitted and "onExhausted: hold" in d.reason
+
+
+def test_fix_now_is_admitted_whatever_the_budget() -> None:
+    assert not check(triggered("ladder"), history=SPENT).admitted
+    assert check(triggered("operator"), history=SPENT).admitted
+
+
+def test_attempts_of_an_earlier_incident_do_not_count() -> None:
+    long_ago = [FixAttempt(KEY, 100.0, "fixed", "p", "restart", finished_at=101.0)] * 2
+    # Ten quiet minutes (twice backoff.max of 5m) since the last fix: a new incident.
+    assert check(triggered("ladder"), history=long_ago).admitted

@@ -7,13 +7,14 @@ the fakes of ``controller_fakes``. Integration tests cover the same paths on rea
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from driftmend.errors import StoreBusyError, StoreUnusableError
-from driftmend.model import Outcome
+from driftmend.model import Outcome, Plan, PlanStep
 from driftmend.planners.prompt import build_prompt
 from driftmend.store import PendingPlan, ResourceState
 from tests.unit.controller_fakes import FakePlanner, Rig, rig
@@ -128,9 +129,11 @@ async def test_a_fix_that_holds_ends_the_backoff(tmp_path: Path) -> None:
     assert r.controller.queue.held_back(KEY) == 0.0
 
 
-async def test_an_exhausted_ladder_needs_an_operator_and_says_so(tmp_path: Path) -> None:
+async def test_an_exhausted_holding_ladder_needs_an_operator_and_runs_nothing_more(
+    tmp_path: Path,
+) -> None:
     r = rig(tmp_path)
-    r.apply([container()], [policy()])  # attempts: at most 2 in 5 minutes
+    r.apply([container()], [policy(onExhausted="hold")])  # attempts: at most 2 in 5 minutes
     crash(r)
     r.runtime.stuck.add("shop")
     outcomes = []
@@ -142,6 +145,51 @@ async def test_an_exhausted_ladder_needs_an_operator_and_says_so(tmp_path: Path)
     row = state(r)
     assert row["needs_operator"] is True and row["health"] == "needs-operator"
     assert len(r.runtime.restarts) == 2  # nothing more ran once the ladder was spent
+    fixed = await r.controller.operations.trigger_fix(KEY, "alice")  # Fix now still runs
+    assert fixed.outcome is Outcome.FAILED and len(r.runtime.restarts) == 3
+    r.runtime.stuck.clear()
+    fixed = await r.controller.operations.trigger_fix(KEY, "alice")
+    assert fixed.outcome is Outcome.FIXED and state(r)["needs_operator"] is False
+    assert [f.plan["trigger"] for f in r.store.fix_records.fixes(key=KEY)][:2] == [
+        "operator",
+        "operator",
+    ]
+
+
+async def test_an_exhausted_ladder_is_flagged_and_retried_with_backoff_until_healed(
+    tmp_path: Path,
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy(backoff={"initial": "10s", "max": "40s"})])
+    crash(r)
+    r.runtime.stuck.add("shop")
+    restarted_at: list[float] = []
+    flagged: list[bool] = []
+    for _ in range(40):  # 40 passes 5 s apart: 200 s of a crash loop
+        before = len(r.runtime.restarts)
+        await r.controller.reconcile(KEY)
+        r.controller.queue.forget(KEY)  # the test drives the passes, not the queue's backoff
+        if len(r.runtime.restarts) > before:
+            restarted_at.append(r.clock())
+        flagged.append(state(r)["needs_operator"])
+        r.clock.advance(5)
+    gaps = [b - a for a, b in itertools.pairwise(restarted_at)]
+    # Two ladder attempts, then retries 10 s, 20 s, 40 s, 40 s... after each ended fix
+    # (a fix here takes its 30 s verify timeout on the fake clock).
+    assert len(restarted_at) >= 5
+    waits = [gap - 30 for gap in gaps[1:]]
+    assert waits[:4] == [10, 20, 40, 40], gaps
+    assert flagged[-1] is True and state(r)["health"] == "needs-operator"
+    assert "ladder exhausted" in (state(r)["needs_operator_reason"] or "")
+    r.runtime.stuck.clear()  # the crash loop ends: the next retry heals it
+    for _ in range(12):
+        result = await r.controller.reconcile(KEY)
+        r.controller.queue.forget(KEY)
+        if result.outcome is Outcome.FIXED:
+            break
+        r.clock.advance(5)
+    assert result.outcome is Outcome.FIXED
+    assert state(r)["needs_operator"] is False
 
 
 async def test_a_paused_resource_is_observed_not_healed_until_an_operator_asks(
@@ -325,7 +373,7 @@ async def test_a_busy_store_is_retried_after_its_delay(
 
 async def test_a_flag_set_before_the_first_recorded_pass_is_honoured(tmp_path: Path) -> None:
     r = rig(tmp_path)
-    r.apply([container()], [policy()])
+    r.apply([container()], [policy(onExhausted="hold")])
     r.store.resource_records.set_needs_operator(KEY, "an operator is looking at it")
     crash(r)
     result = await r.controller.reconcile(KEY)
@@ -346,3 +394,16 @@ async def test_a_bug_while_recording_a_pass_does_not_escape_reconcile(
     monkeypatch.setattr(r.controller.metrics, "set_health", broken)
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.IN_SYNC and result.requeue_after == 5.0
+
+
+async def test_fixes_a_stop_interrupted_are_no_attempts(tmp_path: Path) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])  # attempts: at most 2 in 5 minutes
+    crash(r)
+    plan = Plan(KEY, (PlanStep("container_restart", KEY),), "rules", "t", "p", "restart")
+    for _ in range(2):
+        r.store.fix_records.begin_fix(KEY, plan, {}, r.clock(), r.clock(), "crash")
+    assert r.store.fix_records.mark_interrupted(r.clock()) == 2
+    result = await r.controller.reconcile(KEY)
+    assert result.outcome is Outcome.FIXED
+    assert r.store.fix_records.fixes(key=KEY)[0].plan["trigger"] == "ladder"

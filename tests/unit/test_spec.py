@@ -661,3 +661,24 @@ def test_crd_and_model_agree_on_sizes(tmp_path: Path, value: object) -> None:
     except jsonschema.ValidationError:
         crd_ok = False
     assert model_ok == crd_ok, (value, model_ok, crd_ok)
+
+
+def test_the_old_on_exhausted_value_names_the_two_new_ones(tmp_path: Path) -> None:
+    text = GOOD.replace("  rules:\n", "  onExhausted: needs-operator\n  rules:\n")
+    out = messages(tmp_path, text)
+    assert any(
+        "specs.yaml" in m and "spec.onExhausted" in m and "`retry`" in m and "`hold`" in m
+        for m in out
+    ), out
+
+
+def test_a_backoff_whose_max_is_below_initial_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("  rules:\n", "  backoff: {initial: 1m, max: 10s}\n  rules:\n")
+    out = messages(tmp_path, text)
+    assert any("spec.backoff.max" in m and "make max at least initial" in m for m in out), out
+
+
+def test_backoff_and_on_exhausted_default_to_the_kubelets_retry(tmp_path: Path) -> None:
+    policy = load_paths([write(tmp_path, GOOD)]).policies[0]
+    assert policy.spec.on_exhausted == "retry"
+    assert (policy.spec.backoff.initial, policy.spec.backoff.max) == (10.0, 300.0)
