@@ -235,6 +235,10 @@ class Reconciler:
                     escalated.fix_id,
                 )  # fmt: skip
             step = step.then
+        if step.flag_operator is not None and step.flag_operator != facts.needs_operator:
+            # An exhausted ladder retries on its policy's declared backoff, not on the
+            # queue's, which counted the ladder's failures and would only stretch it.
+            self._backoff.forget(resource.key)
         self._flag(resource.key, step.flag_operator, facts.needs_operator)
         if isinstance(step, Settle):
             return _Ended(step.outcome, step.message, step.requeue_after, drifts)
@@ -273,6 +277,11 @@ class Reconciler:
         if self._desired.resources.get(resource.key) is not resource:
             # Removed or changed while the fix ran: the new spec starts without a backoff.
             return _Ended(Outcome.FAILED, run.message, None, drifts, run.fix_id)
+        if plan.trigger != "ladder":
+            # A backoff retry is spaced by its policy's backoff (the next pass says when);
+            # an operator's Fix now that failed is theirs to judge, not a reason to wait.
+            log.warning("fix %d of %s failed (%s)", run.fix_id, resource.key, run.message)
+            return _Ended(Outcome.FAILED, run.message, 0.5, drifts, run.fix_id)
         # Events and resyncs keep coming; the queue holds them off until the backoff passed.
         delay = self._backoff.add_rate_limited(resource.key)
         log.warning(

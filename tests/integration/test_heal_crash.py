@@ -195,42 +195,58 @@ def _servers_on(port: int) -> list[int]:
     return found
 
 
-async def test_crash_loop_goes_to_an_operator(tmp_path: Path) -> None:
+async def test_a_crash_loop_is_flagged_and_retried_with_its_backoff(tmp_path: Path) -> None:
     port = free_port()
     crashing = web_container(
         "web",
         port,
         [sys.executable, "-c", "import sys; print('ERROR boom', flush=True); sys.exit(3)"],
     )
-    result = load(write_specs(tmp_path / "specs.yaml", [crashing, crash_policy(max_attempts=2)]))
+    policy = crash_policy(max_attempts=2)
+    policy["spec"]["rules"][0]["verify"]["timeout"] = "2s"
+    policy["spec"]["backoff"] = {"initial": "1s", "max": "2s"}
+    result = load(write_specs(tmp_path / "specs.yaml", [crashing, policy]))
     state = tmp_path / "state"
+    key = "Container/web"
     try:
         async with running(state, result) as controller:
             row = await eventually(
                 lambda: (
-                    (r := controller.store.resource_records.resource("Container/web"))
-                    and r["health"] == "needs-operator"
+                    (r := controller.store.resource_records.resource(key))
+                    and r["needs_operator"]
                     and r
                 ),
                 deadline=40,
                 what="needs-operator",
             )
-            assert "used 2/2 attempts" in row["message"]
-            fixes = controller.store.fix_records.fixes(key="Container/web")
-            assert len(fixes) == 2 and all(f["outcome"] == "failed" for f in fixes)
-            # The second attempt waited out the backoff (base 1 s) although exit events
-            # and resyncs kept putting the resource on the queue.
-            second, first = fixes
-            assert second["detected_at"] - first["finished_at"] >= 1.0
-            # Left alone now: further passes do not restart it again.
-            for _ in range(3):
-                res = await controller.reconcile("Container/web")
-                assert res.outcome.value == "needs-operator"
-            assert len(controller.store.fix_records.fixes(key="Container/web")) == 2
+            assert "ladder exhausted" in (row["needs_operator_reason"] or "")
+            assert "used 2/2 attempts" in (row["needs_operator_reason"] or "")
+            # The kubelet's way: the ladder is spent, but the spec's convergence goes on.
+            retries = await eventually(
+                lambda: (
+                    len(
+                        found := [
+                            f
+                            for f in controller.store.fix_records.fixes(key=key)
+                            if f.plan.get("trigger") == "backoff" and f.status == "done"
+                        ]
+                    )
+                    >= 3
+                    and found
+                ),
+                deadline=40,
+                what="three backoff retries",
+            )
+            third, second, first = retries[:3]
+            assert all(f.outcome == "failed" for f in retries)
+            # Each retry waited its backoff after the previous fix ended: 1 s, then 2 s (max).
+            assert second.detected_at - first.finished_at >= 2.0 - 0.05
+            assert third.detected_at - second.finished_at >= 2.0 - 0.05
+            row = controller.store.resource_records.resource(key)
+            assert row is not None and row["needs_operator"]
+            assert row["health"] == "needs-operator"
             assert (
-                controller.store.fix_records.last_fix("Container/web")["signals_after"][
-                    "container.exit_code"
-                ]
+                controller.store.fix_records.last_fix(key)["signals_after"]["container.exit_code"]
                 == 3
             )
     finally:
