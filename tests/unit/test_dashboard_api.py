@@ -8,6 +8,7 @@ what an operator's action reached. The browser tests (tests/e2e) run the real co
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -1119,3 +1120,20 @@ async def _until(check: Any, deadline: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < end, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+def test_a_fix_page_says_when_a_fix_was_a_backoff_retry_or_a_fix_now(
+    client: TestClient, store: Store
+) -> None:
+    now = time.time()
+    retry = dataclasses.replace(
+        crash_plan(now), trigger="backoff", reasoning="the ladder is exhausted; retry 2 now"
+    )
+    by_hand = dataclasses.replace(crash_plan(now), trigger="operator")
+    retry_id = store.fix_records.begin_fix("Container/shop", retry, {}, now, now, "crash")
+    hand_id = store.fix_records.begin_fix("Container/shop", by_hand, {}, now, now, "crash")
+    page = client.get(f"/fixes/{retry_id}").text
+    assert 'data-trigger="backoff"' in page and "retry 2 now" in page
+    assert 'data-trigger="operator"' in client.get(f"/fixes/{hand_id}").text
+    listed = {f["id"]: f["trigger"] for f in client.get("/api/fixes").json()}
+    assert listed[retry_id] == "backoff" and listed[hand_id] == "operator"

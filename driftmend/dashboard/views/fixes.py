@@ -25,6 +25,8 @@ def fix_summary(fix: Mapping[str, Any]) -> dict[str, Any]:
         "source": fix.get("source"),
         "policy": fix.get("policy"),
         "rule": fix.get("rule"),
+        # Why a rules plan ran: its rung's turn, a backoff retry, or an operator's Fix now.
+        "trigger": str((fix.get("plan") or {}).get("trigger") or "ladder"),
         "scenario": scenario_of(fix),
         "tools": [str(s.get("tool")) for s in steps],
         "root_cause": root_cause_text(fix.get("drifts") or [], str(fix.get("root_cause") or "")),
