@@ -1135,5 +1135,5 @@ def test_a_fix_page_says_when_a_fix_was_a_backoff_retry_or_a_fix_now(
     page = client.get(f"/fixes/{retry_id}").text
     assert 'data-trigger="backoff"' in page and "retry 2 now" in page
     assert 'data-trigger="operator"' in client.get(f"/fixes/{hand_id}").text
-    listed = {f["id"]: f["trigger"] for f in client.get("/api/fixes").json()}
+    listed = {f["id"]: f["plan"]["trigger"] for f in client.get("/api/fixes").json()}
     assert listed[retry_id] == "backoff" and listed[hand_id] == "operator"
