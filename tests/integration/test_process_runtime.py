@@ -269,6 +269,7 @@ async def test_restart_replaces_the_process_without_reporting_a_crash(harness: H
         "old_pids": [old],
         "new_pids": [result["new_pids"][0]],
         "alive": [True],
+        "died": [],
     }
     new = result["new_pids"][0]
     assert new != old
@@ -338,6 +339,12 @@ async def test_a_restart_that_dies_at_once_is_not_called_alive(harness: Harness)
     await harness.events.wait_for(c.key, "exit")
     result = await rt.restart(c)
     assert result["alive"] == [False]
+    # Why it died, in the result: its exit and the last words of its log.
+    [death] = result["died"]
+    assert death["replica"] == 0 and death["pid"] == result["new_pids"][0]
+    assert death["reason"] == "exited with code 3"
+    assert death["log_tail"][-1] == "bad"
+    assert 0 <= death["lived_seconds"] < 0.3
     obs = await rt.observe(c)
     assert obs.get("container.running") is False
     assert obs.get("container.exit_code") == 3
@@ -530,11 +537,14 @@ async def test_health_probe_turns_unhealthy_and_recovers(harness: Harness) -> No
 
     # Healthy only once a probe has passed since the start, not as soon as the pid exists.
     await eventually(healthy, "first probe passed")
+    # The first pass is a health event too (from "not known yet" to healthy): a restart's
+    # verification waiting on it looks again at once.
+    assert harness.events.count(key, "health") == 1
 
     # The server answers 500.
     flag = harness.state_dir / "containers" / "default.probed" / "unhealthy"
     flag.touch()
-    await harness.events.wait_for(key, "health")
+    await harness.events.wait_for(key, "health", more_than=1)
     obs = await rt.observe(c)
     assert obs.get("container.healthy") is False
     health_failures = obs.get("container.health_failures")
@@ -542,18 +552,18 @@ async def test_health_probe_turns_unhealthy_and_recovers(harness: Harness) -> No
     assert obs.get("container.running") is True
 
     flag.unlink()
-    await harness.events.wait_for(key, "health", more_than=1)
+    await harness.events.wait_for(key, "health", more_than=2)
     assert (await rt.observe(c)).get("container.healthy") is True
 
     # The server stops answering (SIGSTOP: connections hang until the probe's timeout).
     pid = pid_of(obs.facts)
     os.kill(pid, signal.SIGSTOP)
     try:
-        await harness.events.wait_for(key, "health", more_than=2)
+        await harness.events.wait_for(key, "health", more_than=3)
         assert (await rt.observe(c)).get("container.healthy") is False
     finally:
         os.kill(pid, signal.SIGCONT)
-    await harness.events.wait_for(key, "health", more_than=3)
+    await harness.events.wait_for(key, "health", more_than=4)
     assert (await rt.observe(c)).get("container.healthy") is True
     assert harness.events.count(key, "exit") == 0
 
