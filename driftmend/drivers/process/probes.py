@@ -79,6 +79,7 @@ def _record_probe(unit: Unit, r: Replica, ok: bool, threshold: int, report: Repo
     if ok:
         r.failures = 0
         first, r.probed_ok = not r.probed_ok, True
+        r.answered.set()
         if first and r.healthy:
             report(unit.key, "health")  # from "not known yet" to healthy: a restart verified
         if not r.healthy:

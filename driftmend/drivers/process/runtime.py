@@ -36,7 +36,8 @@ from driftmend.spec import Container
 log = logging.getLogger("driftmend.drivers.process")
 
 # After a restart, how long a new process must live to count as started: one that dies of
-# its own startup error (bad config, port taken) is reported, not called alive.
+# its own startup error (bad config, port taken) is reported, not called alive. One that
+# passes its health probe sooner has started (a later exit fails the fix's verification).
 STARTUP_GRACE = 0.3
 
 
@@ -205,7 +206,8 @@ class ProcessRuntime:
                 unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                 started = await self._spawn(unit, container, i)
                 new.append(started.pid)
-                alive.append(not await wait_exit(started, STARTUP_GRACE))
+                self._sync_probes(unit, container)
+                alive.append(not await wait_exit(started, STARTUP_GRACE, unless=started.answered))
                 if not alive[-1]:
                     died.append(self._death(unit, started))
             self._sync_probes(unit, container)

@@ -241,14 +241,19 @@ def adopt(index: int, raw: dict[str, Any] | None) -> Replica | None:
     )
 
 
-async def wait_exit(r: Replica, within: float) -> bool:
-    """True once ``r`` has exited, False if it still runs after ``within`` seconds."""
+async def wait_exit(r: Replica, within: float, *, unless: asyncio.Event | None = None) -> bool:
+    """True once ``r`` has exited; False if it still runs after ``within`` seconds, or once
+    ``unless`` is set while it runs."""
+    waits = [asyncio.ensure_future(r.exited.wait())]
+    if unless is not None:
+        waits.append(asyncio.ensure_future(unless.wait()))
     try:
-        async with asyncio.timeout(within):
-            await r.exited.wait()
-    except TimeoutError:
-        return False
-    return True
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    return r.exited.is_set()
 
 
 def process_tree(ps: psutil.Process | None) -> list[psutil.Process]:
