@@ -392,7 +392,8 @@ async def test_a_stop_leaves_nothing_of_the_process_tree(harness: Harness) -> No
 async def test_a_stopped_postgres_starts_again_at_the_first_try() -> None:
     """The demo's PostgreSQL frozen whole (SIGSTOP to the postmaster and its backends, a
     client connected): the restart wakes it, it shuts down cleanly, no backend outlives it
-    holding the shared memory, and the new postmaster starts at the first try."""
+    holding the shared memory, and the new postmaster starts at the first try. After a
+    crash, the stale postmaster.pid does not block the next start either."""
     stack = demo_stack()
     result = load_specs(stack.specs)
     pg = next(r for r in result.resources if isinstance(r, Container) and r.name == "postgres")
@@ -422,6 +423,20 @@ async def test_a_stopped_postgres_starts_again_at_the_first_try() -> None:
         assert obs.get("container.running") is True and obs.get("container.restarts") == 1
         assert pid_of(obs.facts) == restart["new_pids"][0]
         client.close()
+
+        # A crash of the whole tree leaves postmaster.pid behind, naming a dead pid: the
+        # next start is not blocked by it.
+        pid = pid_of(obs.facts)
+        for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            p.kill()
+        await eventually(lambda: not _runs(pid), "the postmaster is gone")
+        lock = stack.state / "containers" / "default.postgres" / "pgdata" / "postmaster.pid"
+        assert int(lock.read_text().split()[0]) == pid
+        restart = await rt.restart(pg)
+        assert restart["alive"] == [True], restart
+        await asyncio.to_thread(
+            poll_until, lambda: _pg_answers(dsn), deadline_s=10, what="PostgreSQL after a crash"
+        )
     finally:
         await rt.down(pg)
         await rt.close()
