@@ -136,7 +136,9 @@ TOOLS: tuple[Tool[Any], ...] = (
         description=(
             "Restart a Container's replicas (all, one after another, or the one given). Use it "
             "when the process crashed, hangs, fails its health check, or leaks memory. "
-            "Reversible: the process comes back with a fresh state; in-flight requests fail."
+            "Reversible: the process comes back with a fresh state; in-flight requests fail. "
+            "Fails, with the exit and the last log lines, when a replica exits during its "
+            "first moments (a bad config, a port taken), so that the cause is seen at once."
         ),
         params=RestartParams,
         kinds=("Container",),
