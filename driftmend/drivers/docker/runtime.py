@@ -491,7 +491,7 @@ class DockerRuntime:
         )
 
     def _probe_changed(self, key: str, index: int, p: Probe) -> None:
-        state = "healthy again" if p.healthy else f"failing ({p.failures} probes in a row)"
+        state = "healthy" if p.healthy else f"failing ({p.failures} probes in a row)"
         log.info("%s: replica %d is %s", key, index, state)
         self._sink(key, "health")
 

@@ -8,7 +8,8 @@ start-up window is starting, not failing.
 
 The interval runs from the start of one probe to the start of the next (Kubernetes'
 ``periodSeconds``), so a probe that times out does not stretch the declared window. Until
-its first probe passes, a new replica is probed every ``STARTUP_POLL`` seconds and its
+its first probe passes, a new replica is probed every ``STARTUP_POLL`` seconds
+(``http_probe.py``) and its
 first pass is reported (``health``: its health goes from "not known yet" to healthy), so
 the verification of a restart sees the app answer within tens of milliseconds.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 import httpx2
 
-from driftmend.drivers.http_probe import probe_once
+from driftmend.drivers.http_probe import probe_once, until_next_probe
 from driftmend.drivers.process.unit import Replica, Unit
 from driftmend.spec import Container, HealthProbe
 
@@ -30,11 +31,6 @@ from driftmend.spec import Container, HealthProbe
 log = logging.getLogger("driftmend.drivers.process")
 
 Report = Callable[[str, str], None]  # (key, reason): the event sink as it is when called
-
-# How often a replica that has not passed a probe yet is probed (never slower than its
-# interval): fast enough that a restart's recovery is seen within tens of milliseconds,
-# slow enough that a refused connection every 50 ms costs nothing.
-STARTUP_POLL = 0.05
 
 
 def sync_probes(
@@ -71,8 +67,7 @@ async def _probe_loop(
             starting = not r.probed_ok and clock() - r.started_at < probe.startup_timeout
             if ok or not starting:
                 _record_probe(unit, r, ok, probe.failure_threshold, report)
-            period = min(probe.interval, STARTUP_POLL) if starting else probe.interval
-            await asyncio.sleep(max(0.0, period - (time.monotonic() - began)))
+            await asyncio.sleep(until_next_probe(probe.interval, began, starting=starting))
 
 
 def _record_probe(unit: Unit, r: Replica, ok: bool, threshold: int, report: Report) -> None:
