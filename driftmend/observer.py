@@ -11,7 +11,6 @@ again at once when its resource (or the Container hosting it) changes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from driftmend.desired import DesiredState
@@ -87,10 +86,9 @@ class Observer:
                 try:
                     await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    for task in (waiter, sleeper):
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                    waiter.cancel()
+                    sleeper.cancel()
+                    await asyncio.gather(waiter, sleeper, return_exceptions=True)
             seen = self._changes.get(key, 0)
 
         return pause
