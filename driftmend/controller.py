@@ -158,6 +158,7 @@ class Controller:
         """A runtime saw something (an exit, a health change): reconcile now, and dependents."""
         self.reconciler.event_at[key] = self.clock()
         log.info("event %s on %s", reason, key)
+        self.observer.changed(key)  # a verification waiting on it looks again now
         self.queue.add(key)
         for dep in self.observer.dependents(key):
             self.queue.add(dep)

@@ -82,6 +82,7 @@ class Executor:
         log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
         recovered_at: float | None = None
         verified, after = False, obs
+        acted_at = self._clock()
         try:
             steps = await act(
                 plan, self._desired.resources, self._invoker(), self._store.fix_records, fix_id
@@ -99,7 +100,8 @@ class Executor:
                     plan,
                     self._observer.observe,
                     self._clock,
-                    self._sleep,
+                    self._observer.pause(key, self._sleep),
+                    since=acted_at,
                 )
                 verified, after, recovered_at = check.verified, check.observation or obs, check.at
                 outcome = Outcome.FIXED if verified else Outcome.FAILED

@@ -3,10 +3,15 @@
 Stage: *observe* in docs/ARCHITECTURE.md. A Container is observed by the container runtime,
 a database or cache by its driver; a resource's log files (its host's, for a database or
 cache) are attached to the log accumulator the first time it is observed, which then adds
-``logs.errors_per_minute`` to every observation.
+``logs.errors_per_minute`` to every observation. It also hears the runtimes' events
+(``changed``), so that a verification waiting between two observations (``pause``) looks
+again at once when its resource (or the Container hosting it) changes.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from driftmend.desired import DesiredState
 from driftmend.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
@@ -38,6 +43,8 @@ class Observer:
         self.logs = logs
         self._context = tool_context
         self._attached: set[tuple[str, str]] = set()
+        self._changes: dict[str, int] = {}  # events seen per key, to notice one between looks
+        self._wake: dict[str, asyncio.Event] = {}
 
     async def observe(self, resource: Resource) -> Observation:
         """The resource's signals now, from its driver, plus the log-derived signals."""
@@ -51,6 +58,40 @@ class Observer:
         signals = dict(obs.signals)
         signals["logs.errors_per_minute"] = self.logs.errors_per_minute(resource.key, obs.at)
         return Observation(obs.key, obs.at, signals, obs.facts, obs.error)
+
+    def changed(self, key: str) -> None:
+        """A runtime reported an event on ``key``: wake what waits on it and its dependents."""
+        for k in (key, *self.dependents(key)):
+            self._changes[k] = self._changes.get(k, 0) + 1
+            wake = self._wake.pop(k, None)
+            if wake is not None:
+                wake.set()
+
+    def pause(
+        self, key: str, sleep: Callable[[float], Awaitable[None]]
+    ) -> Callable[[float], Awaitable[None]]:
+        """A ``sleep`` for a loop that observes ``key``: it returns early on an event.
+
+        An event between two calls (while the caller observed) ends the next pause at
+        once, so none is missed: the count is read when the pause is made and after each.
+        """
+        seen = self._changes.get(key, 0)
+
+        async def pause(seconds: float) -> None:
+            nonlocal seen
+            if self._changes.get(key, 0) == seen:
+                wake = self._wake.setdefault(key, asyncio.Event())
+                waiter = asyncio.ensure_future(wake.wait())
+                sleeper = asyncio.ensure_future(sleep(seconds))
+                try:
+                    await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    sleeper.cancel()
+                    await asyncio.gather(waiter, sleeper, return_exceptions=True)
+            seen = self._changes.get(key, 0)
+
+        return pause
 
     def host_of(self, resource: Resource) -> Container | None:
         """The declared Container a database or cache runs in, if any."""

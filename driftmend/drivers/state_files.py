@@ -120,6 +120,18 @@ def log_paths(directory: Path, indexes: set[int]) -> list[str]:
     return [str(directory / f"replica-{i}.log") for i in sorted(found)]
 
 
+def log_tail(path: Path, lines: int = 3, limit: int = 4096) -> list[str]:
+    """The last non-empty ``lines`` of a replica's log (each cut to 300 characters): why a
+    process that died at start died, in its own words. Empty when the file cannot be read."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line[:300] for line in text.splitlines() if line.strip()][-lines:]
+
+
 def legacy_dirname(key: ResourceKey) -> str:
     """The directory name older versions gave ``key``: ``<namespace>-<name>``, which collides
     (``shop-prod/db`` and ``shop/prod-db`` both gave ``shop-prod-db``)."""

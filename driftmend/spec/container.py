@@ -16,7 +16,8 @@ from driftmend.spec.fields import ByteSize, Duration, FieldError, Model, Positiv
 
 
 class ProcessSpec(Model):
-    """How the ``process`` runtime starts one replica: argv, directory, environment, user."""
+    """How the ``process`` runtime starts one replica (argv, directory, environment, user)
+    and stops it (signal, and how long it may take: less when it hangs)."""
 
     command: list[str] = Field(
         min_length=1,
@@ -31,7 +32,16 @@ class ProcessSpec(Model):
         description="run as this user when the controller runs as root (PostgreSQL refuses root)",
     )
     stop_signal: Literal["SIGTERM", "SIGINT", "SIGQUIT"] = "SIGTERM"
-    stop_timeout: Duration = 10.0
+    stop_timeout: Duration = Field(
+        default=10.0,
+        description="how long a replica may take to exit after stopSignal before SIGKILL",
+    )
+    hung_stop_timeout: Duration = Field(
+        default=2.0,
+        description="the stopTimeout of a hung replica (stopped by SIGSTOP, or failing its "
+        "health probes): a process that does not answer will not shut down cleanly either, "
+        "so it gets this long (at most stopTimeout) before SIGKILL",
+    )
 
 
 class HttpProbe(Model):

@@ -6,6 +6,7 @@ Stage: *act*. They reach the replicas through ``ctx.runtime`` (the ``process`` o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,8 +23,36 @@ class RestartParams(Params):
     replica: int | None = Field(default=None, ge=0, description="replica index; omit for all")
 
 
+def restart_failure(key: str, restart: Mapping[str, Any]) -> str | None:
+    """Why a runtime's ``restart`` did not leave every replica running, or None.
+
+    A replica that exits during its first moments (its command fails, its port is taken)
+    is a failed restart, reported with its exit and last log lines, not called alive.
+    """
+    alive = restart.get("alive")
+    if not isinstance(alive, list) or all(alive):
+        return None
+    parts = []
+    for death in restart.get("died") or []:
+        lived = death.get("lived_seconds")
+        words = f"replica {death.get('replica')} {death.get('reason', 'exited')}"
+        if lived is not None:
+            words += f" {lived:g}s after it started"
+        tail = death.get("log_tail") or ([death["error"]] if death.get("error") else [])
+        if tail:
+            words += f"; its log ends: {' | '.join(tail)}"
+        parts.append(words)
+    return f"{key} did not stay up after the restart: " + (
+        "; ".join(parts) or f"{alive.count(False)} replica(s) exited at once"
+    )
+
+
 async def _restart(ctx: ToolContext, c: Container, p: RestartParams) -> ToolResult:
-    return ToolResult.success(**await ctx.runtime.restart(c, p.replica))
+    restart = await ctx.runtime.restart(c, p.replica)
+    failed = restart_failure(c.key, restart)
+    if failed is not None:
+        return ToolResult.failure(failed, **restart)
+    return ToolResult.success(**restart)
 
 
 class StopParams(Params):
@@ -107,7 +136,9 @@ TOOLS: tuple[Tool[Any], ...] = (
         description=(
             "Restart a Container's replicas (all, one after another, or the one given). Use it "
             "when the process crashed, hangs, fails its health check, or leaks memory. "
-            "Reversible: the process comes back with a fresh state; in-flight requests fail."
+            "Reversible: the process comes back with a fresh state; in-flight requests fail. "
+            "Fails, with the exit and the last log lines, when a replica exits during its "
+            "first moments (a bad config, a port taken), so that the cause is seen at once."
         ),
         params=RestartParams,
         kinds=("Container",),

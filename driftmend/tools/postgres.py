@@ -19,6 +19,7 @@ from driftmend.errors import DriftmendError
 from driftmend.model import Observation, ToolResult
 from driftmend.spec import PostgresDatabase
 from driftmend.tools.base import Effect, NoParams, Params, Tool, ToolContext
+from driftmend.tools.container import restart_failure
 
 KIND = ("PostgresDatabase",)
 RESTART_DEADLINE_S = 30.0
@@ -169,6 +170,9 @@ async def _restart(ctx: ToolContext, db: PostgresDatabase, p: NoParams) -> ToolR
     before = await ctx.postgres.observe(db)
     started_before = before.facts.get("started_at")
     restart = await ctx.runtime.restart(host)
+    failed = restart_failure(host.key, restart)
+    if failed is not None:  # it died at start: no use waiting for it to answer
+        return ToolResult.failure(failed, restart=restart)
     # A server that was up must show a new start time, so the old one is not mistaken for it.
     after, waited = await _wait_up(
         ctx, db, lambda o: started_before is None or o.facts.get("started_at") != started_before

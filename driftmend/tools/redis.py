@@ -18,6 +18,7 @@ from driftmend.model import Observation, ToolResult
 from driftmend.quantities import BYTES_PATTERN, parse_bytes
 from driftmend.spec import RedisCache
 from driftmend.tools.base import Effect, NoParams, Params, Tool, ToolContext
+from driftmend.tools.container import restart_failure
 
 KIND = ("RedisCache",)
 RESTART_DEADLINE_S = 30.0
@@ -127,6 +128,9 @@ async def _restart(ctx: ToolContext, cache: RedisCache, p: NoParams) -> ToolResu
             else f"{cache.key} names runtimeRef {ref.kind}/{ref.name}, which is not declared"
         )
     restart = await ctx.runtime.restart(host)
+    failed = restart_failure(host.key, restart)
+    if failed is not None:  # it died at start: no use waiting for it to answer
+        return ToolResult.failure(failed, restart=restart)
     started = time.monotonic()
     while True:
         obs = await ctx.redis.observe(cache)

@@ -7,7 +7,10 @@ runtime through the Controller.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -417,3 +420,35 @@ async def test_a_replica_named_the_older_way_is_adopted(engine: Engine, tmp_path
         assert names(engine, web.key) == ["driftmend-default-web-0"]
     finally:
         await second.close()
+
+
+async def test_a_stopped_container_is_woken_and_restarts_at_once(
+    engine: Engine, rt: RuntimeRouter
+) -> None:
+    """SIGSTOP on the container's process: the restart sends SIGCONT first, so SIGTERM
+    ends it at once instead of SIGKILL after stopTimeout (10 s)."""
+    port = free_ports(1)
+    web = container("web", command=["python3", "-u", "-c", WEB], port=port)
+    await rt.ensure(web)
+    await eventually(lambda: answers(port), what="web answers")
+    pid = engine.api.inspect_container("driftmend-default.web-0")["State"]["Pid"]
+    os.kill(pid, signal.SIGSTOP)
+    began = time.monotonic()
+    out = await rt.restart(web)
+    assert out["alive"] == [True] and out["died"] == [], out
+    assert time.monotonic() - began < 5.0
+    await eventually(lambda: answers(port), what="web answers again")
+
+
+async def test_a_restart_that_dies_at_once_says_why(engine: Engine, rt: RuntimeRouter) -> None:
+    doomed = container("doomed", command=["sh", "-c", "echo bad; exit 3"])
+    await rt.ensure(doomed)
+
+    async def exited() -> bool:
+        return (await rt.observe(doomed)).signals["container.running"] is False
+
+    await eventually(exited, what="the first run exited")
+    out = await rt.restart(doomed)
+    assert out["alive"] == [False]
+    [death] = out["died"]
+    assert death["replica"] == 0 and "code 3" in death["reason"], death

@@ -22,12 +22,16 @@ from typing import Any
 
 import httpx2
 import psutil
+import psycopg
 import pytest
 
 from driftmend.drivers.process import ProcessRuntime
 from driftmend.errors import DriverError, PermanentError
 from driftmend.spec import Container
-from tests.services import free_port
+from tests.demo_stack import demo_stack
+from tests.integration.harness import REPO
+from tests.integration.harness import load as load_specs
+from tests.services import free_port, poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -269,6 +273,7 @@ async def test_restart_replaces_the_process_without_reporting_a_crash(harness: H
         "old_pids": [old],
         "new_pids": [result["new_pids"][0]],
         "alive": [True],
+        "died": [],
     }
     new = result["new_pids"][0]
     assert new != old
@@ -321,6 +326,146 @@ async def test_stop_escalates_to_sigkill_after_the_stop_timeout(harness: Harness
     assert result["stopped"][0]["how"] == "killed"
 
 
+async def test_a_stopped_replica_is_woken_and_stops_at_once(harness: Harness) -> None:
+    """SIGSTOP holds a SIGTERM until SIGCONT: sent together, the stop takes no stopTimeout."""
+    rt = await harness.runtime()
+    spec = {"command": [sys.executable, "-u", "-c", SERVER], "stopTimeout": "10s"}
+    c = harness.track(container("frozen", port=free_port(), process=spec))
+    await rt.ensure(c)
+    pid = pid_of((await rt.observe(c)).facts)
+    os.kill(pid, signal.SIGSTOP)
+    await eventually(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, "stopped")
+
+    began = time.monotonic()
+    result = await rt.stop(c)
+    assert result["stopped"][0]["how"] == "stopped"  # it honoured SIGTERM, no SIGKILL
+    assert time.monotonic() - began < 1.0
+    assert not _runs(pid)
+
+
+async def test_a_hung_replica_gets_the_hung_stop_timeout(harness: Harness) -> None:
+    """A stopped replica that ignores SIGTERM is killed after hungStopTimeout, not stopTimeout."""
+    rt = await harness.runtime()
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)"
+    spec = {"command": [sys.executable, "-c", stubborn], "stopTimeout": "10s",
+            "hungStopTimeout": "500ms"}  # fmt: skip
+    c = harness.track(container("hung", portEnv=None, process=spec))
+    await rt.ensure(c)
+    pid = pid_of((await rt.observe(c)).facts)
+    await eventually(lambda: _ignores_term(pid), "the replica ignores SIGTERM")
+    os.kill(pid, signal.SIGSTOP)
+    await eventually(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, "stopped")
+
+    began = time.monotonic()
+    result = await rt.stop(c)
+    took = time.monotonic() - began
+    assert result["stopped"][0]["how"] == "killed"
+    assert 0.5 <= took < 2.0, took
+    assert not _runs(pid)
+
+
+async def test_a_stop_leaves_nothing_of_the_process_tree(harness: Harness) -> None:
+    """A descendant in a session of its own (as PostgreSQL's backends are) that ignores
+    SIGTERM is killed and gone before stop (or restart) returns."""
+    rt = await harness.runtime()
+    child = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)"
+    parent = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}], start_new_session=True)\n"
+        "print('child', p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    spec = {"command": [sys.executable, "-c", parent], "stopTimeout": "1s"}
+    c = harness.track(container("tree", portEnv=None, process=spec))
+    await rt.ensure(c)
+    log = Path(rt.log_files(c)[0])
+    await eventually(lambda: "child " in read(log), "the child's pid in the log")
+    kid = int(read(log).split("child ")[1].split()[0])
+    await eventually(lambda: _ignores_term(kid), "the child ignores SIGTERM")
+    assert os.getsid(kid) == kid != os.getsid(pid_of((await rt.observe(c)).facts))
+
+    await rt.restart(c)
+    assert not _runs(kid)
+    await rt.stop(c)
+
+
+async def test_a_stopped_postgres_starts_again_at_the_first_try() -> None:
+    """The demo's PostgreSQL frozen whole (SIGSTOP to the postmaster and its backends, a
+    client connected): the restart wakes it, it shuts down cleanly, no backend outlives it
+    holding the shared memory, and the new postmaster starts at the first try. After a
+    crash, the stale postmaster.pid does not block the next start either."""
+    stack = demo_stack()
+    result = load_specs(stack.specs)
+    pg = next(r for r in result.resources if isinstance(r, Container) and r.name == "postgres")
+    rt = ProcessRuntime(stack.state, base_dir=REPO, poll_interval=0.05)
+    await rt.start()
+    dsn = f"postgresql://postgres@127.0.0.1:{stack.pg_port}/postgres"
+    try:
+        await rt.ensure(pg)
+        client = await asyncio.to_thread(
+            poll_until, lambda: _connect(dsn), deadline_s=30, what="PostgreSQL answers"
+        )
+        pid = pid_of((await rt.observe(pg)).facts)
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        assert len(tree) > 3  # the postmaster, its auxiliary processes and our backend
+        for p in tree:
+            p.send_signal(signal.SIGSTOP)
+
+        began = time.monotonic()
+        restart = await rt.restart(pg)
+        assert restart["alive"] == [True], restart
+        assert time.monotonic() - began < 3.0  # hungStopTimeout (2 s) at most, not 10 s
+        assert [p.pid for p in tree if _runs(p.pid)] == []
+        await asyncio.to_thread(
+            poll_until, lambda: _pg_answers(dsn), deadline_s=10, what="PostgreSQL answers again"
+        )
+        obs = await rt.observe(pg)
+        assert obs.get("container.running") is True and obs.get("container.restarts") == 1
+        assert pid_of(obs.facts) == restart["new_pids"][0]
+        client.close()
+
+        # A crash of the whole tree leaves postmaster.pid behind, naming a dead pid: the
+        # next start is not blocked by it.
+        pid = pid_of(obs.facts)
+        for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+            p.kill()
+        await eventually(lambda: not _runs(pid), "the postmaster is gone")
+        lock = stack.state / "containers" / "default.postgres" / "pgdata" / "postmaster.pid"
+        assert int(lock.read_text().split()[0]) == pid
+        restart = await rt.restart(pg)
+        assert restart["alive"] == [True], restart
+        await asyncio.to_thread(
+            poll_until, lambda: _pg_answers(dsn), deadline_s=10, what="PostgreSQL after a crash"
+        )
+    finally:
+        await rt.down(pg)
+        await rt.close()
+        stack.cleanup()
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any] | None:
+    try:
+        return psycopg.connect(dsn, connect_timeout=1)
+    except psycopg.OperationalError:
+        return None
+
+
+def _pg_answers(dsn: str) -> bool:
+    conn = _connect(dsn)
+    if conn is None:
+        return False
+    conn.close()
+    return True
+
+
+def _runs(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has ended: it only waits for its parent)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _ignores_term(pid: int) -> bool:
     """True once ``pid`` ignores SIGTERM (bit 15 of SigIgn in /proc/<pid>/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -338,6 +483,12 @@ async def test_a_restart_that_dies_at_once_is_not_called_alive(harness: Harness)
     await harness.events.wait_for(c.key, "exit")
     result = await rt.restart(c)
     assert result["alive"] == [False]
+    # Why it died, in the result: its exit and the last words of its log.
+    [death] = result["died"]
+    assert death["replica"] == 0 and death["pid"] == result["new_pids"][0]
+    assert death["reason"] == "exited with code 3"
+    assert death["log_tail"][-1] == "bad"
+    assert 0 <= death["lived_seconds"] < 0.3
     obs = await rt.observe(c)
     assert obs.get("container.running") is False
     assert obs.get("container.exit_code") == 3
@@ -530,11 +681,14 @@ async def test_health_probe_turns_unhealthy_and_recovers(harness: Harness) -> No
 
     # Healthy only once a probe has passed since the start, not as soon as the pid exists.
     await eventually(healthy, "first probe passed")
+    # The first pass is a health event too (from "not known yet" to healthy): a restart's
+    # verification waiting on it looks again at once.
+    assert harness.events.count(key, "health") == 1
 
     # The server answers 500.
     flag = harness.state_dir / "containers" / "default.probed" / "unhealthy"
     flag.touch()
-    await harness.events.wait_for(key, "health")
+    await harness.events.wait_for(key, "health", more_than=1)
     obs = await rt.observe(c)
     assert obs.get("container.healthy") is False
     health_failures = obs.get("container.health_failures")
@@ -542,18 +696,18 @@ async def test_health_probe_turns_unhealthy_and_recovers(harness: Harness) -> No
     assert obs.get("container.running") is True
 
     flag.unlink()
-    await harness.events.wait_for(key, "health", more_than=1)
+    await harness.events.wait_for(key, "health", more_than=2)
     assert (await rt.observe(c)).get("container.healthy") is True
 
     # The server stops answering (SIGSTOP: connections hang until the probe's timeout).
     pid = pid_of(obs.facts)
     os.kill(pid, signal.SIGSTOP)
     try:
-        await harness.events.wait_for(key, "health", more_than=2)
+        await harness.events.wait_for(key, "health", more_than=3)
         assert (await rt.observe(c)).get("container.healthy") is False
     finally:
         os.kill(pid, signal.SIGCONT)
-    await harness.events.wait_for(key, "health", more_than=3)
+    await harness.events.wait_for(key, "health", more_than=4)
     assert (await rt.observe(c)).get("container.healthy") is True
     assert harness.events.count(key, "exit") == 0
 

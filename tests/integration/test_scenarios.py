@@ -8,6 +8,12 @@ tools that ran, verification, signals before and after, and both times.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -99,15 +105,54 @@ async def app_answers(stack: DemoStack) -> bool:
 
 
 async def test_app_crash(demo: tuple[DemoStack, Controller]) -> None:
+    """kill -9: healed, and the recovery recorded within 0.1 s of when an HTTP client sees
+    the app answer again (its probe runs every second, verify looks every 0.5 s)."""
     stack, controller = demo
     since = last_id(controller)
-    await inject("app-crash", Stack.of(list(controller.resources.values())), chaos_settings(stack))
-    fix = await healed(controller, "Container/shop", "restart-on-exit", since)
+    stop = threading.Event()
+    poller = asyncio.create_task(asyncio.to_thread(_back_after_down, stack.app_port, stop))
+    try:
+        await inject(
+            "app-crash", Stack.of(list(controller.resources.values())), chaos_settings(stack)
+        )
+        killed_at = time.time()
+        fix = await healed(controller, "Container/shop", "restart-on-exit", since)
+        back = await asyncio.wait_for(asyncio.shield(poller), 10)
+    finally:
+        stop.set()
+        await poller
     assert_recorded(fix, ["container_restart"])
     assert fix["signals_before"]["container.running"] is False
     assert fix["signals_after"]["container.healthy"] is True
     assert fix["time_to_detect"] < 1.0
+    assert back is not None
+    print(
+        f"app kill -9: HTTP back {back - killed_at:.2f}s, "
+        f"recorded recovered {fix['recovered_at'] - killed_at:.2f}s"
+    )
+    assert abs(fix["recovered_at"] - back) <= 0.1, (fix["recovered_at"], back)
     assert await app_answers(stack)
+
+
+def _back_after_down(port: int, stop: threading.Event) -> float | None:
+    """In a thread of its own: poll /healthz every 10 ms; once it has failed, the time it
+    first answers 200 again."""
+    down = False
+    while not stop.is_set():
+        ok = False
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
+        try:
+            conn.request("GET", "/healthz")
+            ok = conn.getresponse().status == 200
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        if ok and down:
+            return time.time()
+        down = down or not ok
+        stop.wait(0.01)
+    return None
 
 
 async def test_app_cpu_burn(demo: tuple[DemoStack, Controller]) -> None:
@@ -283,3 +328,63 @@ async def test_no_fault_means_no_fix_and_no_drift(demo: tuple[DemoStack, Control
         if r["started_at"] >= started
     ]
     assert drifted == [], drifted
+
+
+# The two hangs last: a frozen process leaves its dependents shaken for a while.
+
+
+async def test_app_hang_heals_within_its_declared_window(
+    demo: tuple[DemoStack, Controller],
+) -> None:
+    """SIGSTOP on the app: 3 failed probes of 1 s, then `for: 10s` (a declared window of
+    13 s); the restart wakes it with SIGCONT so its SIGTERM ends it at once."""
+    stack, controller = demo
+    shop = controller.resources["Container/shop"]
+    pid = (await controller.runtime.stats(shop))["replicas"][0]["pid"]  # type: ignore[arg-type]
+    since = last_id(controller)
+    os.kill(pid, signal.SIGSTOP)
+    hung_at = time.time()
+    try:
+        fix = await healed(controller, "Container/shop", "restart-when-unhealthy", since, 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert_recorded(fix, ["container_restart"])
+    window = 3 * 1.0 + 10.0
+    took = fix["recovered_at"] - hung_at
+    print(f"app hang healed in {took:.2f}s for a declared window of {window:g}s")
+    assert took <= window + 2.0, took
+    assert await app_answers(stack)
+
+
+async def test_postgres_stopped_heals_at_the_first_start(
+    demo: tuple[DemoStack, Controller],
+) -> None:
+    """SIGSTOP on the postmaster: `postgres.up` false for 20 s, then pg_restart through its
+    Container. The stop wakes it (SIGCONT) for a clean shutdown, no backend outlives it, and
+    the new postmaster starts at the first try: one restart, no stale lock in the way."""
+    stack, controller = demo
+    host = controller.resources["Container/postgres"]
+    stats = await controller.runtime.stats(host)  # type: ignore[arg-type]
+    pid, restarts = stats["replicas"][0]["pid"], stats["replicas"][0]["restarts"]
+    since = last_id(controller)
+    os.kill(pid, signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        fix = await healed(
+            controller, "PostgresDatabase/shop-db", "restart-when-not-answering", since, 60
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert_recorded(fix, ["pg_restart"])
+    restart = fix["steps"][0]["result"]["data"]["restart"]
+    assert restart["alive"] == [True] and restart["old_pids"] == [pid], restart
+    after = (await controller.runtime.stats(host))["replicas"][0]  # type: ignore[arg-type]
+    assert after["restarts"] == restarts + 1 and after["pid"] == restart["new_pids"][0]
+    assert fix["finished_at"] - fix["started_at"] < 5.0, fix
+    print(
+        f"PostgreSQL SIGSTOP healed in {fix['recovered_at'] - stopped_at:.2f}s "
+        f"(the fix itself {fix['finished_at'] - fix['started_at']:.2f}s)"
+    )
+    await eventually(lambda: app_answers(stack), deadline=30, what="the app answers again")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from driftmend.act import act
 from driftmend.model import Observation, Plan, PlanStep, ToolResult
 from driftmend.spec import Resource
 from driftmend.verify import verify
-from tests.unit.controller_fakes import FakeClock
+from tests.unit.controller_fakes import FakeClock, rig
 from tests.unit.factories import container, obs, policy, running
 
 SHOP = container()
@@ -105,3 +108,65 @@ async def test_verify_gives_up_at_its_timeout_and_says_what_still_drifts() -> No
     assert not check.verified and check.at is None
     assert clock() - 1000.0 >= 5.0
     assert check.message
+
+
+def exited(at: float, exit_at: float) -> Observation:
+    """A container seen down at ``at``, its replica having exited at ``exit_at``."""
+    iso = datetime.fromtimestamp(exit_at, UTC).isoformat()
+    facts = {"last_exit_at": iso, "last_exit_reason": "exited with code 3"}
+    return Observation(KEY, at, {"container.running": False}, facts)
+
+
+async def test_verify_fails_at_once_when_a_replica_exits_after_the_fix_began() -> None:
+    clock = FakeClock(1000.0)
+
+    async def observe(resource: Resource) -> Observation:
+        return exited(clock(), exit_at=1000.4)
+
+    check = await verify(
+        SHOP, [policy()], plan("container_restart"), observe, clock, clock.sleep, since=1000.0
+    )
+    assert not check.verified and check.at is None
+    assert clock() == 1000.0  # no pause: the first look gave the answer
+    assert "exited 0.40s after the fix began (exited with code 3)" in check.message
+
+
+async def test_verify_waits_on_when_the_exit_came_before_the_fix() -> None:
+    """The crash the fix is for is no failure of the fix: its replica is not back yet."""
+    clock = FakeClock(1000.0)
+    seen = iter([exited(1000.0, exit_at=999.0), running(1000.5)])
+
+    async def observe(resource: Resource) -> Observation:
+        return next(seen)
+
+    check = await verify(
+        SHOP, [policy()], plan("container_restart"), observe, clock, clock.sleep, since=1000.0
+    )
+    assert check.verified, check.message
+
+
+async def test_a_pause_of_verify_ends_on_an_event_of_its_resource(tmp_path: Path) -> None:
+    """Between two looks, verify waits ``verify.interval``, or less: an event on the
+    resource (a runtime saw it exit or answer) ends the wait, even one that came while it
+    looked (before the wait began)."""
+    r = rig(tmp_path)
+    r.apply([SHOP], [policy()])
+    observer = r.controller.observer
+    pause = observer.pause(KEY, asyncio.sleep)
+    loop = asyncio.get_running_loop()
+
+    loop.call_later(0.05, r.controller.on_event, KEY, "exit")
+    began = loop.time()
+    await pause(30.0)
+    assert loop.time() - began < 5.0
+
+    r.controller.on_event(KEY, "health")  # while the caller observed
+    began = loop.time()
+    await pause(30.0)
+    assert loop.time() - began < 0.5
+
+    other = observer.pause("Container/other", asyncio.sleep)
+    r.controller.on_event(KEY, "exit")  # another resource's event does not end this wait
+    began = loop.time()
+    await other(0.2)
+    assert loop.time() - began >= 0.2

@@ -77,7 +77,8 @@ def test_a_probe_turns_unhealthy_at_its_threshold_and_waits_out_startup() -> Non
     p = Probe(("c0", "t"), PROBE, 8000, started=100.0)
     # Within startupTimeout (30s by default), before a first pass: starting, not failing.
     assert not p.record(False, now=105.0) and p.failures == 0 and p.healthy
-    assert not p.record(True, now=106.0) and p.probed_ok
+    assert p.record(True, now=106.0) and p.probed_ok  # the first pass is news: health known
+    assert not p.record(True, now=106.5)  # a second pass is not
     assert not p.record(False, now=107.0) and p.failures == 1  # after a pass, failures count
     assert p.record(False, now=108.0) and not p.healthy  # the threshold: a transition
     assert not p.record(False, now=109.0)  # still unhealthy: no news

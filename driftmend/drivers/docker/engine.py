@@ -259,8 +259,15 @@ class Engine:
                 return False
         return True
 
+    def wake(self, rep: DockerReplica) -> None:
+        """SIGCONT to the container's process: one stopped by SIGSTOP acts on the stop signal
+        that follows instead of waiting for SIGKILL after stopTimeout."""
+        if rep.running:
+            with contextlib.suppress(docker_errors.APIError):
+                self.api().kill(rep.id, signal="SIGCONT")
+
     def restart(self, container: Container, rep: DockerReplica) -> bool:
-        """``docker restart``: stopSignal, SIGKILL after stopTimeout, start.
+        """``docker restart``: SIGCONT, stopSignal, SIGKILL after stopTimeout, start.
 
         False when the container no longer exists (removed since it was listed).
         """
@@ -268,6 +275,7 @@ class Engine:
         try:
             with translate(container.key, f"restart {rep.name}"):
                 try:
+                    self.wake(rep)
                     self.api().restart(rep.id, timeout=stop_timeout(container))
                 except docker_errors.NotFound:
                     return False
@@ -276,13 +284,15 @@ class Engine:
             self.planned.close(window)
 
     def stop(self, container: Container, rep: DockerReplica) -> None:
-        """``docker stop`` (stopSignal, SIGKILL after stopTimeout); its ``die`` is not news."""
+        """``docker stop`` (SIGCONT, stopSignal, SIGKILL after stopTimeout); its ``die`` is
+        not news."""
         window = self.planned.open(rep.id)
         try:
             with (
                 translate(container.key, f"stop {rep.name}"),
                 contextlib.suppress(docker_errors.NotFound),
             ):
+                self.wake(rep)
                 self.api().stop(rep.id, timeout=stop_timeout(container))
         finally:
             self.planned.close(window)

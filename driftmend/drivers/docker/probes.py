@@ -1,7 +1,8 @@
 """Health of a Container's replicas: our own HTTP probe, or Docker's healthcheck.
 
 Stage: *observe*. ``Probe.record`` and ``health`` are pure; ``probe_loop`` is the task that
-probes one run of one replica (a restart is a new run, with a new probe).
+probes one run of one replica (a restart is a new run, with a new probe): fast until its
+first pass, then every interval from start to start (``http_probe.until_next_probe``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import httpx2
 
 from driftmend.drivers.docker.replicas import DockerReplica, seconds
-from driftmend.drivers.http_probe import probe_once
+from driftmend.drivers.http_probe import probe_once, until_next_probe
 from driftmend.spec import Container, HealthProbe
 
 
@@ -34,21 +35,27 @@ class Probe:
     # after a restart waits for the app to answer, not just for a running container.
     probed_ok: bool = False
 
+    def starting(self, now: float) -> bool:
+        """True before its first pass, within ``startupTimeout`` of the run's start."""
+        return not self.probed_ok and now - self.started < self.spec.startup_timeout
+
     def record(self, ok: bool, now: float) -> bool:
-        """Count one probe's result; True when the replica just turned healthy or unhealthy.
+        """Count one probe's result; True when the replica's health just changed: healthy
+        or unhealthy, or its first pass (from "not known yet" to healthy, which the
+        verification of a restart waits for).
 
         Before its first pass, within ``startupTimeout`` of its start, a replica that does
         not answer yet is starting, not failing: its health stays "not known yet".
         """
-        if not ok and not self.probed_ok and now - self.started < self.spec.startup_timeout:
+        if not ok and self.starting(now):
             return False
         if ok:
             self.failures = 0
-            self.probed_ok = True
+            first, self.probed_ok = not self.probed_ok, True
             if not self.healthy:
                 self.healthy = True
                 return True
-            return False
+            return first
         self.failures += 1
         if self.healthy and self.failures >= self.spec.failure_threshold:
             self.healthy = False
@@ -94,10 +101,12 @@ async def probe_loop(p: Probe, on_change: Callable[[Probe], None]) -> None:
     # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
     async with httpx2.AsyncClient(timeout=p.spec.timeout, trust_env=False) as client:
         while True:
+            began = time.monotonic()
             ok = url is not None and await probe_once(client, url)
             if p.record(ok, time.time()):
                 on_change(p)
-            await asyncio.sleep(p.spec.interval)
+            starting = p.starting(time.time())
+            await asyncio.sleep(until_next_probe(p.spec.interval, began, starting=starting))
 
 
 def sync_probes(

@@ -31,6 +31,7 @@ from driftmend.drivers.docker.replicas import (
     DockerReplica,
     Snapshot,
     docker_spec,
+    exit_reason,
     human_bytes,
     scaled_away,
 )
@@ -180,8 +181,9 @@ class DockerRuntime:
         A replica that is down is started; a missing one is created again (``image``: from
         the spec; ``compose``: cloned from a sibling); one whose spec changed (``image``) is
         recreated. Returns ``{"replicas",
-        "containers", "how", "old_pids", "new_pids", "alive"}`` in replica order; ``alive``
-        is False for a container that stopped during its first moments (``STARTUP_GRACE``).
+        "containers", "how", "old_pids", "new_pids", "alive", "died"}`` in replica order;
+        ``alive`` is False for a container that stopped during its first moments
+        (``STARTUP_GRACE``), and ``died`` says how each of those ended.
         """
         unit = self._unit(container)
         desired = unit.desired(container)
@@ -201,7 +203,7 @@ class DockerRuntime:
             template = next(iter(snap.replicas.values()), None)
             unit.state.stopped = False
             out: dict[str, list[Any]] = {
-                k: [] for k in ("containers", "how", "old_pids", "new_pids", "alive")
+                k: [] for k in ("containers", "how", "old_pids", "new_pids", "alive", "died")
             }
             try:
                 for i in targets:
@@ -216,6 +218,15 @@ class DockerRuntime:
                     out["old_pids"].append(current.pid if current and current.running else None)
                     out["new_pids"].append(after.pid if after else None)
                     out["alive"].append(bool(after and after.running))
+                    if not out["alive"][-1]:
+                        out["died"].append(
+                            {
+                                "replica": i,
+                                "container": rep.name,
+                                "reason": exit_reason(after, False) if after else "removed",
+                                "error": after.error if after else "",
+                            }
+                        )
             finally:
                 unit.save()
         return {"replicas": targets, **out}
@@ -480,7 +491,7 @@ class DockerRuntime:
         )
 
     def _probe_changed(self, key: str, index: int, p: Probe) -> None:
-        state = "healthy again" if p.healthy else f"failing ({p.failures} probes in a row)"
+        state = "healthy" if p.healthy else f"failing ({p.failures} probes in a row)"
         log.info("%s: replica %d is %s", key, index, state)
         self._sink(key, "health")
 

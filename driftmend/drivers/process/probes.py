@@ -5,17 +5,25 @@ its probe URL on 127.0.0.1 every interval; a replica turns unhealthy after
 ``failureThreshold`` failures in a row and healthy again on the next pass, and each turn is
 reported to the event sink as ``health``. A replica that does not answer yet within its
 start-up window is starting, not failing.
+
+The interval runs from the start of one probe to the start of the next (Kubernetes'
+``periodSeconds``), so a probe that times out does not stretch the declared window. Until
+its first probe passes, a new replica is probed every ``STARTUP_POLL`` seconds
+(``http_probe.py``) and its
+first pass is reported (``health``: its health goes from "not known yet" to healthy), so
+the verification of a restart sees the app answer within tens of milliseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 import httpx2
 
-from driftmend.drivers.http_probe import probe_once
+from driftmend.drivers.http_probe import probe_once, until_next_probe
 from driftmend.drivers.process.unit import Replica, Unit
 from driftmend.spec import Container, HealthProbe
 
@@ -52,19 +60,23 @@ async def _probe_loop(
     # trust_env=False: a proxy from the environment must never sit between us and 127.0.0.1.
     async with httpx2.AsyncClient(timeout=probe.timeout, trust_env=False) as client:
         while not r.exited.is_set():
+            began = time.monotonic()
             ok = url is not None and await probe_once(client, url)
             # Before its first pass, within its start-up window, a replica that does not
             # answer yet is starting, not failing (its health stays "not known yet").
             starting = not r.probed_ok and clock() - r.started_at < probe.startup_timeout
             if ok or not starting:
                 _record_probe(unit, r, ok, probe.failure_threshold, report)
-            await asyncio.sleep(probe.interval)
+            await asyncio.sleep(until_next_probe(probe.interval, began, starting=starting))
 
 
 def _record_probe(unit: Unit, r: Replica, ok: bool, threshold: int, report: Report) -> None:
     if ok:
         r.failures = 0
-        r.probed_ok = True
+        first, r.probed_ok = not r.probed_ok, True
+        r.answered.set()
+        if first and r.healthy:
+            report(unit.key, "health")  # from "not known yet" to healthy: a restart verified
         if not r.healthy:
             r.healthy = True
             log.info("%s: replica %d is healthy again", unit.key, r.index)

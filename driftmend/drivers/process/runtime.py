@@ -25,7 +25,7 @@ from driftmend.drivers.process.spawn import process_spec, spawn
 from driftmend.drivers.process.state import ProcessState, exit_reason
 from driftmend.drivers.process.supervision import Supervisor, wait_exit
 from driftmend.drivers.process.unit import Replica, Unit, measure_usage
-from driftmend.drivers.state_files import log_paths, read_json, resource_dir
+from driftmend.drivers.state_files import log_paths, log_tail, read_json, resource_dir
 from driftmend.errors import PermanentError, RefusedError
 from driftmend.keys import ResourceKey
 from driftmend.model import Observation
@@ -36,7 +36,8 @@ from driftmend.spec import Container
 log = logging.getLogger("driftmend.drivers.process")
 
 # After a restart, how long a new process must live to count as started: one that dies of
-# its own startup error (bad config, port taken) is reported, not called alive.
+# its own startup error (bad config, port taken) is reported, not called alive. One that
+# passes its health probe sooner has started (a later exit fails the fix's verification).
 STARTUP_GRACE = 0.3
 
 
@@ -178,9 +179,10 @@ class ProcessRuntime:
     async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
         """Stop (stopSignal, SIGKILL after stopTimeout) and start again; a dead one just starts.
 
-        Returns ``{"replicas": [...], "old_pids": [...], "new_pids": [...], "alive": [...]}``
-        in replica order; ``alive`` is False for a new process that exited during its first
-        moments (``STARTUP_GRACE``), which the next observation reports as an exit.
+        Returns ``{"replicas": [...], "old_pids": [...], "new_pids": [...], "alive": [...],
+        "died": [...]}`` in replica order; ``alive`` is False for a new process that exited
+        during its first moments (``STARTUP_GRACE``), and ``died`` says how each of those
+        ended (replica, pid, seconds it lived, exit reason, last log lines).
         """
         unit = self._unit(container)
         desired = unit.desired(container)
@@ -193,6 +195,7 @@ class ProcessRuntime:
         old: list[int | None] = []
         new: list[int] = []
         alive: list[bool] = []
+        died: list[dict[str, Any]] = []
         async with unit.lock:
             unit.state.stopped = False
             for i in targets:
@@ -203,9 +206,12 @@ class ProcessRuntime:
                 unit.state.restarts[i] = unit.state.restarts.get(i, 0) + 1
                 started = await self._spawn(unit, container, i)
                 new.append(started.pid)
-                alive.append(not await wait_exit(started, STARTUP_GRACE))
+                self._sync_probes(unit, container)
+                alive.append(not await wait_exit(started, STARTUP_GRACE, unless=started.answered))
+                if not alive[-1]:
+                    died.append(self._death(unit, started))
             self._sync_probes(unit, container)
-        return {"replicas": targets, "old_pids": old, "new_pids": new, "alive": alive}
+        return {"replicas": targets, "old_pids": old, "new_pids": new, "alive": alive, "died": died}
 
     async def stop(self, container: Container) -> dict[str, Any]:
         """Stop every replica on purpose; they stay stopped until ``restart`` or ``scale``."""
@@ -351,6 +357,17 @@ class ProcessRuntime:
         self._supervisor.watch(unit, r)
         log.info("%s: started replica %d (pid %d)", unit.key, index, r.pid)
         return r
+
+    def _death(self, unit: Unit, r: Replica) -> dict[str, Any]:
+        """How a replica that died during its start ended: what ``restart`` reports of it."""
+        ex = unit.state.exits.get(r.index)
+        return {
+            "replica": r.index,
+            "pid": r.pid,
+            "lived_seconds": round(max(0.0, ex.at - r.started_at), 3) if ex else None,
+            "reason": exit_reason(ex) if ex else "exited",
+            "log_tail": log_tail(unit.dir / f"replica-{r.index}.log"),
+        }
 
     def _sync_probes(self, unit: Unit, container: Container) -> None:
         sync_probes(unit, container, self._clock, self._supervisor.report)

@@ -3,8 +3,10 @@
 Stage: *observe* and *act*. A ``Supervisor`` awaits its own children's exits and polls
 adopted processes (not its children: no exit code to await), records each exit in the
 unit's state and reports it to the event sink unless driftmend stopped the process itself.
-It stops a replica's process group (stopSignal, stopTimeout, then SIGKILL), and it loads a
-unit from disk, adopting the processes its pid files name when that very process still runs.
+It stops a replica's whole process tree (stopSignal with SIGCONT, stopTimeout or the shorter
+hungStopTimeout, then SIGKILL) and returns only once every process of it is gone, and it
+loads a unit from disk, adopting the processes its pid files name when that very process
+still runs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ log = logging.getLogger("driftmend.drivers.process")
 _PID_FILE = re.compile(r"^replica-(\d+)\.pid$")
 _CREATE_TIME_SLACK = 0.5  # psutil's create_time is rounded to clock ticks
 _KILL_WAIT = 5.0  # after SIGKILL, how long a process may take to be reaped
+_REAP_POLL = 0.02  # how often the leftovers of a stopped replica are looked at
 
 
 def _no_sink(key: str, reason: str) -> None:
@@ -108,17 +112,28 @@ class Supervisor:
     # -- stopping --------------------------------------------------------------------------
 
     async def terminate(self, unit: Unit, r: Replica, spec: ProcessSpec) -> str:
-        """Stop one replica's process group: stopSignal, stopTimeout, then SIGKILL.
+        """Stop one replica's process tree: stopSignal, its timeout, then SIGKILL.
 
+        The stop signal goes with SIGCONT, so a stopped (SIGSTOP) process acts on it at
+        once; a hung replica (stopped, or failing its probes) gets ``hungStopTimeout``
+        instead of ``stopTimeout``. Whatever is left of the tree once the replica's process
+        has exited (descendants in sessions of their own, like PostgreSQL's backends) is
+        killed and waited for, so that the next replica finds its port and its files free.
         Returns ``"stopped"`` or ``"killed"``. The exit is recorded as planned (no event).
         """
         r.stopping = True
         how = "stopped"
+        tree = process_tree(r.ps)
         if not r.exited.is_set():
+            hung = r.failures > 0 or any(_is_stopped(p) for p in tree)
+            grace = min(spec.stop_timeout, spec.hung_stop_timeout) if hung else spec.stop_timeout
             _signal_group(unit.key, r, signal.Signals[spec.stop_signal])
-            if not await wait_exit(r, spec.stop_timeout):
+            _signal_each(tree, signal.SIGCONT)  # after the stop signal: it is acted on first
+            if not await wait_exit(r, grace):
                 how = "killed"
+                tree = _union(tree, process_tree(r.ps))
                 _signal_group(unit.key, r, signal.SIGKILL)
+                _signal_each(tree, signal.SIGKILL)
                 if not await wait_exit(r, _KILL_WAIT):
                     raise DriverError(
                         f"{unit.key}: replica {r.index} (pid {r.pid}) survived SIGKILL for "
@@ -128,8 +143,31 @@ class Supervisor:
         # keep the port busy for the next replica.
         with contextlib.suppress(OSError):
             os.killpg(r.pid, signal.SIGKILL)
+        await self._reap(unit, r, tree)
         r.cancel_tasks()
         return how
+
+    async def _reap(self, unit: Unit, r: Replica, tree: list[psutil.Process]) -> None:
+        """SIGKILL what is left of the replica's tree and wait until none of it runs."""
+        left = [p for p in tree if alive(p)]
+        if not left:
+            return
+        log.info(
+            "%s: replica %d left %d process(es) behind: killing %s",
+            unit.key, r.index, len(left), ",".join(str(p.pid) for p in left),
+        )  # fmt: skip
+        _signal_each(left, signal.SIGCONT)
+        _signal_each(left, signal.SIGKILL)
+        end = time.monotonic() + _KILL_WAIT
+        # Polled: orphans are not our children, there is no exit to await.
+        while any(alive(p) for p in left):
+            if time.monotonic() > end:
+                raise DriverError(
+                    f"{unit.key}: processes of replica {r.index} survived SIGKILL for "
+                    f"{_KILL_WAIT:g}s ({','.join(str(p.pid) for p in left if alive(p))}); "
+                    "they may be stuck in the kernel (state D): check `ps`"
+                )
+            await asyncio.sleep(_REAP_POLL)
 
     async def terminate_all(self, unit: Unit, spec: ProcessSpec) -> list[dict[str, Any]]:
         """Stop every live replica, highest index first; ``{"replica", "pid", "how"}`` each."""
@@ -203,14 +241,49 @@ def adopt(index: int, raw: dict[str, Any] | None) -> Replica | None:
     )
 
 
-async def wait_exit(r: Replica, within: float) -> bool:
-    """True once ``r`` has exited, False if it still runs after ``within`` seconds."""
+async def wait_exit(r: Replica, within: float, *, unless: asyncio.Event | None = None) -> bool:
+    """True once ``r`` has exited; False if it still runs after ``within`` seconds, or once
+    ``unless`` is set while it runs."""
+    waits = [asyncio.ensure_future(r.exited.wait())]
+    if unless is not None:
+        waits.append(asyncio.ensure_future(unless.wait()))
     try:
-        async with asyncio.timeout(within):
-            await r.exited.wait()
-    except TimeoutError:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    return r.exited.is_set()
+
+
+def process_tree(ps: psutil.Process | None) -> list[psutil.Process]:
+    """A live process and all its descendants, whatever their session or group."""
+    if not alive(ps):
+        return []
+    assert ps is not None
+    try:
+        return [ps, *ps.children(recursive=True)]
+    except psutil.Error:
+        return [ps]
+
+
+def _union(a: list[psutil.Process], b: list[psutil.Process]) -> list[psutil.Process]:
+    """``a`` and the processes of ``b`` it lacks (a psutil process is its pid and start)."""
+    return a + [p for p in b if p not in a]
+
+
+def _is_stopped(p: psutil.Process) -> bool:
+    try:
+        return p.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
         return False
-    return True
+
+
+def _signal_each(procs: list[psutil.Process], sig: signal.Signals) -> None:
+    """Signal each process that still runs (psutil checks it is the same process first)."""
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
 
 
 def _signal_group(key: str, r: Replica, sig: signal.Signals) -> None:

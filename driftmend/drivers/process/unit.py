@@ -37,6 +37,7 @@ class Replica:
     proc: asyncio.subprocess.Process | None = None  # None when adopted (not our child)
     children: dict[int, psutil.Process] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # its first probe passed
     stopping: bool = False  # driftmend is stopping it: its exit is not a crash
     watcher: asyncio.Task[None] | None = None
     probe: asyncio.Task[None] | None = None
