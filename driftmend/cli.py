@@ -249,10 +249,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """``driftmend down``: stop every process the ``process`` runtime supervises."""
+    """``driftmend down``: stop the controller running on the state directory, then every
+    process the ``process`` runtime supervises."""
     from driftmend.app import down
 
-    return asyncio.run(down(_settings(args), args.filename or [DEFAULT_SPECS]))
+    return asyncio.run(
+        down(
+            _settings(args),
+            args.filename or [DEFAULT_SPECS],
+            controller_timeout=args.controller_timeout,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("down", help="stop the supervised processes of the demo stack")
     p.add_argument("-f", "--filename", action="append")
+    p.add_argument(
+        "--controller-timeout",
+        type=_seconds,
+        default=30.0,
+        help="how long a running controller may take to stop before down gives up (default 30)",
+    )
     state(p)
     p.set_defaults(func=cmd_down)
     return parser
