@@ -23,6 +23,7 @@ from tests.integration.harness import REPO
 from tests.services import free_port, poll_until
 
 API = "driftmend.dev/v1alpha1"
+DRIFTMEND = (sys.executable, "-m", "driftmend.cli")
 
 
 def sleeper(name: str, replicas: int = 1) -> dict[str, Any]:
@@ -109,8 +110,7 @@ class Stack:
     def command(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run ``driftmend ARGS -f specs --state-dir state`` to its end."""
         return subprocess.run(
-            [sys.executable, "-m", "driftmend.cli", *args, "-f", str(self.specs)]
-            + ["--state-dir", str(self.state)],
+            [*DRIFTMEND, *args, "-f", str(self.specs), "--state-dir", str(self.state)],
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -124,9 +124,10 @@ class Stack:
         log = self.root / f"controller-{len(self.controllers)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "driftmend.cli", "run", "-f", str(self.specs)]
-                + ["--state-dir", str(self.state), "--http-port", str(port), "--no-watch"]
-                + ["--resync-period", "1", *extra],
+                [
+                    *(*DRIFTMEND, "run", "-f", str(self.specs), "--state-dir", str(self.state)),
+                    *("--http-port", str(port), "--no-watch", "--resync-period", "1", *extra),
+                ],
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
