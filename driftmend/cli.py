@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import json
 import logging
 import math
@@ -229,6 +231,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from driftmend.app import run_controller
 
     settings = _settings(args)
+    # A fatal signal (SIGSEGV, or SIGBUS from a mapped file) leaves at least a traceback
+    # on the real stderr, where a silent death left nothing.
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            faulthandler.enable(file=sys.__stderr__)
     try:
         return asyncio.run(
             run_controller(

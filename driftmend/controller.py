@@ -131,6 +131,7 @@ class Controller:
             logs=logs, clock=clock,
         )  # fmt: skip
         self.runtime.set_event_sink(self.on_event)
+        store.on_writable(metrics.set_store_writable)
 
     @property
     def resources(self) -> dict[str, Resource]:
@@ -248,18 +249,11 @@ class Controller:
 
     async def start(self) -> None:
         """Start the runtime watchers, the log reader, the resync ticker and the workers."""
-        interrupted = self.store.fix_records.mark_interrupted(self.clock(), CRASHED)
-        if interrupted:
-            log.warning(
-                "%d fix(es) were cut short when the previous controller died; each is judged "
-                "at its resource's first pass",
-                interrupted,
-            )
-        self._unjudged = self.store.fix_records.unjudged_interrupted()
-        for key in [k for k in self._unjudged if k not in self.desired.resources]:
-            self.store.fix_records.close_interrupted(
-                self._unjudged.pop(key), False, "abandoned: its resource is no longer declared"
-            )
+        try:
+            self._close_interrupted()
+        except StoreError as exc:
+            # A store that cannot be written must not keep the controller from healing.
+            log.warning("could not close the fixes of an earlier controller: %s", exc)
         await self.runtime.start()
         discover = getattr(self.invoker, "discover", None)
         if callable(discover):  # external MCP servers: their tools join the guard's facts
@@ -272,6 +266,21 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
+
+    def _close_interrupted(self) -> None:
+        """Mark what a dead controller left running as interrupted; note what to judge."""
+        interrupted = self.store.fix_records.mark_interrupted(self.clock(), CRASHED)
+        if interrupted:
+            log.warning(
+                "%d fix(es) were cut short when the previous controller died; each is judged "
+                "at its resource's first pass",
+                interrupted,
+            )
+        self._unjudged = self.store.fix_records.unjudged_interrupted()
+        for key in [k for k in self._unjudged if k not in self.desired.resources]:
+            self.store.fix_records.close_interrupted(
+                self._unjudged.pop(key), False, "abandoned: its resource is no longer declared"
+            )
 
     async def stop(self) -> None:
         """Stop workers and watchers; the supervised processes keep running."""
