@@ -24,7 +24,7 @@ from pathlib import Path
 
 from driftmend.errors import PermanentError
 
-__all__ = ["LOCK_NAME", "Ownership", "StateDirOwnedError", "claim", "holder", "stop_owner"]
+__all__ = ["LOCK_NAME", "Ownership", "StateDirOwnedError", "claim", "stop_owner"]
 
 LOCK_NAME = "controller.lock"
 
@@ -44,11 +44,6 @@ class Ownership:
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd: int | None = fd
-
-    @property
-    def held(self) -> bool:
-        """Whether this object still holds the lock."""
-        return self._fd is not None
 
     def release(self) -> None:
         """Drop the lock. The file stays: removing it would let a newcomer lock a fresh
@@ -118,18 +113,6 @@ def claim(state_dir: Path, *, what: str = "a controller") -> Ownership:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     return Ownership(_lock_path(state_dir), fd)
-
-
-def holder(state_dir: Path) -> int | None:
-    """The pid of the live process holding the lock of ``state_dir``; None when nobody
-    does (or when its pid cannot be read)."""
-    if not _lock_path(state_dir).exists():
-        return None
-    try:
-        with claim(state_dir, what="a probe"):
-            return None
-    except StateDirOwnedError as exc:
-        return exc.pid
 
 
 def stop_owner(
