@@ -322,8 +322,12 @@ class FixRecords:
         Call at start-up, before any worker runs (a running fix then belongs to a controller
         that died), and at shutdown once the workers are stopped (``message`` says which).
         An interrupted fix is not an attempt of its rung: it is judged later
-        (``close_interrupted``). Returns how many fixes were marked.
+        (``close_interrupted``). Returns how many fixes were marked (of those written: a
+        store that cannot be written marks the ones it kept when it writes them).
         """
+        # Counted by a read, not the UPDATE's rowcount: a store that cannot be written keeps
+        # the UPDATE for later (the fixes it kept too), where a rowcount cannot be known.
+        running = int(self._db.read("SELECT COUNT(*) FROM fixes WHERE status = 'running'")[0][0])
         with self._db.write() as db:
             db.execute(
                 """UPDATE fix_steps SET status = 'interrupted', finished_at = ?,
@@ -331,12 +335,12 @@ class FixRecords:
                    WHERE status = 'started'""",
                 (now,),
             )
-            cur = db.execute(
+            db.execute(
                 """UPDATE fixes SET status = 'interrupted', finished_at = ?, message = ?
                    WHERE status = 'running'""",
                 (now, message),
             )
-            return cur.rowcount
+        return running
 
     def unjudged_interrupted(self) -> dict[str, list[int]]:
         """Interrupted fixes not judged yet (``verified`` NULL), their ids by resource key."""

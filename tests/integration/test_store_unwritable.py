@@ -90,6 +90,7 @@ def test_a_full_store_is_reported_and_healing_goes_on(stack: Stack, small_disk: 
     healed_in = time.monotonic() - killed_at
     assert second and os.kill(second, 0) is None
     assert healed_in < 5, healed_in
+    print(f"restarted {healed_in:.2f}s after kill -9, with the store full")
     with Store(db) as store:
         assert store.fix_records.fixes(key="Container/a") == []  # nothing could be written
 

@@ -111,8 +111,8 @@ def test_a_read_only_store_keeps_writes_and_writes_them_later(path: Path) -> Non
     # Reads still work, and see nothing that was not written.
     assert fixes.fixes() == []
     # What needs the file's answer is refused, and nothing of it is kept for later.
-    with pytest.raises(StoreUnusableError, match="how many rows changed"):
-        fixes.mark_interrupted(9.0)
+    with pytest.raises(StoreUnusableError, match="how many rows changed"), db.write() as c:
+        _ = c.execute("DELETE FROM actions").rowcount
     assert db.backlog_size == 4
     db.read("PRAGMA query_only = OFF")
     # The next write finds the file writable: the backlog goes first, in order.
@@ -132,9 +132,9 @@ def test_a_full_disk_keeps_writes_and_writes_them_later(path: Path) -> None:
     _fix_with_steps_while_refused(db, fixes)
     assert not db.writable and fixes.fixes() == []
     db.read("PRAGMA max_page_count = 1000000")
-    fixes.mark_interrupted(9.0)  # any write: replays first, then runs (nothing is running)
+    assert fixes.mark_interrupted(9.0) == 0  # any write: the backlog goes first
     assert db.writable
-    _assert_replayed(fixes)
+    _assert_replayed(fixes)  # done before the UPDATE ran: not marked interrupted
     db.close()
 
 
@@ -204,3 +204,20 @@ def test_opening_a_file_that_is_not_sqlite_is_unusable(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database, just text that is long enough " * 40)
     with pytest.raises(StoreUnusableError, match="not a usable driftmend store"):
         Store(path)
+
+
+def test_a_shutdown_while_refused_closes_the_kept_fix_once_written(path: Path) -> None:
+    db = Database(path, retry_every_s=0)
+    fixes = FixRecords(db, lambda: 1.0)
+    db.read("PRAGMA query_only = ON")
+    fixes.begin_fix(KEY, plan(), {}, 1.0, 2.0, "exit")
+    fixes.mark_interrupted(5.0, "interrupted: shut down")  # the order is kept, not lost
+    db.read("PRAGMA query_only = OFF")
+    db.close()  # a last try to write the backlog
+    with Store(path) as store:
+        [fix] = store.fix_records.fixes()
+    assert (fix.status, fix.message, fix.finished_at) == (
+        "interrupted",
+        "interrupted: shut down",
+        5.0,
+    )
