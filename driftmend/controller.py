@@ -192,7 +192,7 @@ class Controller:
         if result.outcome is Outcome.ERROR:
             return  # that pass saw nothing: the next one judges
         ids = self._unjudged.pop(key)
-        at = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(self.clock()))
         recovered = result.outcome is Outcome.IN_SYNC
         if recovered:
             note = f"recovered: in sync at the first pass after the restart ({at})"
