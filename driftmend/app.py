@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -23,10 +24,11 @@ from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import DriftmendError
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
+from driftmend.ownership import claim, stop_owner
 from driftmend.planners.factory import configured_planners
 from driftmend.settings import Settings
 from driftmend.sources.files import FileSource
-from driftmend.spec import Container
+from driftmend.spec import Container, LoadResult
 from driftmend.store import Store
 from driftmend.tools.catalogue import default_catalogue
 
@@ -76,7 +78,19 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
 async def run_controller(
     settings: Settings, paths: Sequence[str], *, once: bool = False, watch: bool = True
 ) -> int:
-    """``driftmend run``: load specs, reconcile until SIGINT/SIGTERM (or once), serve HTTP."""
+    """``driftmend run``: load specs, reconcile until SIGINT/SIGTERM (or once), serve HTTP.
+
+    The state directory's lock is taken first (``ownership.claim``): a second controller
+    refuses before it has opened the store or started anything. It is held until return.
+    """
+    owned = claim(settings.state_dir)
+    try:
+        return await _run_owned(settings, paths, once=once, watch=watch)
+    finally:
+        owned.release()
+
+
+async def _run_owned(settings: Settings, paths: Sequence[str], *, once: bool, watch: bool) -> int:
     from driftmend.dashboard.app import close_streams, create_app
 
     catalogue = default_catalogue()
@@ -143,14 +157,29 @@ async def run_controller(
     return 0
 
 
-async def down(settings: Settings, paths: Sequence[str]) -> int:
+async def down(
+    settings: Settings, paths: Sequence[str], *, controller_timeout: float = 30.0
+) -> int:
     """``driftmend down``: stop every Container of the specs and forget its runtime state.
 
+    A controller running on the state directory is stopped first (SIGTERM, then up to
+    ``controller_timeout`` seconds for it to let go of its lock), or nothing is done: it
+    would start again what ``down`` stops. The lock is held until every Container is down.
     Processes are stopped; Docker containers that driftmend created are removed; containers
     made elsewhere (``containerName``, ``compose``) are left to their owner.
     """
     source = FileSource(paths, default_catalogue())
     result = source.load()
+    if not settings.state_dir.exists():
+        return await _down_owned(settings, result)  # nothing ever ran here: nobody to stop
+    owned = await asyncio.to_thread(stop_owner, settings.state_dir, timeout=controller_timeout)
+    try:
+        return await _down_owned(settings, result)
+    finally:
+        owned.release()
+
+
+async def _down_owned(settings: Settings, result: LoadResult) -> int:
     runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
     failed = 0
     try:
@@ -158,7 +187,7 @@ async def down(settings: Settings, paths: Sequence[str]) -> int:
             if not isinstance(res, Container):
                 continue
             try:
-                await runtime.down(res)
+                done = await runtime.down(res)
             except DriftmendError as exc:
                 # One unreachable runtime (no Docker engine) must not keep the rest running.
                 print(f"could not stop {res.key}: {exc}")
@@ -167,7 +196,16 @@ async def down(settings: Settings, paths: Sequence[str]) -> int:
             if res.spec.docker is not None and res.spec.docker.image is None:
                 print(f"left {res.key} to its owner (not created by driftmend)")
             else:
-                print(f"stopped {res.key}")
+                print(f"stopped {res.key}{_strays_said(done)}")
     finally:
         await runtime.close()
     return 1 if failed else 0
+
+
+def _strays_said(done: dict[str, Any]) -> str:
+    """`` (and 2 processes no pid file named: 812, 813)`` when ``down`` found strays."""
+    strays = done.get("strays") or []
+    if not strays:
+        return ""
+    pids = ", ".join(str(s["pid"]) for s in strays)
+    return f" (and {len(strays)} process(es) no pid file named: {pids})"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import json
 import logging
 import math
@@ -229,6 +231,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from driftmend.app import run_controller
 
     settings = _settings(args)
+    # A fatal signal (SIGSEGV, or SIGBUS from a mapped file) leaves at least a traceback
+    # on the real stderr, where a silent death left nothing.
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            faulthandler.enable(file=sys.__stderr__)
     try:
         return asyncio.run(
             run_controller(
@@ -249,10 +256,17 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """``driftmend down``: stop every process the ``process`` runtime supervises."""
+    """``driftmend down``: stop the controller running on the state directory, then every
+    process the ``process`` runtime supervises."""
     from driftmend.app import down
 
-    return asyncio.run(down(_settings(args), args.filename or [DEFAULT_SPECS]))
+    return asyncio.run(
+        down(
+            _settings(args),
+            args.filename or [DEFAULT_SPECS],
+            controller_timeout=args.controller_timeout,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("down", help="stop the supervised processes of the demo stack")
     p.add_argument("-f", "--filename", action="append")
+    p.add_argument(
+        "--controller-timeout",
+        type=_seconds,
+        default=30.0,
+        help="how long a running controller may take to stop before down gives up (default 30)",
+    )
     state(p)
     p.set_defaults(func=cmd_down)
     return parser

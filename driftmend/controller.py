@@ -21,13 +21,14 @@ from driftmend.act import DirectInvoker, ToolInvoker
 from driftmend.admission import Admission
 from driftmend.desired import DesiredState
 from driftmend.drivers.base import ContainerRuntime, PostgresDriver, RedisDriver
+from driftmend.errors import StoreError
 from driftmend.escalation.asking import Escalator
 from driftmend.escalation.handling import EscalationHandler
 from driftmend.execution import Executor
 from driftmend.guard import ToolFacts
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
-from driftmend.model import ReconcileResult
+from driftmend.model import Outcome, ReconcileResult
 from driftmend.observer import Observer
 from driftmend.operations import Operations
 from driftmend.planners.base import Planner
@@ -42,6 +43,9 @@ from driftmend.tools.catalogue import tool_facts
 log = logging.getLogger("driftmend.controller")
 
 __all__ = ["Controller"]
+
+CRASHED = "interrupted: the controller stopped (crashed or killed) before this fix finished"
+SHUT_DOWN = "interrupted: the controller was shut down while this fix ran"
 
 
 class Controller:
@@ -83,6 +87,8 @@ class Controller:
         self.queue = WorkQueue(backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap)
         self._tasks: list[asyncio.Task[Any]] = []
         self._busy = 0
+        # Interrupted fixes waiting for their resource's first pass (``_judge_interrupted``).
+        self._unjudged: dict[str, list[int]] = {}
         # One pass at a time per resource: workers are kept apart by the queue, but operator
         # actions (Fix now, approve) come from the dashboard and must wait their turn.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -125,6 +131,7 @@ class Controller:
             logs=logs, clock=clock,
         )  # fmt: skip
         self.runtime.set_event_sink(self.on_event)
+        store.on_writable(metrics.set_store_writable)
 
     @property
     def resources(self) -> dict[str, Resource]:
@@ -175,7 +182,33 @@ class Controller:
     async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
         """One pass over ``key`` under its lock (see ``Reconciler.reconcile``). Never raises."""
         async with self.lock(key):
-            return await self.reconciler.reconcile(key, by_operator=by_operator)
+            result = await self.reconciler.reconcile(key, by_operator=by_operator)
+            if key in self._unjudged:
+                self._judge_interrupted(key, result)
+            return result
+
+    def _judge_interrupted(self, key: str, result: ReconcileResult) -> None:
+        """Close the fixes of ``key`` a shutdown or a crash cut short, by the first pass after
+        the restart: recovered if that pass found the resource in sync, else abandoned."""
+        if result.outcome is Outcome.ERROR:
+            return  # that pass saw nothing: the next one judges
+        ids = self._unjudged.pop(key)
+        at = time.strftime("%H:%M:%S UTC", time.gmtime(self.clock()))
+        recovered = result.outcome is Outcome.IN_SYNC
+        if recovered:
+            note = f"recovered: in sync at the first pass after the restart ({at})"
+        elif result.fix_id is not None:
+            note = (
+                f"abandoned: still drifting after the restart ({at}); fix {result.fix_id} took over"
+            )
+        else:
+            note = f"abandoned: still drifting after the restart ({at}: {result.outcome.value})"
+        try:
+            self.store.fix_records.close_interrupted(ids, recovered, note)
+        except StoreError as exc:
+            log.warning("could not close the interrupted fixes %s of %s: %s", ids, key, exc)
+            return
+        log.info("interrupted fix(es) %s of %s: %s", ", ".join(map(str, ids)), key, note)
 
     async def reconcile_all(self) -> list[ReconcileResult]:
         """Reconcile every declared resource once, in order (``run --once``)."""
@@ -217,12 +250,11 @@ class Controller:
 
     async def start(self) -> None:
         """Start the runtime watchers, the log reader, the resync ticker and the workers."""
-        interrupted = self.store.fix_records.mark_interrupted(self.clock())
-        if interrupted:
-            log.warning(
-                "%d fix(es) were interrupted by a previous shutdown; see `driftmend get`",
-                interrupted,
-            )
+        try:
+            self._close_interrupted()
+        except StoreError as exc:
+            # A store that cannot be written must not keep the controller from healing.
+            log.warning("could not close the fixes of an earlier controller: %s", exc)
         await self.runtime.start()
         discover = getattr(self.invoker, "discover", None)
         if callable(discover):  # external MCP servers: their tools join the guard's facts
@@ -236,6 +268,21 @@ class Controller:
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
 
+    def _close_interrupted(self) -> None:
+        """Mark what a dead controller left running as interrupted; note what to judge."""
+        interrupted = self.store.fix_records.mark_interrupted(self.clock(), CRASHED)
+        if interrupted:
+            log.warning(
+                "%d fix(es) were cut short when the previous controller died; each is judged "
+                "at its resource's first pass",
+                interrupted,
+            )
+        self._unjudged = self.store.fix_records.unjudged_interrupted()
+        for key in [k for k in self._unjudged if k not in self.desired.resources]:
+            self.store.fix_records.close_interrupted(
+                self._unjudged.pop(key), False, "abandoned: its resource is no longer declared"
+            )
+
     async def stop(self) -> None:
         """Stop workers and watchers; the supervised processes keep running."""
         self.queue.close()
@@ -245,6 +292,15 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # The workers are gone: a fix still open was cut short by this shutdown. Say so now
+        # rather than leave it `running` until the next start.
+        try:
+            closed = self.store.fix_records.mark_interrupted(self.clock(), SHUT_DOWN)
+        except StoreError as exc:
+            log.warning("could not close the fixes in flight: %s", exc)
+        else:
+            if closed:
+                log.warning("%d fix(es) in flight were closed as interrupted", closed)
         await self.runtime.close()
         await self.escalator.close()
         await self.postgres.close()

@@ -104,6 +104,13 @@ class Metrics:
         self.workers_busy = Gauge(
             "driftmend_workers_busy", "Workers reconciling a resource right now.", registry=r
         )
+        self.store_writable = Gauge(
+            "driftmend_store_writable",
+            "1 while the store's file takes writes; 0 while it refuses them (healing goes on, "
+            "records wait in memory).",
+            registry=r,
+        )
+        self.store_writable.set(1)
         self.resource_health = Gauge(
             "driftmend_resource_health",
             "1 for the current health of a resource, 0 for the other states (a state set).",
@@ -167,6 +174,10 @@ class Metrics:
     def set_workers_busy(self, busy: int) -> None:
         """How many workers are reconciling right now."""
         self.workers_busy.set(busy)
+
+    def set_store_writable(self, writable: bool) -> None:
+        """Whether the store's file takes writes."""
+        self.store_writable.set(1 if writable else 0)
 
     # -- guard, act, verify
 

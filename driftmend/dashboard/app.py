@@ -149,6 +149,10 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        # Still 200 when degraded: the controller is alive and healing; restarting it would
+        # not give the store its disk back. The word is for people and alerts.
+        if not store.writable:
+            return {"status": "degraded", "store": "cannot be written; records wait in memory"}
         return {"status": "ok"}
 
     app.include_router(read_router)

@@ -86,6 +86,7 @@ def render(
         "page": page,
         "now": now,
         "token_configured": access.token is not None,
+        "store_writable": request.app.state.store.writable,
         "open_reads": access.open_reads,
         "controller_attached": controller is not None,
         "llm_available": controller is not None and controller.llm_ready,

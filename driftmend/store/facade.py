@@ -86,6 +86,23 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- writability: a file that refuses writes is reported, and what it missed is kept
+
+    @property
+    def writable(self) -> bool:
+        """False while the file refuses writes (disk full, read-only, I/O errors): writes
+        are then kept in memory and written when it takes them again (``store/backlog.py``)."""
+        return self._db.writable
+
+    @property
+    def backlog_size(self) -> int:
+        """Write transactions kept in memory, waiting for the file."""
+        return self._db.backlog_size
+
+    def on_writable(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(writable)`` now and whenever the file stops or starts taking writes."""
+        self._db.on_writable(listener)
+
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return self._db.schema_version()

@@ -56,7 +56,9 @@ class FixSummary(Record):
     rule: str | None
     root_cause: str
     dry_run: bool
-    status: str  # running, done, interrupted
+    # running, done, interrupted (cut short by a shutdown or a crash: never an attempt;
+    # ``verified`` then says 1 recovered, 0 abandoned, None not judged yet)
+    status: str
     outcome: Outcome | None
     verified: bool | None
     message: str
@@ -314,12 +316,18 @@ class FixRecords:
         )
         return [self._with_steps(r) for r in rows]
 
-    def mark_interrupted(self, now: float) -> int:
+    def mark_interrupted(self, now: float, message: str = _INTERRUPTED_MESSAGE) -> int:
         """Mark fixes still ``running`` and steps still ``started`` as ``interrupted``.
 
-        Call once at start-up, before any worker runs: a running fix at that moment belongs
-        to a controller that died. Returns how many fixes were marked.
+        Call at start-up, before any worker runs (a running fix then belongs to a controller
+        that died), and at shutdown once the workers are stopped (``message`` says which).
+        An interrupted fix is not an attempt of its rung: it is judged later
+        (``close_interrupted``). Returns how many fixes were marked (of those written: a
+        store that cannot be written marks the ones it kept when it writes them).
         """
+        # Counted by a read, not the UPDATE's rowcount: a store that cannot be written keeps
+        # the UPDATE for later (the fixes it kept too), where a rowcount cannot be known.
+        running = int(self._db.read("SELECT COUNT(*) FROM fixes WHERE status = 'running'")[0][0])
         with self._db.write() as db:
             db.execute(
                 """UPDATE fix_steps SET status = 'interrupted', finished_at = ?,
@@ -327,12 +335,41 @@ class FixRecords:
                    WHERE status = 'started'""",
                 (now,),
             )
-            cur = db.execute(
+            db.execute(
                 """UPDATE fixes SET status = 'interrupted', finished_at = ?, message = ?
                    WHERE status = 'running'""",
-                (now, _INTERRUPTED_MESSAGE),
+                (now, message),
             )
-            return cur.rowcount
+        return running
+
+    def unjudged_interrupted(self) -> dict[str, list[int]]:
+        """Interrupted fixes not judged yet (``verified`` NULL), their ids by resource key."""
+        rows = self._db.read(
+            "SELECT id, key FROM fixes WHERE status = 'interrupted' AND verified IS NULL "
+            "ORDER BY id"
+        )
+        out: dict[str, list[int]] = {}
+        for r in rows:
+            out.setdefault(str(r["key"]), []).append(int(r["id"]))
+        return out
+
+    def close_interrupted(self, fix_ids: Sequence[int], recovered: bool, note: str) -> None:
+        """Judge interrupted fixes once the resource was seen again after the restart.
+
+        ``recovered``: the resource was in sync at that first look (``verified`` 1), else the
+        fix is abandoned (``verified`` 0); ``note`` is appended to its message. The status
+        stays ``interrupted`` and the outcome NULL: no ladder counts it as an attempt, and
+        no time to recover is claimed, since nobody saw when it recovered.
+        """
+        if not fix_ids:
+            return
+        marks = ",".join("?" * len(fix_ids))
+        with self._db.write() as db:
+            db.execute(
+                f"""UPDATE fixes SET verified = ?, message = message || '; ' || ?
+                    WHERE id IN ({marks}) AND status = 'interrupted' AND verified IS NULL""",
+                (int(recovered), note, *fix_ids),
+            )
 
     def _with_steps(self, r: Row) -> Fix:
         steps = self._db.read(

@@ -6,13 +6,13 @@ dashboard's resource page reads them back.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from driftmend.codec import drift_to_dict
 from driftmend.model import Drift, Outcome
+from driftmend.store.backlog import Recorder
 from driftmend.store.db import Database, rowid
 from driftmend.store.records import Record, dumps, loads
 
@@ -126,7 +126,7 @@ class ReconciliationRecords:
         ]
 
 
-def _count(db: sqlite3.Connection, key: str, outcome: Outcome, at: float) -> None:
+def _count(db: Recorder, key: str, outcome: Outcome, at: float) -> None:
     """Count one pass of ``key`` with ``outcome`` inside the caller's transaction ``db``."""
     db.execute(
         """INSERT INTO reconcile_counts (key, outcome, count, last_at) VALUES (?, ?, 1, ?)

@@ -16,7 +16,7 @@ from driftmend.errors import (
     StoreError,
     StoreUnusableError,
 )
-from driftmend.model import Health, Plan, PlanStep
+from driftmend.model import Health, Outcome, Plan, PlanStep, ToolResult
 from driftmend.store import Store
 from driftmend.store.db import Database, translate
 from driftmend.store.fixes import FixRecords
@@ -72,25 +72,86 @@ def test_a_locked_store_raises_busy_not_operational_error(path: Path) -> None:
         store.close()
 
 
-def test_a_read_only_connection_makes_a_write_unusable(db: Database, path: Path) -> None:
+# A file that refuses writes used to make every write raise StoreUnusableError, and the
+# controller stopped healing with it. Issue 11 asks for the opposite: the write is kept in
+# memory, the controller goes on, and what it missed is written once the file takes writes.
+# These two tests replace "a read-only connection / a full disk raises" accordingly.
+
+
+def _fix_with_steps_while_refused(db: Database, fixes: FixRecords) -> int:
+    """Open, journal, finish and close a fix while the file refuses writes."""
+    fid = fixes.begin_fix(KEY, plan(), {"blob": "x" * 200_000}, 1.0, 2.0, "exit")
+    step = fixes.journal_step(fid, 0, plan().steps[0])
+    fixes.finish_step(step, ToolResult.success(pid=42), 0.1)
+    fixes.finish_fix(fid, Outcome.FIXED, True, {"up": True}, 3.0, 2.5, "back")
+    return fid
+
+
+def _assert_replayed(fixes: FixRecords) -> None:
+    [summary] = fixes.fixes()
+    fix = fixes.fix(summary.id)
+    assert fix is not None and fix.id > 0
+    assert (fix.status, fix.outcome, fix.recovered_at, fix.message) == (
+        "done", Outcome.FIXED, 2.5, "back",
+    )  # fmt: skip
+    assert [(s.status, s.result) for s in fix.steps] == [
+        ("ok", {"status": "ok", "data": {"pid": 42}, "error": None})
+    ]
+
+
+def test_a_read_only_store_keeps_writes_and_writes_them_later(path: Path) -> None:
+    db = Database(path, retry_every_s=0)
     fixes = FixRecords(db, lambda: 1.0)
+    told: list[bool] = []
+    db.on_writable(told.append)
     db.read("PRAGMA query_only = ON")
-    with pytest.raises(StoreUnusableError) as caught:
-        fixes.begin_fix(KEY, plan(), {}, 1.0, 2.0, "exit")
-    assert str(path) in str(caught.value) and "readonly" in str(caught.value)
-    assert isinstance(caught.value, StoreError) and not isinstance(caught.value, StoreBusyError)
-    # Reads still work, and the failed write left nothing behind.
+    fid = _fix_with_steps_while_refused(db, fixes)
+    assert fid < 0  # a placeholder: no row has that id
+    assert not db.writable and told == [True, False] and db.backlog_size == 4
+    # Reads still work, and see nothing that was not written.
     assert fixes.fixes() == []
+    # What needs the file's answer is refused, and nothing of it is kept for later.
+    with pytest.raises(StoreUnusableError, match="how many rows changed"), db.write() as c:
+        _ = c.execute("DELETE FROM actions").rowcount
+    assert db.backlog_size == 4
+    db.read("PRAGMA query_only = OFF")
+    # The next write finds the file writable: the backlog goes first, in order.
+    with db.write() as c:
+        c.execute("INSERT INTO actions (at, action, actor, detail) VALUES (1, 'a', 'b', '{}')")
+    assert db.writable and told == [True, False, True] and db.backlog_size == 0
+    _assert_replayed(fixes)
+    db.close()
 
 
-def test_a_full_disk_rolls_back_and_is_unusable(db: Database) -> None:
+def test_a_full_disk_keeps_writes_and_writes_them_later(path: Path) -> None:
+    db = Database(path, retry_every_s=0)
     fixes = FixRecords(db, lambda: 1.0)
     # The file may not grow past its current pages: the next big write finds the "disk" full.
     pages = int(db.read("PRAGMA page_count")[0][0])
     db.read(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(StoreUnusableError, match="full"):
-        fixes.begin_fix(KEY, plan(), {"blob": "x" * 200_000}, 1.0, 2.0, "exit")
-    assert fixes.fixes() == []
+    _fix_with_steps_while_refused(db, fixes)
+    assert not db.writable and fixes.fixes() == []
+    db.read("PRAGMA max_page_count = 1000000")
+    assert fixes.mark_interrupted(9.0) == 0  # any write: the backlog goes first
+    assert db.writable
+    _assert_replayed(fixes)  # done before the UPDATE ran: not marked interrupted
+    db.close()
+
+
+def test_the_backlog_keeps_the_newest_transactions(path: Path) -> None:
+    db = Database(path, retry_every_s=0, backlog_limit=2)
+    db.read("PRAGMA query_only = ON")
+    for i in range(5):
+        with db.write() as c:
+            c.execute(
+                "INSERT INTO actions (at, action, actor, detail) VALUES (?, 'a', 'b', '{}')", (i,)
+            )
+    assert (db.backlog_size, db.dropped) == (2, 3)
+    db.read("PRAGMA query_only = OFF")
+    with db.write():
+        pass
+    assert [r[0] for r in db.read("SELECT at FROM actions ORDER BY id")] == [3.0, 4.0]
+    db.close()
 
 
 def test_a_statement_error_is_a_store_error_not_sqlite(db: Database) -> None:
@@ -143,3 +204,20 @@ def test_opening_a_file_that_is_not_sqlite_is_unusable(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database, just text that is long enough " * 40)
     with pytest.raises(StoreUnusableError, match="not a usable driftmend store"):
         Store(path)
+
+
+def test_a_shutdown_while_refused_closes_the_kept_fix_once_written(path: Path) -> None:
+    db = Database(path, retry_every_s=0)
+    fixes = FixRecords(db, lambda: 1.0)
+    db.read("PRAGMA query_only = ON")
+    fixes.begin_fix(KEY, plan(), {}, 1.0, 2.0, "exit")
+    fixes.mark_interrupted(5.0, "interrupted: shut down")  # the order is kept, not lost
+    db.read("PRAGMA query_only = OFF")
+    db.close()  # a last try to write the backlog
+    with Store(path) as store:
+        [fix] = store.fix_records.fixes()
+    assert (fix.status, fix.message, fix.finished_at) == (
+        "interrupted",
+        "interrupted: shut down",
+        5.0,
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from driftmend.drivers.base import EventSink
 from driftmend.drivers.process.probes import sync_probes
 from driftmend.drivers.process.spawn import process_spec, spawn
 from driftmend.drivers.process.state import ProcessState, exit_reason
+from driftmend.drivers.process.strays import stop_strays
 from driftmend.drivers.process.supervision import Supervisor, wait_exit
 from driftmend.drivers.process.unit import Replica, Unit, measure_usage
 from driftmend.drivers.state_files import log_paths, log_tail, read_json, resource_dir
@@ -324,19 +326,27 @@ class ProcessRuntime:
         )
 
     async def down(self, container: Container) -> dict[str, Any]:
-        """Stop every replica for good and forget the container's state (logs are kept)."""
+        """Stop every replica for good and forget the container's state (logs are kept).
+
+        Processes of the Container that no pid file names (``strays.py``) are stopped too:
+        whatever ``down`` leaves running would keep its port from the next start.
+        """
         unit = self._unit(container)
+        spec = process_spec(container)
         async with unit.lock:
             unit.state.stopped = True
-            stopped = await self._supervisor.terminate_all(unit, process_spec(container))
+            stopped = await self._supervisor.terminate_all(unit, spec)
             for r in list(unit.replicas.values()):
                 r.cancel_tasks()
+            strays = await stop_strays(
+                unit.key, unit.dir, set(), signal.Signals[spec.stop_signal], spec.stop_timeout
+            )
             with contextlib.suppress(FileNotFoundError):
                 (unit.dir / "state.json").unlink()
             for pid_file in unit.dir.glob("replica-*.pid"):
                 pid_file.unlink(missing_ok=True)
             self._units.pop(unit.key, None)
-        return {"stopped": stopped}
+        return {"stopped": stopped, "strays": strays}
 
     # -- units ---------------------------------------------------------------------------
 

@@ -1,0 +1,203 @@
+"""What the store could not write yet: transactions kept in memory, replayed in order.
+
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). The store is the record,
+not the healer: when its file cannot be written (disk full, read-only, I/O errors), the
+controller goes on healing and ``db.Database`` keeps each write transaction here instead,
+as the statements its caller ran. They are replayed in order, each in its own transaction,
+once the file takes writes again.
+
+A caller that needs the id of a row it inserted gets a *placeholder* (a large negative
+number no real row has); replay maps each placeholder to the id SQLite then gives, and
+puts the real id in the later statements that name it, so a fix's steps still point to
+their fix. A caller that needs a result only the file can give (how many rows an UPDATE
+changed, a SELECT) gets ``StoreUnusableError``, and its transaction is dropped whole:
+a compare-and-set that cannot be checked must not be applied later behind its back.
+
+Bounded: the newest ``limit`` transactions are kept; older ones are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from driftmend.errors import StoreUnusableError
+
+__all__ = ["PLACEHOLDER_BASE", "Backlog", "Cursor", "Recorder", "Statement"]
+
+# Placeholder ids count down from here: far below any id SQLite gives (it starts at 1).
+PLACEHOLDER_BASE = -(10**12)
+
+
+class Cursor(Protocol):
+    """What a write block reads back from a statement (``sqlite3.Cursor`` is one)."""
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The id of the row an INSERT added."""
+
+    @property
+    def rowcount(self) -> int:
+        """How many rows the statement changed."""
+
+    def fetchone(self) -> Any:
+        """The next row of a query."""
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows of a query."""
+
+
+@dataclass
+class Statement:
+    """One statement of a kept transaction; ``handed_id`` is the row id its caller was
+    given (a placeholder, or the id of a write that was rolled back after it ran)."""
+
+    sql: str
+    args: tuple[Any, ...]
+    handed_id: int | None = None
+
+
+@dataclass
+class Transaction:
+    """The statements of one ``Database.write`` block, in order."""
+
+    statements: list[Statement] = field(default_factory=list)
+
+
+class _KeptCursor:
+    """What a statement kept for later returns: a placeholder id, and nothing else."""
+
+    def __init__(self, statement: Statement, backlog: Backlog) -> None:
+        self._statement = statement
+        self._backlog = backlog
+
+    @property
+    def lastrowid(self) -> int:
+        if self._statement.handed_id is None:
+            self._statement.handed_id = self._backlog.placeholder()
+        return self._statement.handed_id
+
+    def _unanswerable(self, what: str) -> StoreUnusableError:
+        return StoreUnusableError(
+            f"the store {self._backlog.path} cannot be written, so {what} cannot be known; "
+            "the change was not made"
+        )
+
+    @property
+    def rowcount(self) -> int:
+        raise self._unanswerable("how many rows changed")
+
+    def fetchone(self) -> Any:
+        raise self._unanswerable("the answer of this query")
+
+    def fetchall(self) -> list[Any]:
+        raise self._unanswerable("the answer of this query")
+
+
+class Recorder:
+    """Stands in for the connection inside a ``write`` block: runs statements live until the
+    file refuses one (or the whole block is kept), then keeps the rest for later."""
+
+    def __init__(
+        self,
+        backlog: Backlog,
+        conn: sqlite3.Connection | None,
+        on_failure: Callable[[sqlite3.Error], bool],
+    ) -> None:
+        self._backlog = backlog
+        self._conn = conn  # None: keep everything (the store is known to be unwritable)
+        # Asked when a live statement fails: True means the file refuses writes and the
+        # transaction (rolled back by then) is kept from here on.
+        self._on_failure = on_failure
+        self.transaction = Transaction()
+
+    @property
+    def keeping(self) -> bool:
+        """Whether statements are now kept for later rather than run."""
+        return self._conn is None
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
+        """Run ``sql`` (and note it), or keep it for later; returns a cursor-like object."""
+        statement = Statement(sql, tuple(args))
+        self.transaction.statements.append(statement)
+        if self._conn is None:
+            return _KeptCursor(statement, self._backlog)
+        try:
+            cur = self._conn.execute(sql, args)
+        except sqlite3.Error as exc:
+            if not self._on_failure(exc):
+                self.transaction.statements.pop()
+                raise
+            self._conn = None
+            return _KeptCursor(statement, self._backlog)
+        if sql.lstrip()[:6].upper() == "INSERT":
+            statement.handed_id = cur.lastrowid
+        return cur
+
+
+class Backlog:
+    """The transactions waiting for the store's file, oldest first."""
+
+    def __init__(self, path: object, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self._pending: deque[Transaction] = deque()
+        self._placeholders = itertools.count(PLACEHOLDER_BASE, -1)
+        self._ids: dict[int, int] = {}  # placeholder -> real id, once replayed
+        self.dropped = 0
+        self.shifted = 0  # rolled-back ids that replay could not give back
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def placeholder(self) -> int:
+        """A new placeholder id."""
+        return next(self._placeholders)
+
+    def keep(self, transaction: Transaction) -> None:
+        """Keep a transaction for later; the oldest goes when the backlog is full."""
+        if not transaction.statements:
+            return
+        self._pending.append(transaction)
+        while len(self._pending) > self.limit:
+            self._pending.popleft()
+            self.dropped += 1
+
+    def replay(self, conn: sqlite3.Connection) -> int:
+        """Write the kept transactions in order, each in its own transaction; returns how
+        many were written. Stops at (and raises) the first ``sqlite3.Error``, leaving that
+        transaction and the later ones kept; the caller tells a dead file from a bad row."""
+        written = 0
+        while self._pending:
+            transaction = self._pending[0]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                given: list[tuple[Statement, int | None]] = []
+                for s in transaction.statements:
+                    cur = conn.execute(s.sql, tuple(self._ids.get(a, a) for a in s.args))
+                    given.append((s, cur.lastrowid))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            for s, real in given:
+                if s.handed_id is None or real is None:
+                    continue
+                if s.handed_id <= PLACEHOLDER_BASE:
+                    self._ids[s.handed_id] = real
+                elif s.handed_id != real:
+                    self.shifted += 1
+            self._pending.popleft()
+            written += 1
+        return written
+
+    def drop_first(self) -> None:
+        """Give up on the oldest kept transaction (one the file refuses for itself)."""
+        if self._pending:
+            self._pending.popleft()
+            self.dropped += 1
