@@ -132,6 +132,7 @@ class Controller:
         )  # fmt: skip
         self.runtime.set_event_sink(self.on_event)
         store.on_writable(metrics.set_store_writable)
+        self.runtime.set_start_failure_sink(metrics.replica_start_failed)
 
     @property
     def resources(self) -> dict[str, Resource]:

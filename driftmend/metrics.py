@@ -92,6 +92,14 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+        self.start_failures = Counter(
+            "driftmend_replica_start_failures_total",
+            "Replicas that failed to start: could not be created, or exited in their first "
+            "moments; reason is permission-denied, not-found, address-in-use, exited-early "
+            "or other.",
+            ["kind", "reason"],
+            registry=r,
+        )
         self.guard_decisions = Counter(
             "driftmend_guard_decisions_total",
             "Guard verdicts on plans.",
@@ -199,6 +207,11 @@ class Metrics:
             self.time_to_detect.labels(kind).observe(time_to_detect)
         if time_to_recover is not None:
             self.time_to_recover.labels(kind).observe(time_to_recover)
+
+    def replica_start_failed(self, kind: str, reason: str) -> None:
+        """Count one replica of a ``kind`` resource that failed to start, and why (a bounded
+        word: the runtime's ``START_REASONS``)."""
+        self.start_failures.labels(kind, reason).inc()
 
     def shadow_compared(self, policy: str, agreement: str) -> None:
         """Count one shadow plan judged against the fix that ran (``agrees``/``differs``)."""

@@ -345,7 +345,7 @@ class Reconciler:
             health = Health.NEEDS_OPERATOR
         spec_json = resource.model_dump(mode="json", by_alias=True)
         self._store.resource_records.upsert_resource(
-            key, resource.kind, spec_json, health, obs.signals, obs.at, ended.message
+            key, resource.kind, spec_json, health, obs.signals, obs.at, _row_message(ended, obs)
         )
         self._metrics.set_health(key, resource.kind, health)
         if ended.drifts or ended.outcome is not Outcome.IN_SYNC:
@@ -355,3 +355,14 @@ class Reconciler:
             )  # fmt: skip
         else:
             self._store.reconciliation_records.count_reconciliation(key, ended.outcome, obs.at)
+
+
+def _row_message(ended: _Ended, obs: Observation) -> str:
+    """The resource row's message: how the pass ended, and what the driver says is wrong
+    (a replica that cannot start, a server that refuses connections) unless all is well.
+
+    Where ``driftmend get`` and the dashboard show why, not only that, a resource is down.
+    """
+    if not obs.error or ended.outcome is Outcome.IN_SYNC or obs.error in ended.message:
+        return ended.message
+    return f"{ended.message}; {obs.error}" if ended.message else obs.error

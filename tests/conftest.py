@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +32,17 @@ def own_redis() -> Iterator[RedisServer]:
     """A Redis server this test alone uses: it may fill, flush or restart it."""
     with running_redis() as server:
         yield server
+
+
+@pytest.fixture
+def work_root() -> Iterator[Path]:
+    """Where the process runtime puts what a replica running as another user cannot reach.
+
+    Not under pytest's tmp_path, which is root's and 0700: a replica must pass through it.
+    """
+    root = Path(tempfile.mkdtemp(prefix="driftmend-work-"))
+    os.chmod(root, 0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -15,12 +15,20 @@ from driftmend.spec import Container, PostgresDatabase, RedisCache
 EventSink = Callable[[str, str], None]
 """Called with (resource key, reason) when a runtime sees an event worth a reconcile now."""
 
+StartFailureSink = Callable[[str, str], None]
+"""Called with (resource kind, reason) each time a replica fails to start; ``reason`` is a
+bounded word (``permission-denied``, ``not-found``, ``address-in-use``, ``exited-early``,
+``other``), fit for a metric label."""
+
 
 class ContainerRuntime(Protocol):
     """Runs the replicas of ``Container`` resources (the ``process`` and ``docker`` runtimes)."""
 
     def set_event_sink(self, sink: EventSink) -> None:
         """Where to report exits and health changes; called once before ``start``."""
+
+    def set_start_failure_sink(self, sink: StartFailureSink) -> None:
+        """Where to count replicas that fail to start; called once before ``start``."""
 
     async def start(self) -> None:
         """Begin watching (exit waiters, health probes); adopt what already runs."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftmend.drivers.base import EventSink
+from driftmend.drivers.base import EventSink, StartFailureSink
 from driftmend.drivers.docker import DockerRuntime
 from driftmend.drivers.process import ProcessRuntime
 from driftmend.model import Observation
@@ -72,6 +72,14 @@ class RuntimeRouter:
         self.process.set_event_sink(sink)
         if self._docker is not None:
             self._docker.set_event_sink(sink)
+
+    def set_start_failure_sink(self, sink: StartFailureSink) -> None:
+        """Replicas of the process runtime that fail to start are counted by ``sink``.
+
+        The Docker runtime reports a container that could not start in its observation
+        (``could not start: ...``) and counts nothing yet.
+        """
+        self.process.set_start_failure_sink(sink)
 
     async def start(self) -> None:
         """Start the process runtime; the Docker runtime starts when a spec first needs it."""

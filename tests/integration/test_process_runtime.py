@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import sys
@@ -145,16 +146,19 @@ class Events:
 class Harness:
     """Runtimes on one state directory, and every Container to bring down at the end."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, work_root: Path) -> None:
         self.state_dir = tmp_path / "state"
         self.base_dir = tmp_path
+        self.work_root = work_root
         self.events = Events()
         self.containers: dict[str, Container] = {}
         self.runtimes: list[ProcessRuntime] = []
 
     async def runtime(self, events: Events | None = None) -> ProcessRuntime:
         """A started runtime on the shared state directory."""
-        rt = ProcessRuntime(self.state_dir, base_dir=self.base_dir, poll_interval=0.05)
+        rt = ProcessRuntime(
+            self.state_dir, base_dir=self.base_dir, poll_interval=0.05, work_root=self.work_root
+        )
         rt.set_event_sink(events if events is not None else self.events)
         await rt.start()
         self.runtimes.append(rt)
@@ -168,7 +172,9 @@ class Harness:
         for rt in self.runtimes:
             await rt.close()
         # A fresh runtime adopts whatever still runs, whichever runtime started it.
-        final = ProcessRuntime(self.state_dir, base_dir=self.base_dir, poll_interval=0.05)
+        final = ProcessRuntime(
+            self.state_dir, base_dir=self.base_dir, poll_interval=0.05, work_root=self.work_root
+        )
         await final.start()
         try:
             for c in self.containers.values():
@@ -178,8 +184,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = Harness(tmp_path)
+async def harness(tmp_path: Path, work_root: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path, work_root)
     try:
         yield h
     finally:
@@ -779,19 +785,27 @@ async def test_without_limits_there_are_no_ratios(harness: Harness) -> None:
 # --- errors ------------------------------------------------------------------------------
 
 
-async def test_a_missing_command_is_a_driver_error(harness: Harness) -> None:
+async def test_a_missing_command_is_a_start_error(harness: Harness) -> None:
+    # ensure provisions: a replica it cannot start is no error of the pass but the
+    # observation's (it says why); an action that starts one (restart) fails with the why.
     rt = await harness.runtime()
     c = harness.track(container("typo", process={"command": ["driftmend-no-such-cmd"]}))
+    assert await rt.ensure(c) == []
+    obs = await rt.observe(c)
+    assert obs.get("container.running") is False
+    assert obs.error is not None
+    assert "command 'driftmend-no-such-cmd' not found on PATH" in obs.error
+    assert obs.facts["start_error_reason"] == "not-found"
     with pytest.raises(
         DriverError, match=r"Container/typo: command 'driftmend-no-such-cmd' not found on PATH"
     ):
-        await rt.ensure(c)
+        await rt.restart(c)
     rel = harness.track(container("rel", process={"command": ["bin/missing"]}))
     with pytest.raises(DriverError, match=r"not found.*relative paths resolve against"):
-        await rt.ensure(rel)
+        await rt.restart(rel)
     wd = harness.track(container("wd", process={"command": ["true"], "workingDir": "nowhere"}))
-    with pytest.raises(DriverError, match=r"working directory .* does not exist"):
-        await rt.ensure(wd)
+    await rt.ensure(wd)
+    assert re.search(r"working directory .* does not exist", (await rt.observe(wd)).error or "")
 
 
 async def test_relative_command_and_working_dir_resolve_against_base_dir(harness: Harness) -> None:
@@ -838,7 +852,9 @@ async def test_user_runs_the_process_as_that_user(harness: Harness) -> None:
     log = Path(rt.log_files(c)[0])
     await eventually(lambda: read(log).strip() == str(pw.pw_uid), "id -u in the log")
     assert os.stat(log).st_uid == pw.pw_uid
-    assert os.stat(harness.state_dir / "containers" / "default.pg").st_uid == pw.pw_uid
+    # Its own directory is its own (under the work root: pytest's tmp_path is root's, 0700).
+    own = Path(psutil.Process(pid).environ()["DRIFTMEND_STATE_DIR"])
+    assert os.stat(own).st_uid == pw.pw_uid
     status = read(Path(f"/proc/{pid}/status"))
     groups = next(line for line in status.splitlines() if line.startswith("Groups:"))
     assert "0" not in groups.split()[1:]  # root's supplementary groups were dropped

@@ -71,6 +71,9 @@ class FakeRuntime:
     def set_event_sink(self, sink: EventSink) -> None:
         self.sink = sink
 
+    def set_start_failure_sink(self, sink: Callable[[str, str], None]) -> None:
+        self.start_failure_sink = sink
+
     async def start(self) -> None:
         return None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -20,15 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftmend.drivers.base import EventSink
+from driftmend.drivers.base import EventSink, StartFailureSink
+from driftmend.drivers.process.access import DEFAULT_WORK_ROOT, work_dir
 from driftmend.drivers.process.probes import sync_probes
-from driftmend.drivers.process.spawn import process_spec, spawn
+from driftmend.drivers.process.spawn import Placement, SpawnError, process_spec, spawn
+from driftmend.drivers.process.starts import Starts, start_facts
 from driftmend.drivers.process.state import ProcessState, exit_reason
 from driftmend.drivers.process.strays import stop_strays
 from driftmend.drivers.process.supervision import Supervisor, wait_exit
 from driftmend.drivers.process.unit import Replica, Unit, measure_usage
 from driftmend.drivers.state_files import log_paths, log_tail, read_json, resource_dir
-from driftmend.errors import PermanentError, RefusedError
+from driftmend.errors import DriverError, PermanentError, RefusedError
 from driftmend.keys import ResourceKey
 from driftmend.model import Observation
 from driftmend.signals import SignalValue
@@ -49,7 +52,8 @@ class ProcessRuntime:
     ``base_dir`` is what a relative ``command[0]`` (one with a ``/``) and a relative
     ``workingDir`` resolve against; a bare command name is looked up on PATH. ``process.user``
     is honoured only when the controller runs as root (it cannot switch users otherwise); as
-    another user the replica runs as that same user.
+    another user the replica runs as that same user. What such a replica cannot reach (its
+    command, its state directory) it gets under ``work_root`` (``access.py``).
     """
 
     def __init__(
@@ -59,13 +63,17 @@ class ProcessRuntime:
         base_dir: Path,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.2,
+        work_root: Path = DEFAULT_WORK_ROOT,
     ) -> None:
         # Absolute: supervised processes run in their own working directories, and paths we
         # hand them (DRIFTMEND_STATE_DIR, log files) must mean the same thing there.
         self._root = Path(state_dir).resolve() / "containers"
         self._base = Path(base_dir).resolve()
+        self._placement = Placement(Path(work_root).resolve(), self._root.parent)
         self._clock = clock
         self._supervisor = Supervisor(clock, poll_interval)
+        self._starts = Starts(clock)
+        self._supervisor.exited = self._starts.exited
         self._units: dict[str, Unit] = {}
         self._started = False
 
@@ -74,6 +82,10 @@ class ProcessRuntime:
     def set_event_sink(self, sink: EventSink) -> None:
         """Where exits and health transitions are reported: ``sink(key, "exit" | "health")``."""
         self._supervisor.sink = sink
+
+    def set_start_failure_sink(self, sink: StartFailureSink) -> None:
+        """Where each replica that fails to start is counted: ``sink(kind, reason)``."""
+        self._starts.sink = sink
 
     async def start(self) -> None:
         """Adopt every replica recorded under the state directory that still runs."""
@@ -105,15 +117,25 @@ class ProcessRuntime:
     # -- the ContainerRuntime Protocol -----------------------------------------------------
 
     async def ensure(self, container: Container) -> list[str]:
-        """Start the replicas that were never created; never restarts one that died."""
+        """Start the replicas that were never created; never restarts one that died.
+
+        A replica that cannot be started is not an error of the pass: its start error is
+        kept for the observation to report, and it is tried again after a growing delay.
+        """
         unit = self._unit(container)
         done: list[str] = []
         async with unit.lock:
             if not unit.state.stopped:
                 for i in range(unit.desired(container)):
-                    if i not in unit.state.created and i not in unit.replicas:
+                    if i in unit.state.created or i in unit.replicas:
+                        continue
+                    if not self._starts.may_try(unit, i):
+                        continue
+                    try:
                         r = await self._spawn(unit, container, i)
-                        done.append(f"started {container.key} replica {i} (pid {r.pid})")
+                    except (DriverError, PermanentError):
+                        continue  # recorded by _spawn; the observation says why
+                    done.append(f"started {container.key} replica {i} (pid {r.pid})")
             self._sync_probes(unit, container)
         return done
 
@@ -127,6 +149,7 @@ class ProcessRuntime:
         unit = self._unit(container)
         self._supervisor.reap_adopted(unit)
         self._sync_probes(unit, container)
+        self._starts.check(unit)
         spec = container.spec
         desired = unit.desired(container)
         alive = dict(sorted(unit.replicas.items()))
@@ -176,7 +199,14 @@ class ProcessRuntime:
             facts["last_exit_reason"] = exit_reason(latest)
         if unit.state.stopped:
             facts["stopped"] = "true"
-        return Observation(key=container.key, at=self._clock(), signals=signals, facts=facts)
+        why, error = start_facts(unit, range(desired))
+        facts |= why
+        work = self._work_dir(unit)
+        if work.is_dir():
+            facts["work_dir"] = str(work)
+        return Observation(
+            key=container.key, at=self._clock(), signals=signals, facts=facts, error=error
+        )
 
     async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
         """Stop (stopSignal, SIGKILL after stopTimeout) and start again; a dead one just starts.
@@ -302,6 +332,9 @@ class ProcessRuntime:
             ex = unit.state.exits.get(i)
             if ex is not None:
                 row["last_exit"] = {"code": ex.code, "at": ex.at, "reason": exit_reason(ex)}
+            start_error = unit.state.start_errors.get(i)
+            if start_error is not None:
+                row["start_error"] = start_error.to_json()
             out.append(row)
         return {"key": container.key, "replicas": out}
 
@@ -341,10 +374,17 @@ class ProcessRuntime:
             strays = await stop_strays(
                 unit.key, unit.dir, set(), signal.Signals[spec.stop_signal], spec.stop_timeout
             )
+            # A replica run as another user out of reach of unit.dir was given its own
+            # directory under the work root instead (access.py): its strays carry that one.
+            strays += await stop_strays(
+                unit.key, self._work_dir(unit) / "data", set(),
+                signal.Signals[spec.stop_signal], spec.stop_timeout,
+            )  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 (unit.dir / "state.json").unlink()
             for pid_file in unit.dir.glob("replica-*.pid"):
                 pid_file.unlink(missing_ok=True)
+            self._forget_work(unit)
             self._units.pop(unit.key, None)
         return {"stopped": stopped, "strays": strays}
 
@@ -362,8 +402,17 @@ class ProcessRuntime:
         return resource_dir(self._root, container.resource_key)
 
     async def _spawn(self, unit: Unit, container: Container, index: int) -> Replica:
-        """Start replica ``index`` and watch it; returns once the process exists."""
-        r = await spawn(unit, container, index, self._base, self._clock)
+        """Start replica ``index`` and watch it; returns once the process exists.
+
+        A start that fails is recorded and counted (``starts.py``) before its error goes on.
+        """
+        try:
+            r = await spawn(unit, container, index, self._base, self._clock, self._placement)
+        except (DriverError, PermanentError) as exc:
+            reason = exc.reason if isinstance(exc, SpawnError) else "other"
+            command = " ".join(process_spec(container).command)
+            self._starts.cannot_create(unit, index, reason, str(exc), command)
+            raise
         self._supervisor.watch(unit, r)
         log.info("%s: started replica %d (pid %d)", unit.key, index, r.pid)
         return r
@@ -378,6 +427,19 @@ class ProcessRuntime:
             "reason": exit_reason(ex) if ex else "exited",
             "log_tail": log_tail(unit.dir / f"replica-{r.index}.log"),
         }
+
+    def _work_dir(self, unit: Unit) -> Path:
+        """Where a replica run as another user gets what it cannot reach (``access.py``)."""
+        return work_dir(self._placement.work_root, self._placement.state_root, unit.dir.name)
+
+    def _forget_work(self, unit: Unit) -> None:
+        """Remove the copies of commands made for ``unit``, and its work directories once
+        empty; a directory of data a replica wrote is kept, like its logs."""
+        work = self._work_dir(unit)
+        shutil.rmtree(work / "bin", ignore_errors=True)
+        for directory in (work, work.parent):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
     def _sync_probes(self, unit: Unit, container: Container) -> None:
         sync_probes(unit, container, self._clock, self._supervisor.report)

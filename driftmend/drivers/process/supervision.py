@@ -44,6 +44,10 @@ def _no_sink(key: str, reason: str) -> None:
     """The event sink before ``set_event_sink``: events are dropped, resync still heals."""
 
 
+def _no_hook(unit: Unit, r: Replica, code: int | None) -> None:
+    """What else an exit is told to when nobody asked (``exited``)."""
+
+
 class Supervisor:
     """Watches and stops the replicas of every unit; reports exits to ``sink``.
 
@@ -54,6 +58,8 @@ class Supervisor:
         self.clock = clock
         self.poll = poll
         self.sink: EventSink = _no_sink
+        # Also told of every exit, planned or not, once recorded (the runtime's start errors).
+        self.exited: Callable[[Unit, Replica, int | None], None] = _no_hook
 
     def report(self, key: str, reason: str) -> None:
         """Tell the event sink (whichever is set now) that ``key`` changed."""
@@ -104,6 +110,7 @@ class Supervisor:
             unit.save()
         except DriverError as exc:
             log.warning("%s", exc)
+        self.exited(unit, r, code)
         if r.stopping:
             return
         log.info("%s: replica %d (pid %d) exited with %s", unit.key, r.index, r.pid, code)

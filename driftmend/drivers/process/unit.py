@@ -49,6 +49,9 @@ class Replica:
     probed_ok: bool = False
     cpu_percent: float = 0.0  # the last CPU measurement ...
     cpu_at: float = field(default_factory=time.monotonic)  # ... and when (the priming call)
+    # Where this process's output begins in its log (None when adopted): an early exit
+    # quotes its last lines from there, never an older process's.
+    log_offset: int | None = None
 
     def pid_json(self) -> dict[str, Any]:
         """What ``replica-<i>.pid`` holds: enough to adopt this very process later."""
@@ -98,6 +101,10 @@ class Unit:
     replicas: dict[int, Replica] = field(default_factory=dict)  # live processes only
     spec: Container | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Starts that failed in a row per replica, and when ``ensure`` may try again: a command
+    # that is missing is retried with a growing delay, not at every pass.
+    failed_starts: dict[int, int] = field(default_factory=dict)
+    retry_at: dict[int, float] = field(default_factory=dict)
 
     def save(self) -> None:
         """Write ``state.json`` atomically."""
