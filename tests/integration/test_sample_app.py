@@ -433,6 +433,12 @@ def _demoted() -> dict[str, Any]:
 
 def test_postgres_launcher_lets_alter_system_max_connections_win() -> None:
     state_dir = Path(tempfile.mkdtemp(prefix="driftmend-pgsh-"))
+    # The checkout may sit where postgres cannot enter (under /root): like the runtime, run
+    # a copy of the launcher from where it can.
+    bin_dir = Path(tempfile.mkdtemp(prefix="driftmend-pgsh-bin-"))
+    os.chmod(bin_dir, 0o755)
+    launcher = bin_dir / POSTGRES_SH.name
+    shutil.copy2(POSTGRES_SH, launcher)
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(state_dir, pw.pw_uid, pw.pw_gid)
@@ -447,7 +453,7 @@ def test_postgres_launcher_lets_alter_system_max_connections_win() -> None:
 
     def launch() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [str(POSTGRES_SH)],
+            [str(launcher)],
             cwd=state_dir,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -487,3 +493,4 @@ def test_postgres_launcher_lets_alter_system_max_connections_win() -> None:
         if proc.poll() is None:
             shut_down(proc)
         shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(bin_dir, ignore_errors=True)
