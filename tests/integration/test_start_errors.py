@@ -122,6 +122,11 @@ def owner_and_mode(path: Path) -> tuple[int, int, int]:
     return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
 
 
+def copies(root: Path, name: str) -> list[Path]:
+    """Files called ``name`` anywhere under ``root`` (a sync helper)."""
+    return list(root.rglob(name))
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         r.getMessage()
@@ -359,3 +364,28 @@ async def test_what_stays_out_of_reach_is_named_with_its_user(
         obs.error
     )
     assert r.failures("permission-denied") == 1
+
+
+async def test_a_program_out_of_reach_is_named_not_copied(
+    root_only_checkout: Path, work_root: Path
+) -> None:
+    # A program (no #!) finds its libraries beside itself: a copy would fail in its own
+    # confusing way, so the start error names what blocks the original, and the user.
+    program = root_only_checkout / "tools" / "sleep"
+    program.parent.mkdir()
+    shutil.copy2("/bin/sleep", program)
+    r = Runtime(root_only_checkout / ".driftmend", root_only_checkout, work_root)
+    await r.rt.start()
+    c = r.track(container("prog", command=["tools/sleep", "600"], user="nobody"))
+    try:
+        await r.rt.ensure(c)
+        obs = await r.rt.observe(c)
+    finally:
+        await r.down()
+    assert obs.get("container.running") is False
+    assert obs.facts["start_error_reason"] == "permission-denied"
+    assert obs.error is not None
+    assert f"{program} cannot be run as user nobody: {root_only_checkout.parent} (mode 0700" in (
+        obs.error
+    )
+    assert not copies(work_root, "sleep")  # nothing copied

@@ -6,9 +6,10 @@ refuses to run as root). That user must reach its command and a directory of its
 inside it, may sit under a directory only root can enter (``/root``, mode 0700). Loosening
 the operator's directories is not ours to do, so the runtime:
 
-- runs a command the user cannot reach from a copy it can: owned by root, readable and
+- runs a script the user cannot reach from a copy it can: owned by root, readable and
   executable by the user's group only (0550), refreshed at every start, so an edit of the
-  original takes effect at the next start as before;
+  original takes effect at the next start as before. Only a script (``#!``): a program
+  finds its libraries beside itself, and a copy would fail in its own confusing way;
 - gives the replica a directory of its own (owned by it, 0700) under the *work root* when
   its state directory is out of its reach. Every directory above it that the runtime creates
   is root's and 0711: a replica passes through, and cannot list or change it;

@@ -241,16 +241,25 @@ def _reachable(
     unit: Unit, container: Container, who: RunAs, command: Path, placement: Placement
 ) -> tuple[str, Path]:
     """The command ``who`` runs, and its own directory (``DRIFTMEND_STATE_DIR``), both where
-    ``who`` can reach them: the originals when it can, else a copy and a directory under the
-    work root (``access.py``). ``SpawnError`` naming the path and the user when a script's
-    interpreter is out of its reach, which no copy mends."""
+    ``who`` can reach them: the originals when it can, else a copy (of a script) and a
+    directory under the work root (``access.py``). ``SpawnError`` naming the path and the
+    user when a program, or a script's interpreter, is out of its reach: no copy mends it."""
     own = unit.dir
     work = None
     if blocker(unit.dir.parent, who) is not None:
         work = _work(unit, placement)
         own = work / "data"
         own_dir(own, who, container.key)
-    if blocker(command, who, os.R_OK | os.X_OK) is not None:
+    out_of_reach = blocker(command, who, os.R_OK | os.X_OK)
+    if out_of_reach is not None and interpreter(command) is None:
+        # A program (not a script) finds its libraries and its prefix beside itself: a copy
+        # would fail in its own confusing way, so say what blocks the original.
+        raise SpawnError(
+            f"{container.key}: {command} cannot be run as user {who.name}: {out_of_reach}; "
+            "install it where that user can reach it",
+            "permission-denied",
+        )
+    if out_of_reach is not None:
         work = work or _work(unit, placement)
         bin_dir = work / "bin"
         passable_dirs(placement.work_root, bin_dir, container.key)
