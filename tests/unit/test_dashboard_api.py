@@ -1137,3 +1137,25 @@ def test_a_fix_page_says_when_a_fix_was_a_backoff_retry_or_a_fix_now(
     assert 'data-trigger="operator"' in client.get(f"/fixes/{hand_id}").text
     listed = {f["id"]: f["plan"]["trigger"] for f in client.get("/api/fixes").json()}
     assert listed[retry_id] == "backoff" and listed[hand_id] == "operator"
+
+
+def test_why_a_container_cannot_start_shows_on_its_tile_and_page(
+    client: TestClient, store: Store
+) -> None:
+    # The reconciler writes the observation's start error into the row's message.
+    why = (
+        "container.running is false, expected == true; cannot start: replica 0: "
+        "/srv/app/run.sh cannot be run as user nobody: /srv (mode 0700, owner root) does not "
+        "let user nobody pass through it"
+    )
+    store.resource_records.upsert_resource(
+        "Container/pg", "Container", {}, Health.DRIFTING, {"container.running": False},
+        time.time(), why,
+    )  # fmt: skip
+    tiles = re.findall(
+        r'<p class="tile-message" data-slot="message">(.*?)</p>', client.get("/").text
+    )
+    assert why in tiles
+    page = client.get("/resources/Container.pg").text
+    card = re.search(r'<p class="card-message" data-slot="message">(.*?)</p>', page)
+    assert card is not None and card.group(1) == why
