@@ -376,10 +376,11 @@ class ProcessRuntime:
             )
             # A replica run as another user out of reach of unit.dir was given its own
             # directory under the work root instead (access.py): its strays carry that one.
-            strays += await stop_strays(
-                unit.key, self._work_dir(unit) / "data", set(),
-                signal.Signals[spec.stop_signal], spec.stop_timeout,
-            )  # fmt: skip
+            own = self._work_dir(unit) / "data"
+            if own.is_dir():
+                strays += await stop_strays(
+                    unit.key, own, set(), signal.Signals[spec.stop_signal], spec.stop_timeout
+                )
             with contextlib.suppress(FileNotFoundError):
                 (unit.dir / "state.json").unlink()
             for pid_file in unit.dir.glob("replica-*.pid"):
