@@ -60,9 +60,11 @@ async def trial(
                 return any(f["key"] == "Container/shop" and f["status"] == "running" for f in fixes)
 
             await _until(fixing, 60, f"{scenario}: a fix running", first)
+        finally:
+            # Killed whatever happened: a controller left running would own the state
+            # directory, and every later trial's controller would refuse to start.
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
-        finally:
             # The fix in flight may have restarted the app already, which ends its chaos.
             with contextlib.suppress(httpx2.HTTPError, DriftmendError):
                 await revert(scenario, chaos, settings)
