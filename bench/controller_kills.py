@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from driftmend.settings import Settings
 from driftmend.spec import load_paths
 from driftmend.tools.catalogue import default_catalogue
 from driftmend.validate import tool_check
-from tests.demo_stack import REPO, DemoStack, demo_stack
+from tests.demo_stack import DemoStack, demo_stack
 
 SCENARIOS = ("app-crash", "app-cpu-burn", "app-memory-leak")
 
@@ -105,11 +104,7 @@ async def run(trials: int) -> dict[str, Any]:
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO / ".venv/bin/driftmend"), "down", "-f", str(stack.specs), "--state-dir", str(stack.state)],
-            cwd=REPO, capture_output=True, check=False,
-        )  # fmt: skip
+        await stack.down()
         stack.cleanup()
     times = [r["healthy_after_restart_s"] for r in rows if r["outcome"] == "healed"]
     return {

@@ -253,12 +253,7 @@ async def run(trials: int, scenarios: Sequence[str]) -> dict[str, Any]:
             "cpu_percent_of_one_core": round(100 * cpu_s / wall, 1) if wall else None,
         }
     finally:
-        down = await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO / ".venv/bin/driftmend"), "down", "-f", str(stack.specs), "--state-dir", str(stack.state)],
-            cwd=REPO, capture_output=True, check=False,
-        )  # fmt: skip
-        if down.returncode == 0:
+        if await stack.down():
             stack.cleanup()
     out["machine"] = {
         "cpus": os.cpu_count(),

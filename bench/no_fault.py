@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -72,11 +71,7 @@ async def run(minutes: float, rps: float) -> dict[str, object]:
         }
     finally:
         controller.stop()
-        await asyncio.to_thread(
-            subprocess.run,
-            [str(REPO / ".venv/bin/driftmend"), "down", "-f", str(stack.specs), "--state-dir", str(stack.state)],
-            cwd=REPO, capture_output=True, check=False,
-        )  # fmt: skip
+        await stack.down()
         stack.cleanup()
 
 

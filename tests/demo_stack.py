@@ -7,8 +7,10 @@ with mode 755: PostgreSQL runs as the ``postgres`` user and must reach its data 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,16 @@ class DemoStack:
     app_port: int
     pg_port: int
     redis_port: int
+
+    async def down(self) -> bool:
+        """``driftmend down`` of this stack (its controller first, if one runs); True when
+        it stopped everything."""
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(REPO / ".venv/bin/driftmend"), "down", "-f", str(self.specs), "--state-dir", str(self.state)],
+            cwd=REPO, capture_output=True, check=False,
+        )  # fmt: skip
+        return done.returncode == 0
 
     def cleanup(self) -> None:
         """Remove the specs and the state (the processes must be down first)."""

@@ -23,6 +23,7 @@ from driftmend.spec import Container, LoadResult, load_paths
 from driftmend.store import Store
 from driftmend.tools.catalogue import default_catalogue
 from driftmend.validate import tool_check
+from tests.demo_stack import DemoStack, demo_stack
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -100,3 +101,25 @@ async def down_all(state_dir: Path, result: LoadResult) -> None:
         if isinstance(res, Container):
             await runtime.down(res)
     await runtime.close()
+
+
+@asynccontextmanager
+async def healthy_demo(**settings: Any) -> AsyncIterator[tuple[DemoStack, Controller]]:
+    """The demo stack (example specs on free ports) under a started controller, once every
+    resource is healthy; stopped and removed on exit."""
+    stack = demo_stack()
+    result = load(stack.specs)
+    try:
+        async with running(stack.state, result, **settings) as controller:
+            await eventually(
+                lambda: all(
+                    (controller.store.resource_records.resource(k) or {}).get("health") == "healthy"
+                    for k in controller.resources
+                ),
+                deadline=60,
+                what="the whole demo stack healthy",
+            )
+            yield stack, controller
+    finally:
+        await down_all(stack.state, result)
+        stack.cleanup()

@@ -22,8 +22,8 @@ import pytest_asyncio
 from driftmend.controller import Controller
 from driftmend.incidents import current_incident, retry_delay
 from driftmend.spec import Container
-from tests.demo_stack import DemoStack, demo_stack
-from tests.integration.harness import down_all, eventually, load, running
+from tests.demo_stack import DemoStack
+from tests.integration.harness import eventually, healthy_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -32,22 +32,8 @@ SHOP = "Container/shop"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def demo() -> AsyncIterator[tuple[DemoStack, Controller]]:
-    stack = demo_stack()
-    result = load(stack.specs)
-    try:
-        async with running(stack.state, result, resync_period=1.0) as controller:
-            await eventually(
-                lambda: all(
-                    (controller.store.resource_records.resource(k) or {}).get("health") == "healthy"
-                    for k in controller.resources
-                ),
-                deadline=60,
-                what="the whole demo stack healthy",
-            )
-            yield stack, controller
-    finally:
-        await down_all(stack.state, result)
-        stack.cleanup()
+    async with healthy_demo(resync_period=1.0) as running_demo:
+        yield running_demo
 
 
 async def kill_every_replica(controller: Controller, app: Container) -> int:

@@ -27,30 +27,16 @@ from shop.loadgen import run_load
 from driftmend.chaos import Stack, inject, revert
 from driftmend.controller import Controller
 from driftmend.settings import Settings
-from tests.demo_stack import DemoStack, demo_stack
-from tests.integration.harness import down_all, eventually, load, running
+from tests.demo_stack import DemoStack
+from tests.integration.harness import eventually, healthy_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def demo() -> AsyncIterator[tuple[DemoStack, Controller]]:
-    stack = demo_stack()
-    result = load(stack.specs)
-    try:
-        async with running(stack.state, result) as controller:
-            await eventually(
-                lambda: all(
-                    (controller.store.resource_records.resource(k) or {}).get("health") == "healthy"
-                    for k in controller.resources
-                ),
-                deadline=60,
-                what="the whole demo stack healthy",
-            )
-            yield stack, controller
-    finally:
-        await down_all(stack.state, result)
-        stack.cleanup()
+    async with healthy_demo() as running_demo:
+        yield running_demo
 
 
 def chaos_settings(stack: DemoStack) -> Settings:
