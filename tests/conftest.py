@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.k8s import apiserver  # noqa: F401  (a session fixture for every test folder)
 from tests.services import PostgresServer, RedisServer, running_postgres, running_redis
 
 
