@@ -1,0 +1,1 @@
+"""Talking to the Kubernetes API: status, Events, Leases. docs/ARCHITECTURE.md, "The operator"."""
