@@ -259,6 +259,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         leader_election=not args.no_leader_election,
         lease_name=args.lease_name,
         webhook=not args.no_webhook,
+        webhook_managed=not args.no_webhook_config,
         webhook_addr=args.webhook_addr,
         webhook_port=args.webhook_port,
         webhook_host=args.webhook_host,
@@ -385,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
     p.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME)")
     p.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
+    p.add_argument(
+        "--no-webhook-config",
+        action="store_true",
+        help="serve the webhook but leave its ValidatingWebhookConfiguration to you",
+    )
     p.add_argument("--webhook-addr", default="0.0.0.0")
     p.add_argument("--webhook-port", type=int, default=9443)
     p.add_argument("--webhook-host", help="the name the API server calls the webhook by")

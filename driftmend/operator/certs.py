@@ -58,9 +58,12 @@ def _sans(hosts: Sequence[str]) -> list[x509.GeneralName]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Owner-only, and whole or not at all: a reader never sees half a certificate."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+    partial.replace(path)
 
 
 def _make(folder: Path, hosts: Sequence[str]) -> WebhookCerts:

@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +73,7 @@ class OperatorOptions:
         )
     )
     webhook: bool = True
+    webhook_managed: bool = True  # kopf creates and patches the ValidatingWebhookConfiguration
     webhook_addr: str = "0.0.0.0"
     webhook_port: int = 9443
     webhook_host: str | None = None
@@ -89,6 +90,7 @@ class OperatorOptions:
             all_namespaces=not namespaces,
             leader_election=env.get("DRIFTMEND_OPERATOR_LEADER_ELECTION", "1") != "0",
             webhook=env.get("DRIFTMEND_OPERATOR_WEBHOOK", "1") != "0",
+            webhook_managed=env.get("DRIFTMEND_OPERATOR_WEBHOOK_MANAGED", "1") != "0",
             webhook_addr=env.get("DRIFTMEND_OPERATOR_WEBHOOK_ADDR", "0.0.0.0"),
             webhook_port=int(env.get("DRIFTMEND_OPERATOR_WEBHOOK_PORT", "9443")),
             webhook_host=env.get("DRIFTMEND_OPERATOR_WEBHOOK_HOST") or None,
@@ -238,6 +240,13 @@ def _webhook_host(options: OperatorOptions) -> str:
     return "127.0.0.1" if options.webhook_addr in ("0.0.0.0", "127.0.0.1") else options.webhook_addr
 
 
+async def _no_webhook(_: Any) -> AsyncIterator[Any]:
+    """An admission "server" that never listens: ``--no-webhook``. kopf refuses admission
+    handlers with no server at all, and the handlers are registered once per process."""
+    await asyncio.Event().wait()
+    yield  # never reached: makes this an async generator, as kopf expects
+
+
 def configure_kopf(
     kopf_settings: kopf.OperatorSettings, settings: Settings, options: OperatorOptions
 ) -> None:
@@ -251,6 +260,7 @@ def configure_kopf(
     kopf_settings.posting.level = logging.WARNING
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission
     if not options.webhook:
+        kopf_settings.admission.server = _no_webhook
         return
     host = _webhook_host(options)
     certs = webhook_certs(
@@ -264,7 +274,13 @@ def configure_kopf(
         pkeyfile=certs.pkeyfile,
         cafile=certs.cafile,
     )
-    kopf_settings.admission.managed = GROUP
+    if options.webhook_managed:
+        kopf_settings.admission.managed = GROUP
+
+
+def current_options() -> OperatorOptions:
+    """The options this process runs with: ``driftmend operator``'s, else the environment's."""
+    return preset[1] if preset is not None else OperatorOptions.from_env()
 
 
 def connection(kopf_settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
@@ -285,7 +301,8 @@ async def replica_for_kopf(kopf_settings: kopf.OperatorSettings) -> OperatorRunt
     """kopf's startup: configure kopf, build this replica and start it."""
     from driftmend.kube.client import KubeClient
 
-    settings, options = preset if preset is not None else (Settings(), OperatorOptions.from_env())
+    settings = preset[0] if preset is not None else Settings()
+    options = current_options()
     configure_kopf(kopf_settings, settings, options)
     api = KubeClient.from_connection(
         connection(kopf_settings), login=lambda: connection(kopf_settings)
