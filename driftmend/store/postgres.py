@@ -40,7 +40,14 @@ from driftmend.errors import StoreBusyError, StoreError, StoreUnusableError
 from driftmend.store.connection import Cursor
 from driftmend.store.schema import MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE, check_version
 
-__all__ = ["PostgresConnection", "redact_dsn", "to_postgres", "to_postgres_ddl"]
+__all__ = [
+    "PostgresConnection",
+    "redact_dsn",
+    "said",
+    "to_postgres",
+    "to_postgres_ddl",
+    "translate",
+]
 
 # The advisory lock around migrations ("driftmend" in ASCII, cut to fit a bigint): two
 # replicas starting at once must not both create the same table.
@@ -128,6 +135,31 @@ def redact_dsn(dsn: str) -> str:
     return f"postgresql://{user}{host}{port}{db}"
 
 
+def said(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """``exc``'s text on one line, with each of ``secrets`` (the DSN's password) scrubbed."""
+    text = " ".join(str(exc).split())
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def translate(exc: Exception, where: str, secrets: Sequence[str] = ()) -> StoreError:
+    """The ``StoreError`` for psycopg's ``exc`` on the store ``where``; raise it ``from exc``.
+
+    Busy (a lock, a conflict, a timeout: a retry later will do), unusable (the server gone
+    or refusing us: degraded mode), or a failed statement; told apart by SQLSTATE, and a
+    connection error without one (libpq's own) is a lost server.
+    """
+    state = str(getattr(exc, "sqlstate", None) or "")
+    text = said(exc, secrets)
+    if state.startswith(_BUSY_STATES):
+        return StoreBusyError(f"the store {where} is locked by another writer ({text})")
+    lost = not state and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    if lost or state.startswith(_UNUSABLE_STATES):
+        return StoreUnusableError(f"the store {where} cannot be used: {text}")
+    return StoreError(f"the store {where} failed: {text}")
+
+
 class _Row:
     """A row read by column name or position, like ``sqlite3.Row``."""
 
@@ -199,7 +231,9 @@ class PostgresConnection:
             self._conn = self._connect()
         except psycopg.Error as exc:
             error = self.translate(exc)
-            raise type(error)(f"cannot open the store {self.where}: {self._say(exc)}") from exc
+            raise type(error)(
+                f"cannot open the store {self.where}: {said(exc, self._secrets)}"
+            ) from exc
 
     # -- connecting
 
@@ -295,24 +329,9 @@ class PostgresConnection:
             self._conn = None
 
     def translate(self, exc: Exception) -> StoreError:
-        """The ``StoreError`` for psycopg's ``exc``: busy (a lock, a conflict, a timeout),
-        unusable (the server gone or refusing: degraded mode), or a failed statement."""
-        state = str(getattr(exc, "sqlstate", None) or "")
-        text = self._say(exc)
-        if state.startswith(_BUSY_STATES):
-            return StoreBusyError(f"the store {self.where} is locked by another writer ({text})")
-        lost = not state and isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-        if lost or state.startswith(_UNUSABLE_STATES):
-            return StoreUnusableError(f"the store {self.where} cannot be used: {text}")
-        return StoreError(f"the store {self.where} failed: {text}")
+        """The ``StoreError`` for psycopg's ``exc`` (see ``translate``)."""
+        return translate(exc, self.where, self._secrets)
 
     def journal_mode(self) -> str:
         """``postgresql``: the server keeps its own write-ahead log."""
         return "postgresql"
-
-    def _say(self, exc: BaseException) -> str:
-        """``exc``'s text on one line, without the DSN's password."""
-        text = " ".join(str(exc).split())
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text

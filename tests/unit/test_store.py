@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from driftmend.errors import ConfigurationError
+from driftmend.errors import (
+    ConfigurationError,
+    StoreBusyError,
+    StoreError,
+    StoreUnusableError,
+)
 from driftmend.model import Drift, Health, Outcome, Plan, PlanStep, ToolResult
 from driftmend.store import SCHEMA_VERSION, Store, plan_from_dict, plan_to_dict
 from tests.unit.conftest import StoreBackend
@@ -332,6 +337,22 @@ def test_fix_journal_round_trip(store: Store, clock: Clock, backend: StoreBacken
     assert store.fix_records.last_fix(KEY)["id"] == fix_id  # type: ignore[index]
     assert store.fix_records.last_fix("Container/none") is None
     assert store.fix_records.fix(9999) is None
+
+
+def test_a_step_of_a_fix_is_journaled_once(store: Store) -> None:
+    # The execution journal's claim: a second row for the same (fix, step) is refused, so
+    # two controllers sharing a store can never both run one step.
+    plan = make_plan()
+    fix_id = store.fix_records.begin_fix(KEY, plan, {}, 1.0, 2.0, "exit")
+    first = store.fix_records.journal_step(fix_id, 0, plan.steps[0])
+    with pytest.raises(StoreError, match=r"(?i)unique|duplicate") as caught:
+        store.fix_records.journal_step(fix_id, 0, plan.steps[0])
+    assert not isinstance(caught.value, StoreBusyError | StoreUnusableError)
+    fix = store.fix_records.fix(fix_id)
+    assert fix is not None and [s.id for s in fix.steps] == [first]
+    # The refused claim was rolled back whole: the store goes on, and the next step is free.
+    store.fix_records.journal_step(fix_id, 1, plan.steps[1])
+    assert store.writable and store.backlog_size == 0
 
 
 def test_not_recovered_fix_has_no_time_to_recover(store: Store) -> None:
