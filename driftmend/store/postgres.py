@@ -247,6 +247,14 @@ class PostgresConnection:
             cursor_factory=psycopg.ClientCursor,
             # A write waiting for another's row lock gives up after the busy timeout (55P03).
             options=f"-c lock_timeout={max(1, int(self._busy_timeout_s * 1000))}",
+            # A server whose host vanished without closing the socket must not hold the
+            # store's lock (and every worker behind it) for the kernel's minutes: TCP
+            # keepalives and a send timeout make it a lost connection within ~10 s.
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=3,
+            tcp_user_timeout=10_000,
         )
         try:
             self._migrate(conn)
