@@ -9,7 +9,10 @@ once the file takes writes again.
 A caller that needs the id of a row it inserted gets a *placeholder* (a large negative
 number no real row has); replay maps each placeholder to the id the store then gives, and
 puts the real id in the later statements that name it, so a fix's steps still point to
-their fix. A caller that needs a result only the file can give (how many rows an UPDATE
+their fix. An INSERT that ran and was rolled back (the store went before the COMMIT) handed
+its caller a real id: SQLite gives that id again on replay by itself; on PostgreSQL, whose
+sequences never go back, replay claims it explicitly (``Connection.rolled_back_ids_stay_free``).
+A caller that needs a result only the file can give (how many rows an UPDATE
 changed, a SELECT) gets ``StoreUnusableError``, and its transaction is dropped whole:
 a compare-and-set that cannot be checked must not be applied later behind its back.
 
@@ -19,6 +22,7 @@ Bounded: the newest ``limit`` transactions are kept; older ones are dropped and 
 from __future__ import annotations
 
 import itertools
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +125,25 @@ class Recorder:
         return cur
 
 
+_INSERT_COLUMNS = re.compile(r"^(\s*INSERT\s+INTO\s+\w+\s*\()(.*?\)\s*VALUES\s*\()", re.I | re.S)
+
+
+def _with_id(sql: str, args: tuple[Any, ...], handed_id: int) -> tuple[str, tuple[Any, ...]]:
+    """An INSERT that was run live, then rolled back, given back the id its caller holds.
+
+    Only for a server whose rolled-back ids are never handed out again (PostgreSQL's
+    sequences): the id is still free, and later statements that name it stay right.
+    Placeholders (never real ids) and statements of another shape are left alone.
+    """
+    if handed_id <= PLACEHOLDER_BASE:
+        return sql, args
+    match = _INSERT_COLUMNS.match(sql)
+    if match is None:
+        return sql, args
+    rewritten = f"{match.group(1)}id, {match.group(2)}?, {sql[match.end() :]}"
+    return rewritten, (handed_id, *args)
+
+
 def _inserts(sql: str) -> bool:
     """Whether ``sql`` is an INSERT, whose cursor names the row it added."""
     return sql.lstrip()[:6].upper() == "INSERT"
@@ -166,7 +189,10 @@ class Backlog:
             try:
                 given: list[tuple[Statement, int | None]] = []
                 for s in transaction.statements:
-                    cur = conn.execute(s.sql, tuple(self._ids.get(a, a) for a in s.args))
+                    sql, args = s.sql, tuple(self._ids.get(a, a) for a in s.args)
+                    if conn.rolled_back_ids_stay_free and s.handed_id is not None:
+                        sql, args = _with_id(sql, args, s.handed_id)
+                    cur = conn.execute(sql, args)
                     given.append((s, cur.lastrowid if _inserts(s.sql) else None))
                 conn.commit()
             except BaseException:

@@ -58,6 +58,9 @@ class Connection(Protocol):
     errors: tuple[type[Exception], ...]
     # How the store is named in messages and logs (a file, or a DSN without its password).
     where: str
+    # Whether an id given to a rolled-back INSERT is never given again (PostgreSQL's
+    # sequences), so that replaying the INSERT may claim it (``backlog.Backlog.replay``).
+    rolled_back_ids_stay_free: bool
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         """Run one statement; its rows are ``Row``s."""

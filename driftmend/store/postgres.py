@@ -219,6 +219,8 @@ class PostgresConnection:
     """The store on a PostgreSQL server: migrated on open, opened anew after a loss."""
 
     errors: tuple[type[Exception], ...] = (psycopg.Error,)
+    # A sequence never goes back: the id of a rolled-back INSERT stays free for its replay.
+    rolled_back_ids_stay_free = True
 
     def __init__(self, dsn: str, *, busy_timeout_s: float) -> None:
         self._dsn = dsn

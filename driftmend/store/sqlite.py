@@ -75,6 +75,8 @@ class SqliteConnection:
     """The store's file, open: WAL, foreign keys on, migrated to the current schema."""
 
     errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    # SQLite gives the next INSERT max(rowid) + 1: a rolled-back id comes back by itself.
+    rolled_back_ids_stay_free = False
 
     def __init__(self, path: Path, *, busy_timeout_s: float) -> None:
         self.path = Path(path)

@@ -141,6 +141,43 @@ def test_a_lost_server_degrades_the_store_and_the_backlog_is_replayed(
         db.close()
 
 
+def test_a_fix_whose_commit_the_lost_server_missed_keeps_its_id(
+    own_postgres: PostgresServer,
+) -> None:
+    # The INSERT ran (the caller holds its id), then the server went before the COMMIT. The
+    # sequence never gives that id again, so the replay claims it: the steps journaled
+    # meanwhile, which name it, still point to their fix (not to nothing, or another one).
+    db = Database(dsn=own_postgres.dsn, retry_every_s=0)
+    fixes = FixRecords(db, lambda: 1.0)
+    try:
+        fixes.begin_fix(KEY, plan(), {}, 0.0, 0.5, "earlier")  # a row before it
+        with db.write() as c:
+            cur = c.execute(
+                """INSERT INTO fixes (key, kind, source, reasoning, plan, root_cause, dry_run,
+                       status, signals_before, fault_at, detected_at, started_at, time_to_detect)
+                   VALUES (?, 'Container', 'rules', 'r', ?, 'exit', 0, 'running', '{}',
+                           1.0, 2.0, 2.0, 1.0)""",
+                (KEY, json.dumps({"drifts": [], "steps": []})),
+            )
+            fid = int(cur.lastrowid or 0)
+            own_postgres.stop()
+        assert fid > 0 and not db.writable and db.backlog_size == 1
+        step = fixes.journal_step(fid, 0, plan().steps[0])
+        fixes.finish_step(step, ToolResult.success(), 0.1)
+        own_postgres.start()
+        fixes.finish_fix(fid, Outcome.FIXED, True, {}, 3.0, 2.5, "back")
+        assert db.writable and db.backlog_size == 0 and db.dropped == 0
+        fix = fixes.fix(fid)
+        assert fix is not None and (fix.root_cause, fix.status, fix.message) == (
+            "exit", "done", "back",
+        )  # fmt: skip
+        assert [(s.fix_id, s.status) for s in fix.steps] == [(fid, "ok")]
+        # The next fix gets a fresh id, past the one claimed back.
+        assert fixes.begin_fix(KEY, plan(), {}, 4.0, 5.0, "later") > fid
+    finally:
+        db.close()
+
+
 def test_a_held_lock_is_busy_not_unusable(dsn: str) -> None:
     store = Store(dsn=dsn, busy_timeout_s=0.05)
     other = psycopg.connect(dsn, autocommit=True)
