@@ -185,16 +185,17 @@ def _fmt_signal(name: str, value: object) -> str:
 def cmd_get(args: argparse.Namespace) -> int:
     """``driftmend get [KIND] [-o json]``: resources, observed state and last fix, from the store."""
     from driftmend.formatting import format_value
-    from driftmend.store import Store
+    from driftmend.store import open_store
 
     settings = _settings(args)
-    if not settings.store_path.exists():
+    # A shared PostgreSQL store is there or says why not; only a file can be missing.
+    if settings.store_dsn is None and not settings.store_path.exists():
         print(
             f"no state at {settings.store_path}: start the controller with `driftmend run` (or `make demo`)",
             file=sys.stderr,
         )
         return 1
-    store = Store(settings.store_path)
+    store = open_store(settings)
     try:
         rows = store.resource_records.resources()
     finally:

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".driftmend")
     # The SQLite file; defaults to <state_dir>/driftmend.db.
     db_path: Path | None = None
+    # A PostgreSQL server for the store instead of the SQLite file (postgresql://user:pw@host/db):
+    # replicas of the operator share one record through it, so a new leader sees what the
+    # old one began. Secret, since it may hold a password. Unset: SQLite, as embedded.
+    store_dsn: SecretStr | None = None
     # The controller's HTTP server: /metrics, the JSON API and the dashboard.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -87,7 +91,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "gemini_api_key", "openai_api_key", "dashboard_token", "mcp_read_token",
-        "mcp_write_token", "mcp_approval_token", mode="before",
+        "mcp_write_token", "mcp_approval_token", "store_dsn", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -108,5 +112,5 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        """The SQLite file in use."""
+        """The SQLite file in use (unless ``store_dsn`` names a PostgreSQL server)."""
         return self.db_path or self.state_dir / "driftmend.db"
