@@ -176,6 +176,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # over) or 'asked' (an operator asked the LLM; it waits for them whatever happens).
         "ALTER TABLE pending_plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'incident'",
     ),
+    (
+        # The claim of a step: its journal row is inserted before its tool is called, and a
+        # second row for the same step is refused, so two controllers sharing a store can
+        # never both run it (``FixRecords.claim_step``).
+        "CREATE UNIQUE INDEX fix_steps_claim ON fix_steps (fix_id, idx)",
+        # When a controller resumed a fix that an earlier one left unfinished (NULL: never).
+        "ALTER TABLE fixes ADD COLUMN resumed_at REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
