@@ -16,6 +16,8 @@ from driftmend.controller import SHUT_DOWN
 from driftmend.execution import UNKNOWN_STEP
 from driftmend.model import Health, Outcome, Plan, PlanStep, ToolResult
 from driftmend.store import Fix, Store
+from driftmend.store.db import Database
+from driftmend.store.fixes import FixRecords
 from tests.unit.controller_fakes import Rig, rig
 from tests.unit.factories import container, policy
 
@@ -266,3 +268,27 @@ def test_a_fix_is_resumed_by_one_caller_only(tmp_path: Path) -> None:
         fix = first.fix_records.fix(fix_id)
         assert fix is not None and (fix.status, fix.resumed_at) == ("running", 4.0)
         assert (fix.steps[0].status, fix.steps[0].error) == ("unknown", "unknown!")
+
+
+def test_a_claim_kept_while_the_store_refused_writes_never_lands_on_another_step(
+    tmp_path: Path,
+) -> None:
+    # While the file refuses writes a claim cannot be checked (one controller owns a SQLite
+    # store, so the step runs); if a row for that step exists after all, the replay drops
+    # the claim and its result rather than write them over the other row.
+    db = Database(tmp_path / "driftmend.db", retry_every_s=0)
+    fixes = FixRecords(db, lambda: 1.0)
+    step = PlanStep("container_restart", KEY)
+    plan = Plan(KEY, (step,), "rules", "crash", "p", "restart")
+    fix_id = fixes.begin_fix(KEY, plan, {}, 1.0, 2.0, "crash")
+    first = fixes.claim_step(fix_id, 0, step)
+    db.read("PRAGMA query_only = ON")
+    kept = fixes.claim_step(fix_id, 0, step)
+    assert kept is not None and kept < 0  # a placeholder: the step runs
+    fixes.finish_step(kept, ToolResult.success(pid=7), 0.1)
+    db.read("PRAGMA query_only = OFF")
+    fixes.finish_fix(fix_id, Outcome.FIXED, True, {}, 3.0, 2.5)  # the backlog goes first
+    assert db.backlog_size == 0 and db.dropped == 1
+    fix = fixes.fix(fix_id)
+    assert fix is not None and [(s.id, s.status) for s in fix.steps] == [(first, "started")]
+    db.close()
