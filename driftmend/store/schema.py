@@ -186,10 +186,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE pending_plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'incident'",
     ),
     (
-        # The execution journal: one row per (fix, step), so two controllers sharing a store
-        # can never both claim (and run) the same step of a fix. It covers the old index.
+        # The execution journal: one row per (fix, step), the claim of that step. Its row is
+        # inserted before its tool is called and a second row for the same step is refused,
+        # so two controllers sharing a store can never both run it
+        # (``FixRecords.claim_step``). It covers the old non-unique index.
         "CREATE UNIQUE INDEX fix_steps_fix_idx ON fix_steps (fix_id, idx)",
         "DROP INDEX fix_steps_fix",
+        # When a controller resumed a fix that an earlier one left unfinished (NULL: never).
+        "ALTER TABLE fixes ADD COLUMN resumed_at REAL",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
