@@ -220,6 +220,12 @@ def test_checked_in_crds_are_current() -> None:
         assert path.read_text() == text, f"{path} is stale: run `make crds`"
 
 
+def test_the_crds_kustomization_lists_every_crd() -> None:
+    """manifests/kubernetes takes the CRDs through crds/Kustomization: none may be missing."""
+    kustomization = yaml.safe_load((REPO / "crds" / "Kustomization").read_text())
+    assert sorted(kustomization["resources"]) == sorted(crds_yaml())
+
+
 def test_crds_are_structural() -> None:
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
