@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("driftmend.operator")
 
 __all__ = ["WebhookCerts", "webhook_certs"]
 
@@ -113,10 +116,17 @@ def webhook_certs(given: Path | None, state_dir: Path, hosts: Sequence[str]) -> 
     """
     if given is not None:
         found = _given(given)
-        if found is None:
+        if found is not None:
+            return found
+        if given.is_dir() and any(given.iterdir()):  # a Secret, but not the right one
             raise FileNotFoundError(
                 f"{given} must hold tls.crt, tls.key and ca.crt (a kubernetes.io/tls Secret "
                 "with its CA, as cert-manager writes it)"
             )
-        return found
+        # An empty folder: the optional Secret is not there. Fine for one replica.
+        log.warning(
+            "no webhook certificate in %s: serving a self-signed one; with more than one "
+            "replica create the Secret driftmend-webhook-tls (README, Run it on Kubernetes)",
+            given,
+        )
     return _make(state_dir / "webhook", list(hosts) or ["localhost"])

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from driftmend.cli import build_parser
 from driftmend.spec import KINDS, crd
 from tests.k8s import REPO, ApiServer
 
@@ -116,9 +117,11 @@ def test_the_deployment_is_the_hardened_operator(rendered: list[dict[str, Any]])
     assert spec["replicas"] == 2 and spec["selector"]["matchLabels"] == SELECTOR
     assert pod["serviceAccountName"] == "driftmend"
     assert container["image"] == "driftmend:latest"
-    assert container["command"] == [
-        "driftmend", "operator", "--all-namespaces", "--liveness", "http://0.0.0.0:8081/healthz",
-    ]  # fmt: skip
+    # The command is one driftmend's own parser takes, with the options the probes rely on.
+    assert container["command"][:2] == ["driftmend", "operator"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert args.all_namespaces and args.liveness == "http://0.0.0.0:8081/healthz"
+    assert str(args.webhook_cert_dir) == "/etc/driftmend/webhook"
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -134,8 +137,11 @@ def test_the_deployment_is_the_hardened_operator(rendered: list[dict[str, Any]])
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert set(mounts) == {"/var/lib/driftmend", "/tmp"}
-    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in mounts.values())
+    assert set(mounts) == {"/var/lib/driftmend", "/tmp", "/etc/driftmend/webhook"}
+    writable = [mounts["/var/lib/driftmend"], mounts["/tmp"]]
+    assert all(volumes[name] == {"name": name, "emptyDir": {}} for name in writable)
+    tls = volumes[mounts["/etc/driftmend/webhook"]]["secret"]
+    assert tls == {"secretName": "driftmend-webhook-tls", "optional": True}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -172,7 +178,7 @@ def test_the_services_and_the_disruption_budget(rendered: list[dict[str, Any]]) 
     assert http["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
     webhook = one(rendered, "Service", "driftmend-webhook")
     assert webhook["spec"]["ports"] == [
-        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+        {"name": "webhook", "port": 9443, "targetPort": "webhook", "protocol": "TCP"}
     ]
     assert http["spec"]["selector"] == webhook["spec"]["selector"] == SELECTOR
     pdb = one(rendered, "PodDisruptionBudget", "driftmend")
