@@ -126,8 +126,11 @@ class Controller:
             desired=self.desired, store=store, queue=self.queue, reconciler=self.reconciler,
             reconcile=self.reconcile, lock=self.lock, observer=self.observer,
             admission=admission, executor=executor, escalation=escalation, catalogue=catalogue,
-            logs=logs, clock=clock,
+            logs=logs, clock=clock, standby=lambda: self.standby,
         )  # fmt: skip
+        # Set by an operator replica that does not lead: operator actions are refused with
+        # it, since only the leader may act (driftmend.operator.runtime).
+        self.standby: str | None = None
         self.runtime.set_event_sink(self.on_event)
         store.on_writable(metrics.set_store_writable)
         self.runtime.set_start_failure_sink(metrics.replica_start_failed)

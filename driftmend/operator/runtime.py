@@ -133,6 +133,10 @@ class OperatorRuntime:
     async def start(self) -> None:
         """Take the state dir, serve HTTP, then campaign for the lead (or lead at once)."""
         self._owned = claim(self.settings.state_dir)
+        self.controller.standby = (
+            f"{self.options.identity} is a standby: only the leader of the Lease "
+            f"{self.options.lease_namespace}/{self.options.lease_name} acts; try again on it"
+        )
         await self._serve_http()
         if self.options.leader_election:
             self._tasks.append(asyncio.create_task(self._campaign(), name="leader-election"))
@@ -180,6 +184,7 @@ class OperatorRuntime:
             self.options.lease_name,
         )
         self.leading = False
+        self.controller.standby = f"{self.options.identity} lost the lead and is stopping"
         await self.controller.stop()
         self.on_lost()
 
@@ -192,6 +197,7 @@ class OperatorRuntime:
                     self.source.put(body)
         self.source.flush()
         await self.controller.start()
+        self.controller.standby = None
         self.leading = True
         self._tasks.append(asyncio.create_task(self.publisher.run(self._stop), name="status"))
         log.info(

@@ -159,3 +159,21 @@ def test_a_failed_fix_is_a_warning_naming_its_outcome() -> None:
         ("Warning", "FixFailed"),
     ]
     assert "restart-on-exit" in events[1].message
+
+
+def test_what_the_operator_writes_is_what_the_crds_declare() -> None:
+    # The CRDs' status schema is generated from these models: a field written here that the
+    # models do not know would be pruned by the API server without a word.
+    from driftmend.spec.crds import PolicyStatus, ResourceStatus
+
+    status = resource_status(
+        generation=4, health=Health.NEEDS_OPERATOR, message="spent",
+        operator_reason="the ladder is spent", last_fix=_fix(),
+        pending=PendingFacts(id=2, since=T0, summary="restart"), previous=None, now=T0,
+    )  # fmt: skip
+    parsed = ResourceStatus.model_validate(status)
+    assert parsed.model_dump(by_alias=True, exclude_none=True, mode="json").keys() == status.keys()
+    policy = policy_status(
+        generation=1, accepted=True, problem=None, matched=2, last_fix=_fix(), previous=None, now=T0
+    )
+    assert PolicyStatus.model_validate(policy).matched_resources == 2
