@@ -34,7 +34,7 @@ from driftmend.app import build_controller
 from driftmend.controller import Controller
 from driftmend.kube.publisher import KubeWrites, StatusPublisher
 from driftmend.operator.certs import webhook_certs
-from driftmend.ownership import Ownership, claim
+from driftmend.ownership import Ownership, StateDirOwnedError, claim
 from driftmend.settings import Settings
 from driftmend.sources.kubernetes import PLURALS, KubernetesSource
 from driftmend.spec.fields import GROUP, VERSION
@@ -131,8 +131,7 @@ class OperatorRuntime:
         self.on_lost: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
-        """Take the state dir, serve HTTP, then campaign for the lead (or lead at once)."""
-        self._owned = claim(self.settings.state_dir)
+        """Serve HTTP, then campaign for the lead (or lead at once)."""
         self.controller.standby = (
             f"{self.options.identity} is a standby: only the leader of the Lease "
             f"{self.options.lease_namespace}/{self.options.lease_name} acts; try again on it"
@@ -189,7 +188,9 @@ class OperatorRuntime:
         self.on_lost()
 
     async def lead(self) -> None:
-        """Become the acting replica: full listing, controller, status publisher."""
+        """Become the acting replica: the state dir, a full listing, the controller, the
+        status publisher."""
+        await self._claim_state_dir()
         log.info("%s leads: listing the custom resources", self.options.identity)
         for namespace in self.options.watched:
             for plural in PLURALS.values():
@@ -206,6 +207,26 @@ class OperatorRuntime:
             len(self.controller.resources),
             len(self.controller.policies),
         )
+
+    async def _claim_state_dir(self) -> None:
+        """Own the state dir (its pid files name the supervised processes) before acting.
+
+        Replicas on one machine may share it: a standby that wins the Lease waits here for
+        the kernel to release the dead leader's lock, which also fences a leader that is not
+        dead yet. Without leader election a second controller refuses at once, as ``run``.
+        """
+        said = False
+        while True:
+            try:
+                self._owned = claim(self.settings.state_dir, what="an operator replica")
+                return
+            except StateDirOwnedError as exc:
+                if not self.options.leader_election:
+                    raise
+                if not said:
+                    log.warning("%s; waiting for it to let go", exc)
+                    said = True
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         """Stop acting and serving; release the Lease so a standby takes over at once."""
