@@ -93,6 +93,10 @@ def default_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
 
 
+def _failed(task: asyncio.Future[None]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
 class _Try(Enum):
     LEADING = "leading"  # acquired or renewed
     HELD = "held"  # another holder keeps it alive
@@ -136,7 +140,8 @@ class LeaderElector:
         # changed: the expiry of another's lease is measured on our clock only.
         self._record: LeaseRecord | None = None
         self._observed_at = 0.0
-        self._stop = asyncio.Event()
+        self._stop = asyncio.Event()  # set by release(): campaign and renew no more
+        self._released = asyncio.Event()  # release() is done with the API
         # Never a renewal and a release on the wire at once: the release must win.
         self._api_lock = asyncio.Lock()
         if metrics is not None:
@@ -151,6 +156,7 @@ class LeaderElector:
         is awaited. If it raises, leadership is released and the error re-raised here.
         """
         if not await self._campaign():
+            await self._released.wait()
             return
         self._set_leader(True)
         log.info("%s leads lease %s/%s", self.identity, self.namespace, self.name)
@@ -165,6 +171,10 @@ class LeaderElector:
             if not leading.cancelled():
                 failed = leading.exception()
             await on_stopped_leading()
+            if self._stop.is_set():
+                # Returning before release() cleared the lease would let a caller that
+                # exits when run() returns cut the release short.
+                await self._released.wait()
         if failed is not None:
             await self.release()
             raise failed
@@ -172,6 +182,12 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the lease up on a clean shutdown: stop renewing, clear its holder."""
         self._stop.set()
+        try:
+            await self._release_locked()
+        finally:
+            self._released.set()
+
+    async def _release_locked(self) -> None:
         async with self._api_lock:
             record = self._record
             self._set_leader(False)
@@ -198,9 +214,9 @@ class LeaderElector:
 
     async def _renew_until_lost(self, leading: asyncio.Future[None]) -> None:
         last_renewal = self.monotonic()
-        while not self._stop.is_set() and not (leading.done() and leading.exception()):
+        while not self._stop.is_set() and not _failed(leading):
             await self._pause(leading)
-            if self._stop.is_set() or (leading.done() and leading.exception()):
+            if self._stop.is_set() or _failed(leading):
                 return
             remaining = last_renewal + self.renew_deadline - self.monotonic()
             outcome = _Try.FAILED
