@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     # successful renewal, and how often both try (seconds). A standby takes over a dead
     # leader within about lease_duration + retry_period. Needs retry_period < renew_deadline
     # < lease_duration, so a leader that cannot renew stops before anyone may take over.
+    # The Lease (coordination.k8s.io/v1) the replicas compete for, in the operator's own
+    # namespace (POD_NAMESPACE from the downward API), and this replica's name on it (POD_NAME;
+    # unset: host name plus a random suffix).
+    leader_lease_name: str = "driftmend-leader"
+    leader_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("DRIFTMEND_LEADER_NAMESPACE", "POD_NAMESPACE"),
+    )
+    leader_identity: str | None = Field(
+        default=None, validation_alias=AliasChoices("DRIFTMEND_LEADER_IDENTITY", "POD_NAME")
+    )
     leader_lease_duration: float = Field(default=4.0, gt=0)
     leader_renew_deadline: float = Field(default=3.0, gt=0)
     leader_retry_period: float = Field(default=1.0, gt=0)

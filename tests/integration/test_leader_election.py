@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from driftmend.kube.client import KubeClient, connection_from_kubeconfig
+from driftmend.kube.client import KubeClient, connection_from_kubeconfig, login
 from driftmend.leader import HttpLeaseApi, LeaderElector
 from tests.integration.harness import eventually
 from tests.k8s import REPO, ApiServer
@@ -226,6 +226,24 @@ async def test_five_candidates_race_and_exactly_one_leads(
     lease = apiserver.get_json("lease", candidates.name, "-n", "default")
     assert lease["spec"]["holderIdentity"] == leader
     assert lease["spec"]["leaseTransitions"] == 0
+
+
+async def test_credentials_from_kopfs_login_lead_too(
+    apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No path given: kopf's own login (service account, else $KUBECONFIG) finds the server.
+    monkeypatch.setenv("KUBECONFIG", str(apiserver.kubeconfig))
+    info = login()
+    assert info.server == apiserver.url
+    name = lease_name()
+    async with KubeClient(info) as client:
+        elector = LeaderElector(HttpLeaseApi(client), name=name, namespace="default", identity="k")
+        run = asyncio.create_task(elector.run(forever, noting([], "stopped")))
+        await eventually(lambda: elector.is_leader, deadline=10, what="k leads")
+        assert holder(apiserver, name) == "k"
+        await elector.release()
+        await asyncio.wait_for(run, 5)
+    assert holder(apiserver, name) is None
 
 
 # -- two OS processes, kill -9

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from driftmend.kube.client import ConflictError, KubeApiError
-from driftmend.leader import LeaderElector
+from driftmend.leader import LeaderElector, default_identity
 from driftmend.lease import LeaseRecord
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
@@ -189,3 +190,20 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DRIFTMEND_LEADER_RETRY_PERIOD", "2")
     s = Settings()
     assert (s.leader_lease_duration, s.leader_renew_deadline, s.leader_retry_period) == (15, 10, 2)
+
+
+def test_the_lease_and_identity_come_from_the_downward_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().leader_identity is None
+    assert (Settings().leader_lease_name, Settings().leader_namespace) == (
+        "driftmend-leader",
+        "default",
+    )
+    monkeypatch.setenv("POD_NAME", "driftmend-7d9f-abcde")
+    monkeypatch.setenv("POD_NAMESPACE", "driftmend")
+    s = Settings()
+    assert (s.leader_identity, s.leader_namespace) == ("driftmend-7d9f-abcde", "driftmend")
+
+
+def test_default_identities_differ_per_process_on_one_host() -> None:
+    a, b = default_identity(), default_identity()
+    assert a != b and a.split("_")[0] == b.split("_")[0] == socket.gethostname()
