@@ -155,7 +155,8 @@ class LeaderElector:
         leadership ends (lost, released, or ``run`` cancelled), then ``on_stopped_leading``
         is awaited. If it raises, leadership is released and the error re-raised here.
         """
-        if not await self._campaign():
+        elected_at = await self._campaign()
+        if elected_at is None:
             await self._released.wait()
             return
         self._set_leader(True)
@@ -163,7 +164,7 @@ class LeaderElector:
         leading: asyncio.Future[None] = asyncio.ensure_future(on_started_leading())
         failed: BaseException | None = None
         try:
-            await self._renew_until_lost(leading)
+            await self._renew_until_lost(leading, elected_at)
         finally:
             self._set_leader(False)
             leading.cancel()
@@ -204,21 +205,25 @@ class LeaderElector:
 
     # -- the two loops
 
-    async def _campaign(self) -> bool:
-        """Try every retry_period until leading (True) or released (False)."""
+    async def _campaign(self) -> float | None:
+        """Try every retry_period until leading (the try's start) or released (None)."""
         while not self._stop.is_set():
+            started = self.monotonic()
             if await self._try() is _Try.LEADING:
-                return True
+                return started
             await self._pause()
-        return False
+        return None
 
-    async def _renew_until_lost(self, leading: asyncio.Future[None]) -> None:
-        last_renewal = self.monotonic()
+    async def _renew_until_lost(self, leading: asyncio.Future[None], last_renewal: float) -> None:
+        # A renewal counts from before its request was sent, never from its answer: the
+        # server wrote it earlier than we heard back, and a standby's expiry counts from when
+        # it saw that write, so counting from the answer could keep us acting past it.
         while not self._stop.is_set() and not _failed(leading):
             await self._pause(leading)
             if self._stop.is_set() or _failed(leading):
                 return
-            remaining = last_renewal + self.renew_deadline - self.monotonic()
+            started = self.monotonic()
+            remaining = last_renewal + self.renew_deadline - started
             outcome = _Try.FAILED
             if remaining > 0:
                 try:
@@ -227,7 +232,7 @@ class LeaderElector:
                 except TimeoutError:
                     log.warning("renewing lease %s/%s timed out", self.namespace, self.name)
             if outcome is _Try.LEADING:
-                last_renewal = self.monotonic()
+                last_renewal = started
             elif outcome is _Try.HELD:
                 log.warning("lease %s/%s taken by %s", self.namespace, self.name, self._holder())
                 return

@@ -11,6 +11,7 @@ account, kubeconfig, a client library) and everyone else can read a kubeconfig p
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -113,14 +114,27 @@ def login(kubeconfig: Path | None = None) -> kopf.ConnectionInfo:
 class KubeClient:
     """JSON requests to one API server with one set of credentials; use ``async with``."""
 
-    def __init__(self, connection: kopf.ConnectionInfo, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        connection: kopf.ConnectionInfo,
+        *,
+        timeout: float = 5.0,
+        relogin: Callable[[], kopf.ConnectionInfo] | None = None,
+    ) -> None:
+        """``relogin``, when given, is asked for fresh credentials when the server answers 401:
+        an in-cluster service account's token is rotated by the kubelet while we run."""
         self.server = connection.server.rstrip("/")
+        self.timeout = timeout
+        self._relogin = relogin
+        self._http = self._open(connection)
+
+    def _open(self, connection: kopf.ConnectionInfo) -> httpx2.AsyncClient:
         # kopf builds the SSL context (CA, client certificate and key, inline or as files).
-        self._http = httpx2.AsyncClient(
-            base_url=self.server,
+        return httpx2.AsyncClient(
+            base_url=connection.server.rstrip("/"),
             verify=connection.as_ssl_context(),
             headers={**connection.as_http_headers(), "Accept": "application/json"},
-            timeout=timeout,
+            timeout=self.timeout,
             trust_env=False,
         )
 
@@ -141,14 +155,22 @@ class KubeClient:
 
     async def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         """``method`` on ``path`` with a JSON ``body``; the JSON answer, or a ``KubeApiError``."""
-        try:
-            response = await self._http.request(method, path, json=body)
-        except httpx2.HTTPError as exc:
-            raise KubeApiError(f"{method} {self.server}{path}: {type(exc).__name__}") from exc
+        response = await self._send(method, path, body)
+        if response.status_code == 401 and self._relogin is not None:
+            log.info("%s refused our credentials; logging in again", self.server)
+            stale, self._http = self._http, self._open(self._relogin())
+            await stale.aclose()
+            response = await self._send(method, path, body)
         if response.status_code >= 400:
             raise _status_error(method, path, response)
         answer: dict[str, Any] = response.json()
         return answer
+
+    async def _send(self, method: str, path: str, body: Any) -> httpx2.Response:
+        try:
+            return await self._http.request(method, path, json=body)
+        except httpx2.HTTPError as exc:
+            raise KubeApiError(f"{method} {self.server}{path}: {type(exc).__name__}") from exc
 
 
 def _status_error(method: str, path: str, response: httpx2.Response) -> KubeApiError:

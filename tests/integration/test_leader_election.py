@@ -19,9 +19,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 
+import kopf
 import pytest
 
-from driftmend.kube.client import KubeClient, connection_from_kubeconfig, login
+from driftmend.kube.client import KubeApiError, KubeClient, connection_from_kubeconfig, login
 from driftmend.leader import HttpLeaseApi, LeaderElector
 from tests.integration.harness import eventually
 from tests.k8s import REPO, ApiServer
@@ -244,6 +245,26 @@ async def test_credentials_from_kopfs_login_lead_too(
         await elector.release()
         await asyncio.wait_for(run, 5)
     assert holder(apiserver, name) is None
+
+
+async def test_a_refused_token_is_replaced_by_a_fresh_login(apiserver: ApiServer) -> None:
+    good = connection_from_kubeconfig(apiserver.kubeconfig, "local-token")
+    stale = dataclasses.replace(good, token="rotated-away-" + "0" * 20)
+    logins: list[str] = []
+
+    def relogin() -> kopf.ConnectionInfo:
+        logins.append("again")
+        return good
+
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    async with KubeClient(stale) as plain:
+        with pytest.raises(KubeApiError) as caught:
+            await plain.request("GET", path)
+        assert caught.value.status == 401
+    async with KubeClient(stale, relogin=relogin) as client:
+        assert (await client.request("GET", path))["kind"] == "LeaseList"
+        assert (await client.request("GET", path))["kind"] == "LeaseList"
+    assert logins == ["again"]
 
 
 # -- two OS processes, kill -9
