@@ -156,7 +156,9 @@ class LeaderElector:
         is awaited. If it raises, leadership is released and the error re-raised here.
         """
         elected_at = await self._campaign()
-        if elected_at is None:
+        if elected_at is None or self._stop.is_set():
+            # Released while campaigning (perhaps as our acquisition was on the wire: the
+            # release, which waited for it, cleared it again): never start leading.
             await self._released.wait()
             return
         self._set_leader(True)

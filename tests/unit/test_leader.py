@@ -207,3 +207,26 @@ def test_the_lease_and_identity_come_from_the_downward_api(monkeypatch: pytest.M
 def test_default_identities_differ_per_process_on_one_host() -> None:
     a, b = default_identity(), default_identity()
     assert a != b and a.split("_")[0] == b.split("_")[0] == socket.gethostname()
+
+
+async def test_a_release_during_the_winning_try_never_starts_leading() -> None:
+    api = MemoryLeases()
+    gate = asyncio.Event()
+    real_create = api.create
+
+    async def slow_create(namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        await gate.wait()
+        return await real_create(namespace, name, record)
+
+    api.create = slow_create  # type: ignore[method-assign]
+    elector = LeaderElector(api, name="l", namespace="ns", identity="a", **FAST)
+    events: list[str] = []
+    run = asyncio.create_task(elector.run(recorder(events, "started"), recorder(events, "stopped")))
+    await until(lambda: api.calls >= 1, "a reads the lease")
+    release = asyncio.create_task(elector.release())
+    await until(lambda: elector._stop.is_set(), "the release began")
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(run, release), 5)
+    assert events == []
+    assert not elector.is_leader
+    assert api.record is not None and api.record.holder is None
