@@ -1,8 +1,10 @@
 """Act: run an admitted plan, one journaled step at a time, through a tool invoker.
 
 Stage: *act* in docs/ARCHITECTURE.md. Each step is written to the store before it runs, so a controller
-killed mid-fix leaves a record of what it was doing. The first step that does not succeed
-stops the plan: later steps were planned on the assumption that earlier ones worked.
+killed mid-fix leaves a record of what it was doing. That row is also the step's claim: a
+step whose row already exists (a resumed fix, another controller on a shared store) is not
+run. The first step that does not succeed stops the plan: later steps were planned on the
+assumption that earlier ones worked.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from driftmend.tools.base import Catalogue, ToolContext
 class Journal(Protocol):
     """The part of the store that ``act`` writes to."""
 
-    def journal_step(self, fix_id: int, index: int, step: PlanStep) -> int:
-        """Record a step as started; returns its id."""
+    def claim_step(self, fix_id: int, index: int, step: PlanStep) -> int | None:
+        """Record a step as started, atomically; returns its id, or None when the step was
+        already claimed (its tool must not be called)."""
 
     def finish_step(
         self,
@@ -74,11 +77,21 @@ async def act(
     invoker: ToolInvoker,
     journal: Journal,
     fix_id: int,
+    *,
+    first: int = 0,
 ) -> tuple[StepOutcome, ...]:
-    """Run the steps of ``plan`` in order until one fails; every step journaled first."""
+    """Run the steps of ``plan`` from index ``first`` in order until one fails; every step
+    claimed in the journal first. A step already claimed ends the run ``refused``, its tool
+    not called: whoever claimed it runs it, and the steps after it depend on it."""
     done: list[StepOutcome] = []
     for index, step in enumerate(plan.steps):
-        step_id = journal.journal_step(fix_id, index, step)
+        if index < first:
+            continue
+        step_id = journal.claim_step(fix_id, index, step)
+        if step_id is None:
+            why = f"step {index} of fix {fix_id} was already claimed; not run again"
+            done.append(StepOutcome(step, ToolResult.refused(why), 0.0))
+            break
         started = time.monotonic()
         target = resources.get(step.target)
         if target is None:

@@ -29,7 +29,7 @@ from driftmend.planners.factory import configured_planners
 from driftmend.settings import Settings
 from driftmend.sources.files import FileSource
 from driftmend.spec import Container, LoadResult
-from driftmend.store import Store
+from driftmend.store import open_store
 from driftmend.tools.catalogue import default_catalogue
 
 log = logging.getLogger("driftmend")
@@ -59,7 +59,7 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
         postgres=PsycopgDriver(),
         redis=RedisPyDriver(),
         logs=LogAccumulator(),
-        store=Store(settings.store_path),
+        store=open_store(settings),
         metrics=Metrics(registry or CollectorRegistry()),
         catalogue=default_catalogue(),
         planners=planners,

@@ -185,16 +185,17 @@ def _fmt_signal(name: str, value: object) -> str:
 def cmd_get(args: argparse.Namespace) -> int:
     """``driftmend get [KIND] [-o json]``: resources, observed state and last fix, from the store."""
     from driftmend.formatting import format_value
-    from driftmend.store import Store
+    from driftmend.store import open_store
 
     settings = _settings(args)
-    if not settings.store_path.exists():
+    # A shared PostgreSQL store is there or says why not; only a file can be missing.
+    if settings.store_dsn is None and not settings.store_path.exists():
         print(
             f"no state at {settings.store_path}: start the controller with `driftmend run` (or `make demo`)",
             file=sys.stderr,
         )
         return 1
-    store = Store(settings.store_path)
+    store = open_store(settings)
     try:
         rows = store.resource_records.resources()
     finally:
@@ -244,6 +245,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return 130
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    """``driftmend operator``: kopf over the driftmend.dev CRDs, with this controller behind."""
+    import kopf
+
+    from driftmend.operator import runtime
+
+    options = runtime.OperatorOptions(
+        namespaces=args.namespaces or (),
+        all_namespaces=args.all_namespaces or not args.namespaces,
+        liveness=args.liveness,
+        leader_election=not args.no_leader_election,
+        lease_name=args.lease_name,
+        webhook=not args.no_webhook,
+        webhook_managed=not args.no_webhook_config,
+        webhook_addr=args.webhook_addr,
+        webhook_port=args.webhook_port,
+        webhook_host=args.webhook_host,
+        webhook_cert_dir=args.webhook_cert_dir,
+    )
+    if args.lease_namespace:
+        options.lease_namespace = args.lease_namespace
+    if args.identity:
+        options.identity = args.identity
+    runtime.preset = (_settings(args), options)
+    import driftmend.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    if not faulthandler.is_enabled() and sys.__stderr__ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            faulthandler.enable(file=sys.__stderr__)
+    try:
+        asyncio.run(
+            kopf.operator(
+                clusterwide=options.all_namespaces,
+                namespaces=list(options.namespaces),
+                liveness_endpoint=options.liveness,
+                standalone=True,
+            )
+        )
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def cmd_chaos(args: argparse.Namespace) -> int:
@@ -322,6 +366,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int)
     state(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "operator", help="run as a Kubernetes operator over the driftmend.dev custom resources"
+    )
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", dest="namespaces", help="watch this namespace"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch them all")
+    p.add_argument(
+        "--liveness", metavar="URL", help="kopf's health endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    p.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="act at once, without the Lease (one replica only)",
+    )
+    p.add_argument("--lease-name", default="driftmend-leader")
+    p.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
+    p.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME)")
+    p.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
+    p.add_argument(
+        "--no-webhook-config",
+        action="store_true",
+        help="serve the webhook but leave its ValidatingWebhookConfiguration to you",
+    )
+    p.add_argument("--webhook-addr", default="0.0.0.0")
+    p.add_argument("--webhook-port", type=int, default=9443)
+    p.add_argument("--webhook-host", help="the name the API server calls the webhook by")
+    p.add_argument(
+        "--webhook-cert-dir", type=Path, help="tls.crt, tls.key and ca.crt (else self-signed)"
+    )
+    p.add_argument("--http-host")
+    p.add_argument("--http-port", type=int)
+    state(p)
+    p.set_defaults(func=cmd_operator)
 
     p = sub.add_parser("get", help="resources with their observed state and last fix")
     p.add_argument("kind", nargs="?")

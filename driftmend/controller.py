@@ -28,7 +28,7 @@ from driftmend.execution import Executor
 from driftmend.guard import ToolFacts
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
-from driftmend.model import Outcome, ReconcileResult
+from driftmend.model import ReconcileResult
 from driftmend.observer import Observer
 from driftmend.operations import Operations
 from driftmend.planners.base import Planner
@@ -36,7 +36,7 @@ from driftmend.queue import WorkQueue
 from driftmend.reconciler import Reconciler
 from driftmend.settings import Settings
 from driftmend.spec import HealingPolicy, LoadResult, Resource
-from driftmend.store import Store
+from driftmend.store import Fix, Store
 from driftmend.tools.base import Catalogue, ToolContext
 from driftmend.tools.catalogue import tool_facts
 
@@ -87,8 +87,6 @@ class Controller:
         self.queue = WorkQueue(backoff_base=settings.backoff_base, backoff_cap=settings.backoff_cap)
         self._tasks: list[asyncio.Task[Any]] = []
         self._busy = 0
-        # Interrupted fixes waiting for their resource's first pass (``_judge_interrupted``).
-        self._unjudged: dict[str, list[int]] = {}
         # One pass at a time per resource: workers are kept apart by the queue, but operator
         # actions (Fix now, approve) come from the dashboard and must wait their turn.
         self._locks: dict[str, asyncio.Lock] = {}
@@ -111,7 +109,7 @@ class Controller:
         admission = Admission(
             store=store, metrics=metrics, tool_facts=self.tool_facts, dry_run=settings.dry_run
         )
-        executor = Executor(
+        self.executor = executor = Executor(
             desired=self.desired, store=store, metrics=metrics, observer=self.observer,
             catalogue=catalogue, invoker=lambda: self.invoker, clock=clock,
             after_fix=self._after_fix, sleep=sleep,
@@ -128,8 +126,11 @@ class Controller:
             desired=self.desired, store=store, queue=self.queue, reconciler=self.reconciler,
             reconcile=self.reconcile, lock=self.lock, observer=self.observer,
             admission=admission, executor=executor, escalation=escalation, catalogue=catalogue,
-            logs=logs, clock=clock,
+            logs=logs, clock=clock, standby=lambda: self.standby,
         )  # fmt: skip
+        # Set by an operator replica that does not lead: operator actions are refused with
+        # it, since only the leader may act (driftmend.operator.runtime).
+        self.standby: str | None = None
         self.runtime.set_event_sink(self.on_event)
         store.on_writable(metrics.set_store_writable)
         self.runtime.set_start_failure_sink(metrics.replica_start_failed)
@@ -183,33 +184,7 @@ class Controller:
     async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
         """One pass over ``key`` under its lock (see ``Reconciler.reconcile``). Never raises."""
         async with self.lock(key):
-            result = await self.reconciler.reconcile(key, by_operator=by_operator)
-            if key in self._unjudged:
-                self._judge_interrupted(key, result)
-            return result
-
-    def _judge_interrupted(self, key: str, result: ReconcileResult) -> None:
-        """Close the fixes of ``key`` a shutdown or a crash cut short, by the first pass after
-        the restart: recovered if that pass found the resource in sync, else abandoned."""
-        if result.outcome is Outcome.ERROR:
-            return  # that pass saw nothing: the next one judges
-        ids = self._unjudged.pop(key)
-        at = time.strftime("%H:%M:%S UTC", time.gmtime(self.clock()))
-        recovered = result.outcome is Outcome.IN_SYNC
-        if recovered:
-            note = f"recovered: in sync at the first pass after the restart ({at})"
-        elif result.fix_id is not None:
-            note = (
-                f"abandoned: still drifting after the restart ({at}); fix {result.fix_id} took over"
-            )
-        else:
-            note = f"abandoned: still drifting after the restart ({at}: {result.outcome.value})"
-        try:
-            self.store.fix_records.close_interrupted(ids, recovered, note)
-        except StoreError as exc:
-            log.warning("could not close the interrupted fixes %s of %s: %s", ids, key, exc)
-            return
-        log.info("interrupted fix(es) %s of %s: %s", ", ".join(map(str, ids)), key, note)
+            return await self.reconciler.reconcile(key, by_operator=by_operator)
 
     async def reconcile_all(self) -> list[ReconcileResult]:
         """Reconcile every declared resource once, in order (``run --once``)."""
@@ -250,18 +225,28 @@ class Controller:
                 self.queue.add(key)
 
     async def start(self) -> None:
-        """Start the runtime watchers, the log reader, the resync ticker and the workers."""
+        """Start the runtime watchers, the log reader, the resync ticker and the workers;
+        first resume the fixes an earlier controller left unfinished (``_resume``)."""
         try:
-            self._close_interrupted()
+            unfinished = self._unfinished_fixes()
         except StoreError as exc:
             # A store that cannot be written must not keep the controller from healing.
-            log.warning("could not close the fixes of an earlier controller: %s", exc)
+            log.warning("could not read the fixes an earlier controller left: %s", exc)
+            unfinished = {}
         await self.runtime.start()
         discover = getattr(self.invoker, "discover", None)
         if callable(discover):  # external MCP servers: their tools join the guard's facts
             for server, status in (await discover()).items():
                 log.info("external MCP server %s: %s", server, status)
         log.info("%s", self.escalator.describe())
+        for key, ids in unfinished.items():
+            # Taken now, before any worker exists: no pass on the resource acts before the
+            # resume has closed its fix. Free, so taking it does not wait.
+            lock = self.lock(key)
+            await lock.acquire()
+            self._tasks.append(
+                asyncio.create_task(self._resume(key, ids, lock), name=f"resume {key}")
+            )
         self._tasks.append(
             asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs")
         )
@@ -269,20 +254,62 @@ class Controller:
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
 
-    def _close_interrupted(self) -> None:
-        """Mark what a dead controller left running as interrupted; note what to judge."""
+    def _unfinished_fixes(self) -> dict[str, list[int]]:
+        """Mark what a dead controller left running as interrupted; the interrupted fixes to
+        resume, by resource. Those of a resource no longer declared are closed abandoned."""
         interrupted = self.store.fix_records.mark_interrupted(self.clock(), CRASHED)
         if interrupted:
             log.warning(
-                "%d fix(es) were cut short when the previous controller died; each is judged "
-                "at its resource's first pass",
+                "%d fix(es) were cut short when the previous controller died; each is resumed",
                 interrupted,
             )
-        self._unjudged = self.store.fix_records.unjudged_interrupted()
-        for key in [k for k in self._unjudged if k not in self.desired.resources]:
+        unfinished = self.store.fix_records.unjudged_interrupted()
+        for key in [k for k in unfinished if k not in self.desired.resources]:
             self.store.fix_records.close_interrupted(
-                self._unjudged.pop(key), False, "abandoned: its resource is no longer declared"
+                unfinished.pop(key), False, "abandoned: its resource is no longer declared"
             )
+        return unfinished
+
+    async def _resume(self, key: str, ids: list[int], lock: asyncio.Lock) -> None:
+        """Resume the newest unfinished fix of ``key``, holding its lock (taken by the
+        caller); older ones, if any, were overtaken by it and are closed abandoned."""
+        try:
+            *older, newest = ids
+            if older:
+                note = f"abandoned: fix {newest} of the same resource was resumed instead"
+                self.store.fix_records.close_interrupted(older, False, note)
+            fix, resource = self.store.fix_records.fix(newest), self.desired.resources.get(key)
+            if fix is None or resource is None:
+                return
+            not_now = self._not_resumed(fix)
+            if not_now is not None:
+                note = f"abandoned: not resumed ({not_now})"
+                self.store.fix_records.close_interrupted([newest], False, note)
+                log.warning("fix %d of %s not resumed: %s", newest, key, not_now)
+                return
+            how = "shut down" if fix.message.startswith(SHUT_DOWN) else "crashed or killed"
+            note = f"resumed after the controller that began it stopped ({how})"
+            run = await self.executor.resume(resource, fix, note)
+            if run is not None:
+                log.info("fix %d of %s %s: %s", newest, key, run.outcome.value, run.message)
+        except StoreError as exc:
+            # Left interrupted (or running) in the store: the next start tries again.
+            log.warning("could not resume the fixes %s of %s: %s", ids, key, exc)
+        except Exception:  # a bug: the resource's passes must still get its lock
+            log.exception("resuming the fixes %s of %s failed", ids, key)
+        finally:
+            lock.release()
+
+    def _not_resumed(self, fix: Fix) -> str | None:
+        """Why ``fix`` must not be resumed by this controller, or None."""
+        if fix.dry_run:
+            return "a dry run"
+        if self.settings.dry_run:
+            return "this controller runs dry: nothing may act"
+        row = self.store.resource_records.resource(fix.key)
+        if row is not None and row.paused:
+            return "healing of the resource is paused"
+        return None
 
     async def stop(self) -> None:
         """Stop workers and watchers; the supervised processes keep running."""

@@ -4,6 +4,10 @@ Stage: *act* and *verify* in docs/ARCHITECTURE.md. The fix row is opened before 
 step and closed whatever happens (a driver failing mid-fix included), so the store always
 says what the controller did. The plans an LLM proposed in shadow mode for the same
 incident are judged against the plan that ran instead.
+
+A fix that a controller left unfinished (it crashed, was killed or shut down) is resumed by
+the next one (``Executor.resume``) on the same fix row, from what its step journal says:
+no step runs twice, and a step whose outcome is unknown holds back the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from driftmend.act import ToolInvoker, act
 from driftmend.codec import plan_from_dict
@@ -22,13 +26,30 @@ from driftmend.model import Health, Observation, Outcome, Plan
 from driftmend.observer import Observer
 from driftmend.planners.rules import root_cause
 from driftmend.spec import Resource
-from driftmend.store import Store
+from driftmend.store import Fix, Store
 from driftmend.tools.base import Catalogue
 from driftmend.verify import verify
 
 log = logging.getLogger("driftmend.execution")
 
-__all__ = ["Executor", "FixRun"]
+__all__ = ["UNKNOWN_STEP", "Executor", "FixRun"]
+
+
+# A step that started and never finished, found so by a resume: its tool may have acted.
+UNKNOWN_STEP = (
+    "outcome unknown: the controller that ran this step stopped before it finished; not run again"
+)
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How the acting and verifying of a fix ended, before it is recorded."""
+
+    outcome: Outcome
+    message: str
+    verified: bool
+    after: Observation
+    recovered_at: float | None
 
 
 @dataclass(frozen=True)
@@ -41,7 +62,8 @@ class FixRun:
 
 
 class Executor:
-    """Runs admitted plans; everything with I/O is passed in."""
+    """Runs admitted plans, and resumes the ones a stopped controller left unfinished;
+    everything with I/O is passed in."""
 
     def __init__(
         self,
@@ -71,56 +93,134 @@ class Executor:
     ) -> FixRun:
         """Run an admitted plan: journal, act, verify, record. Never raises for a step or a
         driver failing: the fix then ends ``failed`` with what broke in its message."""
-        key = resource.key
         cause = root_cause(plan.drifts) or plan.reasoning
-        spec_json = resource.model_dump(mode="json", by_alias=True)
-        self._store.resource_records.upsert_resource(
-            key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, plan.reasoning
+        self._healing(resource, obs, plan.reasoning)
+        fix_id = self._store.fix_records.begin_fix(
+            resource.key, plan, obs.signals, fault_at, now, cause
         )
-        self._metrics.set_health(key, resource.kind, Health.HEALING)
-        fix_id = self._store.fix_records.begin_fix(key, plan, obs.signals, fault_at, now, cause)
-        log.info("fixing %s: %s -> %s", key, cause, ", ".join(s.tool for s in plan.steps))
-        recovered_at: float | None = None
-        verified, after = False, obs
+        log.info("fixing %s: %s -> %s", resource.key, cause, ", ".join(s.tool for s in plan.steps))
+        ending = await self._act_and_verify(resource, plan, fix_id, obs)
+        return self._close(resource, plan, fix_id, ending, fault_at, now)
+
+    async def resume(self, resource: Resource, fix: Fix, note: str) -> FixRun | None:
+        """Carry on with ``fix``, which a controller that stopped left ``interrupted``.
+
+        The plan is read back from the fix; the journal says how far it got. Steps that
+        finished are not run again, nor is one that started and never finished (its outcome
+        is unknown: it is recorded so) and, then, nor any after it; the remaining steps run
+        otherwise. Verification then runs as for a new fix, in a window from now, and the
+        same fix is closed with ``note`` (why it was resumed) before its message. Returns
+        None when another caller resumed it first. The caller holds the resource's lock.
+        """
+        now = self._clock()
+        if not self._store.fix_records.resume_fix(fix.id, now, UNKNOWN_STEP):
+            return None
+        plan = plan_from_dict(fix.plan)
+        unknown = [s for s in fix.steps if s.result is None]
+        failed = next((s for s in fix.steps if s.result is not None and s.status != "ok"), None)
+        obs = await self._look(resource, Observation(resource.key, now, fix.signals_before))
+        self._healing(resource, obs, plan.reasoning)
+        log.warning("resuming fix %d of %s (%s)", fix.id, resource.key, note)
+        if failed is not None:
+            # The plan had stopped at this step; only the closing of the fix was lost.
+            ending = _Ending(Outcome.FAILED, f"{failed.tool} {failed.status}: {failed.error}",
+                             False, obs, None)  # fmt: skip
+        elif unknown:
+            ending = await self._act_and_verify(resource, plan, fix.id, obs, run=False)
+            held = ", ".join(f"{s.index} ({s.tool})" for s in unknown)
+            note += f"; the outcome of step {held} is unknown, so no step was run again"
+        else:
+            first = 1 + max((s.index for s in fix.steps), default=-1)
+            ending = await self._act_and_verify(resource, plan, fix.id, obs, first=first)
+        ending = replace(ending, message=f"{note}: {ending.message}")
+        return self._close(resource, plan, fix.id, ending, fix.fault_at, fix.detected_at)
+
+    async def _act_and_verify(
+        self,
+        resource: Resource,
+        plan: Plan,
+        fix_id: int,
+        obs: Observation,
+        *,
+        first: int = 0,
+        run: bool = True,
+    ) -> _Ending:
+        """Run the plan's steps from ``first`` (none unless ``run``), then verify in a
+        window from now. Never raises for a step or a driver failing."""
         acted_at = self._clock()
         try:
-            steps = await act(
-                plan, self._desired.resources, self._invoker(), self._store.fix_records, fix_id
+            if run:
+                steps = await act(
+                    plan, self._desired.resources, self._invoker(), self._store.fix_records,
+                    fix_id, first=first,
+                )  # fmt: skip
+                for step in steps:
+                    self._metrics.fix_step(step.step.tool, step.result.status.value)
+                failed = next((s for s in steps if not s.result.ok), None)
+                if failed is not None:
+                    message = (
+                        f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
+                    )
+                    after = await self._observer.observe(resource)
+                    return _Ending(Outcome.FAILED, message, False, after, None)
+            check = await verify(
+                resource,
+                self._desired.policies,
+                plan,
+                self._observer.observe,
+                self._clock,
+                self._observer.pause(resource.key, self._sleep),
+                since=acted_at,
             )
-            for step in steps:
-                self._metrics.fix_step(step.step.tool, step.result.status.value)
-            failed = next((s for s in steps if not s.result.ok), None)
-            if failed is not None:
-                outcome, after = Outcome.FAILED, await self._observer.observe(resource)
-                message = f"{failed.step.tool} {failed.result.status.value}: {failed.result.error}"
-            else:
-                check = await verify(
-                    resource,
-                    self._desired.policies,
-                    plan,
-                    self._observer.observe,
-                    self._clock,
-                    self._observer.pause(key, self._sleep),
-                    since=acted_at,
-                )
-                verified, after, recovered_at = check.verified, check.observation or obs, check.at
-                outcome = Outcome.FIXED if verified else Outcome.FAILED
-                message = check.message
         except Exception as exc:  # a driver failing mid-fix: the record must still close
-            log.exception("fix %d of %s broke off", fix_id, key)
-            outcome, message = Outcome.FAILED, f"broke off: {type(exc).__name__}: {exc}"
-        self._store.fix_records.finish_fix(
-            fix_id, outcome, verified, after.signals, self._clock(), recovered_at, message
+            log.exception("fix %d of %s broke off", fix_id, resource.key)
+            message = f"broke off: {type(exc).__name__}: {exc}"
+            return _Ending(Outcome.FAILED, message, False, obs, None)
+        outcome = Outcome.FIXED if check.verified else Outcome.FAILED
+        return _Ending(outcome, check.message, check.verified, check.observation or obs, check.at)
+
+    def _healing(self, resource: Resource, obs: Observation, reasoning: str) -> None:
+        """Record the resource as healing while a fix runs."""
+        spec_json = resource.model_dump(mode="json", by_alias=True)
+        self._store.resource_records.upsert_resource(
+            resource.key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, reasoning
         )
+        self._metrics.set_health(resource.key, resource.kind, Health.HEALING)
+
+    async def _look(self, resource: Resource, fallback: Observation) -> Observation:
+        """The resource as it is now; ``fallback`` when it cannot be seen."""
+        try:
+            return await self._observer.observe(resource)
+        except Exception as exc:  # verification looks again; this is only the record's
+            log.warning("could not observe %s before resuming its fix: %s", resource.key, exc)
+            return fallback
+
+    def _close(
+        self,
+        resource: Resource,
+        plan: Plan,
+        fix_id: int,
+        ending: _Ending,
+        fault_at: float,
+        detected_at: float,
+    ) -> FixRun:
+        """Close the fix row, count it, judge the shadow plans, and end the fix's backoff."""
+        key, recovered_at = resource.key, ending.recovered_at
+        self._store.fix_records.finish_fix(
+            fix_id, ending.outcome, ending.verified, ending.after.signals, self._clock(),
+            recovered_at, ending.message,
+        )  # fmt: skip
         ttr = (recovered_at - fault_at) if recovered_at is not None else None
-        self._metrics.fix_finished(resource.kind, plan.source, outcome.value, now - fault_at, ttr)
+        self._metrics.fix_finished(
+            resource.kind, plan.source, ending.outcome.value, detected_at - fault_at, ttr
+        )
         self._compare_shadow_plans(resource, plan, fix_id, since=fault_at)
-        fixed = outcome is Outcome.FIXED
+        fixed = ending.outcome is Outcome.FIXED
         self._after_fix(key, fixed)
         if fixed:
             self._store.resource_records.set_needs_operator(key, None)
             log.info("fixed %s in %.2fs (fix %d)", key, ttr or 0.0, fix_id)
-        return FixRun(outcome, message, fix_id)
+        return FixRun(ending.outcome, ending.message, fix_id)
 
     def _compare_shadow_plans(
         self, resource: Resource, plan: Plan, fix_id: int, *, since: float

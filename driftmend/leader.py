@@ -25,7 +25,10 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from driftmend.kube.client import ConflictError, KubeApiError, KubeClient, NotFoundError
+import httpx2
+
+from driftmend.errors import DriverError
+from driftmend.kube.client import KubeApiError, KubeClient
 from driftmend.lease import (
     LeaseRecord,
     Verdict,
@@ -36,31 +39,47 @@ from driftmend.lease import (
 )
 from driftmend.metrics import Metrics
 
-__all__ = ["HttpLeaseApi", "LeaderElector", "LeaseApi", "default_identity"]
+__all__ = [
+    "HttpLeaseApi",
+    "LeaderElector",
+    "LeaseApi",
+    "LeaseConflict",
+    "LeaseError",
+    "default_identity",
+]
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], Awaitable[None]]
 
 
+class LeaseError(DriverError):
+    """A Lease could not be read or written: the API server unreachable, or it refused."""
+
+
+class LeaseConflict(LeaseError):
+    """409: another replica wrote first (a stale ``resourceVersion``, or it created the Lease)."""
+
+
 class LeaseApi(Protocol):
-    """Reads and writes one kind of object: Leases. Writes raise ``ConflictError`` on a 409."""
+    """Reads and writes one kind of object: Leases. Writes raise ``LeaseConflict`` on a 409,
+    every other failure is a ``LeaseError``."""
 
     async def get(self, namespace: str, name: str) -> LeaseRecord | None:
         """The Lease, or None when it does not exist."""
         ...
 
     async def create(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
-        """Create the Lease; ``ConflictError`` when another replica created it first."""
+        """Create the Lease; ``LeaseConflict`` when another replica created it first."""
         ...
 
     async def replace(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
-        """Replace the Lease if it is still at ``record.resource_version``; else ``ConflictError``."""
+        """Replace the Lease if it is still at ``record.resource_version``; else ``LeaseConflict``."""
         ...
 
 
 class HttpLeaseApi:
-    """``LeaseApi`` over the API server's REST interface."""
+    """``LeaseApi`` over the API server's REST interface, through ``KubeClient``."""
 
     def __init__(self, client: KubeClient) -> None:
         self.client = client
@@ -70,22 +89,38 @@ class HttpLeaseApi:
         base = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         return f"{base}/{name}" if name else base
 
+    async def _call(
+        self, method: str, path: str, body: Any = None, *, missing_ok: bool = False
+    ) -> LeaseRecord | None:
+        # The seam: httpx2's and the client's errors become the two the elector steers on.
+        try:
+            answer = await self.client.request(method, path, body=body, missing_ok=missing_ok)
+        except KubeApiError as exc:
+            error = LeaseConflict if exc.status == 409 else LeaseError
+            raise error(str(exc)) from exc
+        except httpx2.HTTPError as exc:
+            raise LeaseError(f"{method} {path}: {type(exc).__name__}") from exc
+        return None if answer is None else from_manifest(answer)
+
     async def get(self, namespace: str, name: str) -> LeaseRecord | None:
         """The Lease, or None when it does not exist."""
-        try:
-            return from_manifest(await self.client.request("GET", self._path(namespace, name)))
-        except NotFoundError:
-            return None
+        return await self._call("GET", self._path(namespace, name), missing_ok=True)
 
     async def create(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
-        """Create the Lease (409 AlreadyExists: ``ConflictError``)."""
+        """Create the Lease (409 AlreadyExists: ``LeaseConflict``)."""
         body = to_manifest(record, name=name, namespace=namespace)
-        return from_manifest(await self.client.request("POST", self._path(namespace), body))
+        return _written(await self._call("POST", self._path(namespace), body))
 
     async def replace(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
-        """Replace the Lease at ``record.resource_version`` (409 Conflict: ``ConflictError``)."""
+        """Replace the Lease at ``record.resource_version`` (409 Conflict: ``LeaseConflict``)."""
         body = to_manifest(record, name=name, namespace=namespace)
-        return from_manifest(await self.client.request("PUT", self._path(namespace, name), body))
+        return _written(await self._call("PUT", self._path(namespace, name), body))
+
+
+def _written(record: LeaseRecord | None) -> LeaseRecord:
+    if record is None:
+        raise LeaseError("the API server answered a Lease write with no object")
+    return record
 
 
 def default_identity() -> str:
@@ -201,7 +236,7 @@ class LeaderElector:
                     await self.api.replace(self.namespace, self.name, released(record, self._now()))
                 )
                 log.info("%s released lease %s/%s", self.identity, self.namespace, self.name)
-            except KubeApiError as exc:
+            except LeaseError as exc:
                 # Another holder already, or the API is gone: the lease expires on its own.
                 log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
 
@@ -266,9 +301,9 @@ class LeaderElector:
                 return _Try.FAILED
             try:
                 return await self._try_locked()
-            except ConflictError:
+            except LeaseConflict:
                 return _Try.FAILED  # another replica wrote first
-            except KubeApiError as exc:
+            except LeaseError as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
                 return _Try.FAILED
 

@@ -54,8 +54,10 @@ class Operations:
         catalogue: Catalogue,
         logs: LogAccumulator,
         clock: Callable[[], float],
+        standby: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._desired = desired
+        self._standby = standby
         self.logs = logs
         self._store = store
         self._queue = queue
@@ -68,6 +70,11 @@ class Operations:
         self._escalation = escalation
         self._catalogue = catalogue
         self._clock = clock
+
+    @property
+    def standby(self) -> str | None:
+        """Why this replica takes no action now (an operator standby), None when it acts."""
+        return self._standby()
 
     @property
     def resources(self) -> Mapping[str, Resource]:

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".driftmend")
     # The SQLite file; defaults to <state_dir>/driftmend.db.
     db_path: Path | None = None
+    # A PostgreSQL server for the store instead of the SQLite file (postgresql://user:pw@host/db):
+    # replicas of the operator share one record through it, so a new leader sees what the
+    # old one began. Secret, since it may hold a password. Unset: SQLite, as embedded.
+    store_dsn: SecretStr | None = None
     # The controller's HTTP server: /metrics, the JSON API and the dashboard.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -85,11 +89,6 @@ class Settings(BaseSettings):
     # resource then waits for an operator. It holds a worker while it runs.
     llm_deadline: float = Field(default=120.0, gt=0)
 
-    # Leader election (`driftmend operator`, two or more replicas): how long a lease holds
-    # without renewal before a standby may take it, how long the leader keeps acting without a
-    # successful renewal, and how often both try (seconds). A standby takes over a dead
-    # leader within about lease_duration + retry_period. Needs retry_period < renew_deadline
-    # < lease_duration, so a leader that cannot renew stops before anyone may take over.
     # The Lease (coordination.k8s.io/v1) the replicas compete for, in the operator's own
     # namespace (POD_NAMESPACE from the downward API), and this replica's name on it (POD_NAME;
     # unset: host name plus a random suffix).
@@ -101,6 +100,11 @@ class Settings(BaseSettings):
     leader_identity: str | None = Field(
         default=None, validation_alias=AliasChoices("DRIFTMEND_LEADER_IDENTITY", "POD_NAME")
     )
+    # Leader election (`driftmend operator`, two or more replicas): how long a lease holds
+    # without renewal before a standby may take it, how long the leader keeps acting without a
+    # successful renewal, and how often both try (seconds). A standby takes over a dead
+    # leader within about lease_duration + retry_period. Needs retry_period < renew_deadline
+    # < lease_duration, so a leader that cannot renew stops before anyone may take over.
     leader_lease_duration: float = Field(default=4.0, gt=0)
     leader_renew_deadline: float = Field(default=3.0, gt=0)
     leader_retry_period: float = Field(default=1.0, gt=0)
@@ -129,7 +133,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "gemini_api_key", "openai_api_key", "dashboard_token", "mcp_read_token",
-        "mcp_write_token", "mcp_approval_token", mode="before",
+        "mcp_write_token", "mcp_approval_token", "store_dsn", mode="before",
     )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -150,5 +154,5 @@ class Settings(BaseSettings):
 
     @property
     def store_path(self) -> Path:
-        """The SQLite file in use."""
+        """The SQLite file in use (unless ``store_dsn`` names a PostgreSQL server)."""
         return self.db_path or self.state_dir / "driftmend.db"

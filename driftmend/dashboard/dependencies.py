@@ -124,9 +124,13 @@ OptionalOperationsDep = Annotated[Operations | None, Depends(get_controller)]
 
 
 def require_controller(controller: OptionalOperationsDep) -> Operations:
-    """The controller, or 503: actions need a running controller, not just its store."""
+    """The controller, or 503: actions need a controller that acts, not just its store (nor
+    an operator replica standing by while another one leads)."""
     if controller is None:
         raise HTTPException(503, "no controller is attached to this server: actions are off")
+    standby = getattr(controller, "standby", None)
+    if standby:
+        raise HTTPException(503, standby)
     return controller
 
 

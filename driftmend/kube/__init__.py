@@ -1,1 +1,1 @@
-"""Talking to a Kubernetes API server: credentials and a small JSON client (httpx2)."""
+"""Talking to the Kubernetes API: status, Events, Leases. docs/ARCHITECTURE.md, "The operator"."""

@@ -346,7 +346,7 @@ async def serve(
     from driftmend.drivers.redis import RedisPyDriver
     from driftmend.drivers.runtimes import RuntimeRouter
     from driftmend.spec import load_paths
-    from driftmend.store import Store
+    from driftmend.store import open_store
     from driftmend.tools.catalogue import default_catalogue
     from driftmend.validate import tool_check
 
@@ -359,7 +359,7 @@ async def serve(
     logs = LogAccumulator()
     ctx = ToolContext(runtime, PsycopgDriver(), RedisPyDriver(), logs, resources)
     _attach_logs(ctx, logs)
-    store = Store(settings.store_path)
+    store = open_store(settings)
     rules = AccessRules.from_settings(settings)
     reads = sum(1 for t in catalogue if t.effect is Effect.READ)
     mode = "reads and writes" if rules.allow_writes else f"{reads} read tools only"

@@ -10,7 +10,7 @@ Re-exported for the import paths that predate the package: the plan codec (now
 
 from driftmend.codec import drift_from_dict, drift_to_dict, plan_from_dict, plan_to_dict
 from driftmend.store.audit import Action, AuditTrail, GuardDecision
-from driftmend.store.facade import Store
+from driftmend.store.facade import Store, open_store
 from driftmend.store.fixes import Fix, FixHistory, FixStep, FixSummary
 from driftmend.store.llm import LlmBudget, LlmExchange, LlmExchangeSummary, LlmExchangeWithFix
 from driftmend.store.pending import PENDING_STATUSES, ParkedPlans, PendingPlan
@@ -46,6 +46,7 @@ __all__ = [
     "Store",
     "drift_from_dict",
     "drift_to_dict",
+    "open_store",
     "plan_from_dict",
     "plan_to_dict",
 ]

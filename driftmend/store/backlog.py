@@ -7,9 +7,12 @@ as the statements its caller ran. They are replayed in order, each in its own tr
 once the file takes writes again.
 
 A caller that needs the id of a row it inserted gets a *placeholder* (a large negative
-number no real row has); replay maps each placeholder to the id SQLite then gives, and
+number no real row has); replay maps each placeholder to the id the store then gives, and
 puts the real id in the later statements that name it, so a fix's steps still point to
-their fix. A caller that needs a result only the file can give (how many rows an UPDATE
+their fix. An INSERT that ran and was rolled back (the store went before the COMMIT) handed
+its caller a real id: SQLite gives that id again on replay by itself; on PostgreSQL, whose
+sequences never go back, replay claims it explicitly (``Connection.rolled_back_ids_stay_free``).
+A caller that needs a result only the file can give (how many rows an UPDATE
 changed, a SELECT) gets ``StoreUnusableError``, and its transaction is dropped whole:
 a compare-and-set that cannot be checked must not be applied later behind its back.
 
@@ -19,36 +22,19 @@ Bounded: the newest ``limit`` transactions are kept; older ones are dropped and 
 from __future__ import annotations
 
 import itertools
-import sqlite3
+import re
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from driftmend.errors import StoreUnusableError
+from driftmend.store.connection import Connection, Cursor
 
 __all__ = ["PLACEHOLDER_BASE", "Backlog", "Cursor", "Recorder", "Statement"]
 
-# Placeholder ids count down from here: far below any id SQLite gives (it starts at 1).
+# Placeholder ids count down from here: far below any id the store gives (it starts at 1).
 PLACEHOLDER_BASE = -(10**12)
-
-
-class Cursor(Protocol):
-    """What a write block reads back from a statement (``sqlite3.Cursor`` is one)."""
-
-    @property
-    def lastrowid(self) -> int | None:
-        """The id of the row an INSERT added."""
-
-    @property
-    def rowcount(self) -> int:
-        """How many rows the statement changed."""
-
-    def fetchone(self) -> Any:
-        """The next row of a query."""
-
-    def fetchall(self) -> list[Any]:
-        """The remaining rows of a query."""
 
 
 @dataclass
@@ -105,8 +91,8 @@ class Recorder:
     def __init__(
         self,
         backlog: Backlog,
-        conn: sqlite3.Connection | None,
-        on_failure: Callable[[sqlite3.Error], bool],
+        conn: Connection | None,
+        on_failure: Callable[[Exception], bool],
     ) -> None:
         self._backlog = backlog
         self._conn = conn  # None: keep everything (the store is known to be unwritable)
@@ -128,15 +114,39 @@ class Recorder:
             return _KeptCursor(statement, self._backlog)
         try:
             cur = self._conn.execute(sql, args)
-        except sqlite3.Error as exc:
+        except self._conn.errors as exc:
             if not self._on_failure(exc):
                 self.transaction.statements.pop()
                 raise
             self._conn = None
             return _KeptCursor(statement, self._backlog)
-        if sql.lstrip()[:6].upper() == "INSERT":
+        if _inserts(sql):
             statement.handed_id = cur.lastrowid
         return cur
+
+
+_INSERT_COLUMNS = re.compile(r"^(\s*INSERT\s+INTO\s+\w+\s*\()(.*?\)\s*VALUES\s*\()", re.I | re.S)
+
+
+def _with_id(sql: str, args: tuple[Any, ...], handed_id: int) -> tuple[str, tuple[Any, ...]]:
+    """An INSERT that was run live, then rolled back, given back the id its caller holds.
+
+    Only for a server whose rolled-back ids are never handed out again (PostgreSQL's
+    sequences): the id is still free, and later statements that name it stay right.
+    Placeholders (never real ids) and statements of another shape are left alone.
+    """
+    if handed_id <= PLACEHOLDER_BASE:
+        return sql, args
+    match = _INSERT_COLUMNS.match(sql)
+    if match is None:
+        return sql, args
+    rewritten = f"{match.group(1)}id, {match.group(2)}?, {sql[match.end() :]}"
+    return rewritten, (handed_id, *args)
+
+
+def _inserts(sql: str) -> bool:
+    """Whether ``sql`` is an INSERT, whose cursor names the row it added."""
+    return sql.lstrip()[:6].upper() == "INSERT"
 
 
 class Backlog:
@@ -167,23 +177,26 @@ class Backlog:
             self._pending.popleft()
             self.dropped += 1
 
-    def replay(self, conn: sqlite3.Connection) -> int:
+    def replay(self, conn: Connection) -> int:
         """Write the kept transactions in order, each in its own transaction; returns how
-        many were written. Stops at (and raises) the first ``sqlite3.Error``, leaving that
-        transaction and the later ones kept; the caller tells a dead file from a bad row."""
+        many were written. Stops at (and raises) the first of the connection's ``errors``,
+        leaving that transaction and the later ones kept; the caller tells a dead store from
+        a bad row."""
         written = 0
         while self._pending:
             transaction = self._pending[0]
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin()
             try:
                 given: list[tuple[Statement, int | None]] = []
                 for s in transaction.statements:
-                    cur = conn.execute(s.sql, tuple(self._ids.get(a, a) for a in s.args))
-                    given.append((s, cur.lastrowid))
-                conn.execute("COMMIT")
+                    sql, args = s.sql, tuple(self._ids.get(a, a) for a in s.args)
+                    if conn.rolled_back_ids_stay_free and s.handed_id is not None:
+                        sql, args = _with_id(sql, args, s.handed_id)
+                    cur = conn.execute(sql, args)
+                    given.append((s, cur.lastrowid if _inserts(s.sql) else None))
+                conn.commit()
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                conn.rollback()
                 raise
             for s, real in given:
                 if s.handed_id is None or real is None:

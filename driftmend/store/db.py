@@ -1,23 +1,25 @@
-"""The store's one SQLite connection: opening it, transactions, and SQLite's errors made ours.
+"""The store's database: transactions, the lock, and errors made ours, on SQLite or PostgreSQL.
 
-Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). This is the seam to SQLite: every
-statement of every record family runs through ``Database.write`` or ``Database.read``, and
-both turn any ``sqlite3`` error into the ``StoreError`` family (``driftmend.errors``) naming
-the store's file, so no caller ever sees ``sqlite3.OperationalError``. WAL mode, one
+Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). Every statement of every
+record family runs through ``Database.write`` or ``Database.read``, and both turn the
+library's errors into the ``StoreError`` family (``driftmend.errors``) naming the store, so
+no caller ever sees ``sqlite3.OperationalError`` or ``psycopg.OperationalError``. One
 connection guarded by a lock: every call is short and synchronous.
 
-A file that cannot be written (disk full, read-only, I/O errors) does not stop the
-controller: ``write`` keeps the transactions it cannot commit in a bounded in-memory
-``backlog.Backlog`` and replays them in order once the file takes writes again (tried at
-most every ``retry_every_s``). The change is logged once each way, and listeners
-(``on_writable``: the metrics) hear of it.
+Which server it is, is the ``connection.Connection`` underneath: a SQLite file in WAL mode
+(``sqlite.py``, the embedded default), or a PostgreSQL server named by a DSN
+(``postgres.py``), which two controllers can share. The statements are the same on both.
+
+A store that cannot be written (disk full, read-only, I/O errors, a PostgreSQL server gone)
+does not stop the controller: ``write`` keeps the transactions it cannot commit in a bounded
+in-memory ``backlog.Backlog`` and replays them in order once the store takes writes again
+(tried at most every ``retry_every_s``; a PostgreSQL connection is opened anew for it). The
+change is logged once each way, and listeners (``on_writable``: the metrics) hear of it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,124 +27,56 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from driftmend.errors import (
-    StoreBusyError,
-    StoreClosedError,
-    StoreError,
-    StoreUnusableError,
-)
-from driftmend.store.backlog import Backlog, Cursor, Recorder
-from driftmend.store.schema import migrate
+from driftmend.errors import StoreBusyError, StoreClosedError, StoreError, StoreUnusableError
+from driftmend.store.backlog import Backlog, Recorder
+from driftmend.store.connection import Connection, Cursor, Row
+from driftmend.store.sqlite import SqliteConnection, translate
 
 log = logging.getLogger("driftmend.store")
 
 __all__ = ["Database", "Row", "rowid", "translate"]
 
-Row = sqlite3.Row
-
-# SQLite's primary result codes (``sqlite_errorname`` starts with one) for a file that no
-# retry will fix, and the words of their messages, for errors raised without a code.
-_UNUSABLE_CODES = (
-    "SQLITE_IOERR",
-    "SQLITE_FULL",
-    "SQLITE_READONLY",
-    "SQLITE_CORRUPT",
-    "SQLITE_NOTADB",
-    "SQLITE_CANTOPEN",
-    "SQLITE_PERM",
-)
-_UNUSABLE_WORDS = (
-    "disk i/o error",
-    "disk is full",
-    "readonly database",
-    "malformed",
-    "not a database",
-    "unable to open",
-)
-_BUSY_CODES = ("SQLITE_BUSY", "SQLITE_LOCKED")
-
-
-def translate(exc: sqlite3.Error, path: Path) -> StoreError:
-    """The ``StoreError`` for SQLite's ``exc`` on the store at ``path``; raise it ``from exc``.
-
-    Temporary (locked, busy) and unusable (disk, I/O, read-only, corrupt) are told apart by
-    SQLite's result code, or by its message when the error carries no code.
-    """
-    code = str(getattr(exc, "sqlite_errorname", "") or "")
-    text = str(exc)
-    lowered = text.lower()
-    if isinstance(exc, sqlite3.ProgrammingError) and "closed" in lowered:
-        return StoreClosedError(f"the store {path} is closed")
-    if code.startswith(_BUSY_CODES) or "locked" in lowered or "busy" in lowered:
-        return StoreBusyError(f"the store {path} is locked by another writer ({text})")
-    if code.startswith(_UNUSABLE_CODES) or any(w in lowered for w in _UNUSABLE_WORDS):
-        return StoreUnusableError(f"the store {path} cannot be used: {text}")
-    return StoreError(f"the store {path} failed: {text}")
-
 
 class Database:
-    """The connection to one store file: ``write()`` transactions and ``read()`` queries.
+    """The store's one connection: ``write()`` transactions and ``read()`` queries.
 
-    ``busy_timeout_s`` is how long a call waits for another process's write lock before it
-    raises ``StoreBusyError``. Thread-safe: one lock around every statement.
+    A SQLite file at ``path``, or, when ``dsn`` is given, the PostgreSQL server it names
+    (``path`` is then ignored). ``busy_timeout_s`` is how long a call waits for another
+    writer's lock before it raises ``StoreBusyError``. Thread-safe: one lock around every
+    statement.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None = None,
         *,
+        dsn: str | None = None,
         busy_timeout_s: float = 5.0,
         backlog_limit: int = 10_000,
         retry_every_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.path = Path(path)
+        conn: Connection
+        if dsn is not None:
+            from driftmend.store.postgres import PostgresConnection
+
+            conn = PostgresConnection(dsn, busy_timeout_s=busy_timeout_s)
+            self.path: Path | None = None
+        elif path is not None:
+            conn = SqliteConnection(Path(path), busy_timeout_s=busy_timeout_s)
+            self.path = conn.path
+        else:
+            raise TypeError("a store needs a path (SQLite) or a dsn (PostgreSQL)")
+        # How the store is named in messages: the file, or the DSN without its password.
+        self.where = conn.where
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._backlog = Backlog(self.path, backlog_limit)
+        self._conn: Connection | None = conn
+        self._backlog = Backlog(self.where, backlog_limit)
         self._retry_every = retry_every_s
         self._clock = clock
-        self._unwritable_since: float | None = None  # clock time the file refused a write
+        self._unwritable_since: float | None = None  # clock time the store refused a write
         self._last_try = -float("inf")
         self._listeners: list[Callable[[bool], None]] = []
-        # `driftmend get --db-path <a directory>` should say what is wrong in one line.
-        if self.path.is_dir():
-            raise StoreError(
-                f"{self.path} is a directory: give the store's file, like {self.path / 'driftmend.db'}"
-            )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans
-            # exactly one public call and nothing is left open between calls.
-            conn = sqlite3.connect(
-                str(self.path),
-                check_same_thread=False,
-                isolation_level=None,
-                timeout=busy_timeout_s,
-            )
-        except OSError as exc:
-            raise StoreUnusableError(f"cannot open the store {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise _retitled(
-                translate(exc, self.path), f"cannot open the store {self.path}: {exc}"
-            ) from exc
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            migrate(conn, self.path)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise _retitled(
-                    translate(exc, self.path),
-                    f"{self.path} is not a usable driftmend store ({exc}): give another "
-                    "--db-path, or move this file away",
-                ) from exc
-            raise
-        self._conn = conn
 
     def close(self) -> None:
         """Close the connection (after a last try to write the backlog); later calls raise
@@ -155,37 +89,37 @@ class Database:
                 if len(self._backlog):
                     log.error(
                         "the store %s is closed with %d transaction(s) never written",
-                        self.path,
+                        self.where,
                         len(self._backlog),
                     )
                 self._conn.close()
                 self._conn = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> Connection:
         if self._conn is None:
-            raise StoreClosedError(f"the store {self.path} is closed")
+            raise StoreClosedError(f"the store {self.where} is closed")
         return self._conn
 
     # -- writability -------------------------------------------------------------------
 
     @property
     def writable(self) -> bool:
-        """False from a write the file refused until one it took."""
+        """False from a write the store refused until one it took."""
         return self._unwritable_since is None
 
     @property
     def backlog_size(self) -> int:
-        """Transactions kept in memory, waiting for the file."""
+        """Transactions kept in memory, waiting for the store."""
         return len(self._backlog)
 
     @property
     def dropped(self) -> int:
-        """Transactions given up since the store opened (the backlog was full, or the file
+        """Transactions given up since the store opened (the backlog was full, or the store
         refused the transaction itself on replay)."""
         return self._backlog.dropped
 
     def on_writable(self, listener: Callable[[bool], None]) -> None:
-        """Call ``listener(writable)`` now and whenever the file stops or starts taking writes."""
+        """Call ``listener(writable)`` now and whenever the store stops or starts taking writes."""
         self._listeners.append(listener)
         listener(self.writable)
 
@@ -205,7 +139,7 @@ class Database:
         log.error(
             "the store %s cannot be written (%s); healing goes on, and what it would record "
             "is kept in memory (the newest %d transactions) and written when it can be",
-            self.path,
+            self.where,
             error,
             self._backlog.limit,
         )
@@ -226,14 +160,14 @@ class Database:
         log.warning(
             "the store %s can be written again after %.1fs; the transactions it missed are "
             "written%s%s",
-            self.path,
+            self.where,
             self._clock() - since,
             dropped,
             shifted,
         )
         self._tell(True)
 
-    def _try_backlog(self, conn: sqlite3.Connection) -> bool:
+    def _try_backlog(self, conn: Connection) -> bool:
         """Replay the backlog if it is time to try; True when nothing is left to replay."""
         if self._unwritable_since is None and not len(self._backlog):
             return True
@@ -243,8 +177,8 @@ class Database:
         while True:
             try:
                 written = self._backlog.replay(conn)
-            except sqlite3.Error as exc:
-                error = translate(exc, self.path)
+            except conn.errors as exc:
+                error = conn.translate(exc)
                 if isinstance(error, StoreUnusableError | StoreBusyError):
                     return False  # still refused: keep everything, try again later
                 # The file works but refuses this one transaction (a constraint): drop it,
@@ -259,13 +193,13 @@ class Database:
     def _keep(self, recorder: Recorder) -> None:
         self._backlog.keep(recorder.transaction)
 
-    def _failed_in_block(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> bool:
-        """A statement of a live block failed: when the file refuses writes, roll back and
+    def _failed_in_block(self, conn: Connection, exc: Exception) -> bool:
+        """A statement of a live block failed: when the store refuses writes, roll back and
         keep the block for later (True); otherwise let the error go (False)."""
-        error = translate(exc, self.path)
+        error = conn.translate(exc)
         if not isinstance(error, StoreUnusableError):
             return False
-        _rollback(conn)
+        conn.rollback()
         self._refused(error)
         return True
 
@@ -275,9 +209,9 @@ class Database:
     def write(self) -> Iterator[Recorder]:
         """One write transaction under the lock, committed when the block ends.
 
-        IMMEDIATE, so a second process waits for the lock (up to the busy timeout) instead
-        of failing half-way; rolled back if the block raises; SQLite errors translated.
-        When the file cannot be written the block is kept in the backlog instead (see the
+        A second writer waits for the lock (up to the busy timeout) instead of failing
+        half-way; rolled back if the block raises; the library's errors translated.
+        When the store cannot be written the block is kept in the backlog instead (see the
         module docstring); the caller's statements get placeholder row ids then.
         """
         with self._lock:
@@ -288,9 +222,9 @@ class Database:
                 self._keep(recorder)
                 return
             try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                error = translate(exc, self.path)
+                db.begin()
+            except db.errors as exc:
+                error = db.translate(exc)
                 if not isinstance(error, StoreUnusableError):
                     raise error from exc
                 self._refused(error)
@@ -302,18 +236,18 @@ class Database:
             try:
                 yield recorder
             except BaseException as exc:
-                _rollback(db)
-                if isinstance(exc, sqlite3.Error):
-                    raise translate(exc, self.path) from exc
+                db.rollback()
+                if isinstance(exc, db.errors):
+                    raise db.translate(exc) from exc
                 raise
             if recorder.keeping:
                 self._keep(recorder)
                 return
             try:
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(db)
-                error = translate(exc, self.path)
+                db.commit()
+            except db.errors as exc:
+                db.rollback()
+                error = db.translate(exc)
                 if not isinstance(error, StoreUnusableError):
                     raise error from exc
                 self._refused(error)
@@ -321,40 +255,30 @@ class Database:
                 return
             self._took()
 
-    def read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """The rows of one query, under the lock; SQLite errors translated."""
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """The rows of one query, under the lock; the library's errors translated."""
         with self._lock:
             db = self._connection()
             try:
                 return db.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+            except db.errors as exc:
+                raise db.translate(exc) from exc
 
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return int(self.read("SELECT MAX(version) FROM schema_version")[0][0])
 
     def journal_mode(self) -> str:
-        """SQLite's journal mode of the open database (``wal``)."""
-        return str(self.read("PRAGMA journal_mode")[0][0])
-
-
-def _rollback(db: sqlite3.Connection) -> None:
-    """Undo an open transaction; a failing rollback is dropped, since the error that caused
-    it says more (SQLite may already have rolled back after a full disk or an I/O error)."""
-    if db.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-
-
-def _retitled(error: StoreError, message: str) -> StoreError:
-    """``error``'s class with the open-time ``message`` callers and users already know."""
-    if isinstance(error, StoreBusyError):
-        return StoreBusyError(message, delay=error.delay)
-    return type(error)(message)
+        """SQLite's journal mode of the open database (``wal``), or ``postgresql``."""
+        with self._lock:
+            db = self._connection()
+            try:
+                return db.journal_mode()
+            except db.errors as exc:
+                raise db.translate(exc) from exc
 
 
 def rowid(cur: Cursor) -> int:
-    """The id SQLite gave the row an INSERT just added."""
+    """The id the store gave the row an INSERT just added."""
     assert cur.lastrowid is not None  # an INSERT into a rowid table always sets it
     return cur.lastrowid

@@ -2,7 +2,8 @@
 
 Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). The loop writes here after each stage
 (observe, reconcile, guard, act, verify); the dashboard and ``driftmend get`` read it back.
-One SQLite file in WAL mode (``db.Database``); each table family has its own object:
+One SQLite file in WAL mode, or a PostgreSQL server that replicas share (``db.Database``);
+each table family has its own object:
 
 ==========================  ===============================================================
 ``store.resource_records``  resources as last observed, pause and operator flags
@@ -21,7 +22,7 @@ depends on is visible at the call; the small read Protocols of the family module
 
 Reads return frozen records (``records.Record``) that read like the dicts they replaced.
 Times are Unix float seconds (UTC). Nothing secret is stored here: callers redact first.
-Every SQLite error reaches callers as a ``StoreError`` (``driftmend.errors``).
+Every SQLite or PostgreSQL error reaches callers as a ``StoreError`` (``driftmend.errors``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from driftmend.settings import Settings
 from driftmend.store.audit import AuditRecords
 from driftmend.store.db import Database
 from driftmend.store.fixes import FixRecords
@@ -40,11 +44,14 @@ from driftmend.store.resources import ResourceRecords
 from driftmend.store.signals import SignalRecords
 from driftmend.store.stats import FixStats
 
-__all__ = ["Store"]
+__all__ = ["Store", "open_store"]
 
 
 class Store:
-    """The SQLite-backed record of the controller. Thread-safe; every call is short.
+    """The record of the controller, in SQLite or PostgreSQL. Thread-safe; every call is short.
+
+    ``path`` is the SQLite file; a ``dsn`` (``postgresql://...``, plain or as the setting's
+    ``SecretStr``) selects the PostgreSQL server it names instead, and ``path`` is ignored.
 
     It opens the database and holds one object per record family (see the module
     docstring); it has no record methods of its own.
@@ -57,14 +64,19 @@ class Store:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None = None,
         *,
+        dsn: str | SecretStr | None = None,
         clock: Callable[[], float] = time.time,
         signal_retention_s: float = 24 * 3600.0,
         busy_timeout_s: float = 5.0,
     ) -> None:
-        self._db = Database(Path(path), busy_timeout_s=busy_timeout_s)
+        if isinstance(dsn, SecretStr):
+            dsn = dsn.get_secret_value()
+        self._db = Database(path, dsn=dsn, busy_timeout_s=busy_timeout_s)
+        # The SQLite file (None on PostgreSQL), and the store's name for messages.
         self.path = self._db.path
+        self.where = self._db.where
         self.fix_records = FixRecords(self._db, clock)
         self.resource_records = ResourceRecords(self._db, self.fix_records, clock)
         self.signal_records = SignalRecords(self._db, signal_retention_s)
@@ -108,5 +120,11 @@ class Store:
         return self._db.schema_version()
 
     def journal_mode(self) -> str:
-        """SQLite's journal mode of the open database (``wal``)."""
+        """SQLite's journal mode of the open database (``wal``), or ``postgresql``."""
         return self._db.journal_mode()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings`` name: the PostgreSQL server of ``store_dsn`` when it is set
+    (replicas share it), else the SQLite file ``store_path`` (the embedded default)."""
+    return Store(settings.store_path, dsn=settings.store_dsn)

@@ -1,9 +1,14 @@
 """Fixes and their journal: the evaluation record of every plan that ran.
 
 Stage: *act* and *verify* in docs/ARCHITECTURE.md's data flow write here; the planners, the guard and
-the dashboard read it back. Crash safety is the point of the journal: ``journal_step``
+the dashboard read it back. Crash safety is the point of the journal: ``claim_step``
 commits a step *before* it runs, so after a crash ``mark_interrupted`` turns whatever was
-still running into an honest "interrupted" record instead of a silent gap.
+still running into an honest "interrupted" record instead of a silent gap, and the next
+controller resumes it (``resume_fix``) from what the journal says was done.
+
+The journal is also the claim on a step: one row per (fix, step index), enforced by the
+unique index ``fix_steps_fix_idx``, so two controllers sharing a store can never both run a
+step. The SQL stays portable (plain INSERT, ``ON CONFLICT DO NOTHING`` and a row count).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from driftmend.codec import plan_to_dict
+from driftmend.errors import StoreError
 from driftmend.model import Outcome, Plan, PlanStep, ToolResult
 from driftmend.store.db import Database, Row, rowid
 from driftmend.store.records import Record, dumps, kind_of, loads
@@ -21,6 +27,8 @@ from driftmend.store.records import Record, dumps, kind_of, loads
 __all__ = ["Fix", "FixHistory", "FixRecords", "FixStep", "FixSummary"]
 
 _INTERRUPTED_MESSAGE = "interrupted: the controller stopped before this fix finished"
+_CLAIM = """INSERT INTO fix_steps (fix_id, idx, tool, target, params, status, started_at)
+            VALUES (?, ?, ?, ?, ?, 'started', ?)"""
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,7 +42,9 @@ class FixStep(Record):
     tool: str
     target: str
     params: dict[str, Any]
-    status: str  # started, ok, error, refused, interrupted
+    # started, then ok, error or refused; interrupted when its controller stopped while it
+    # ran; unknown once a resume found it so (its tool may or may not have acted: not rerun)
+    status: str
     started_at: float
     finished_at: float | None
     duration_s: float | None
@@ -57,7 +67,8 @@ class FixSummary(Record):
     root_cause: str
     dry_run: bool
     # running, done, interrupted (cut short by a shutdown or a crash: never an attempt;
-    # ``verified`` then says 1 recovered, 0 abandoned, None not judged yet)
+    # ``verified`` then says 0 abandoned, None not resumed yet). A resumed fix runs again
+    # (``resumed_at`` set) and ends done like any other.
     status: str
     outcome: Outcome | None
     verified: bool | None
@@ -74,6 +85,7 @@ class FixSummary(Record):
     recovered_at: float | None
     time_to_detect: float
     time_to_recover: float | None
+    resumed_at: float | None  # when a later controller resumed it (None: never cut short)
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +145,7 @@ def _fix_fields(r: Row) -> dict[str, Any]:
         "recovered_at": r["recovered_at"],
         "time_to_detect": r["time_to_detect"],
         "time_to_recover": r["time_to_recover"],
+        "resumed_at": r["resumed_at"],
     }
 
 
@@ -205,15 +218,32 @@ class FixRecords:
             )
             return rowid(cur)
 
-    def journal_step(self, fix_id: int, index: int, step: PlanStep) -> int:
-        """Commit a step (status ``started``) *before* it runs; returns the step id."""
+    def claim_step(self, fix_id: int, index: int, step: PlanStep) -> int | None:
+        """Commit step ``index`` of a fix (status ``started``) *before* it runs: the claim.
+
+        Returns the step's id, or None when the step was already claimed (by this fix's
+        earlier controller, or another one sharing the store): its tool must not be called.
+        """
+        args = (fix_id, index, step.tool, step.target, dumps(step.params), self._clock())
         with self._db.write() as db:
-            cur = db.execute(
-                """INSERT INTO fix_steps (fix_id, idx, tool, target, params, status, started_at)
-                   VALUES (?, ?, ?, ?, ?, 'started', ?)""",
-                (fix_id, index, step.tool, step.target, dumps(step.params), self._clock()),
-            )
-            return rowid(cur)
+            if db.keeping:
+                # The file refuses writes: the claim waits in memory and cannot be checked
+                # now. One controller owns a SQLite store (ownership.py), so none other can
+                # hold the step and healing goes on; should a row for it exist after all,
+                # the replay refuses this plain INSERT and drops it (logged), rather than map
+                # the step to another row.
+                return rowid(db.execute(_CLAIM, args))
+            cur = db.execute(_CLAIM + " ON CONFLICT (fix_id, idx) DO NOTHING", args)
+            if db.keeping:  # the file refused this very INSERT: kept, as above
+                return rowid(cur)
+            return rowid(cur) if cur.rowcount == 1 else None
+
+    def journal_step(self, fix_id: int, index: int, step: PlanStep) -> int:
+        """``claim_step`` for a step known to be new; raises ``StoreError`` if it was not."""
+        step_id = self.claim_step(fix_id, index, step)
+        if step_id is None:
+            raise StoreError(f"step {index} of fix {fix_id} is already journaled")
+        return step_id
 
     def finish_step(
         self,
@@ -343,7 +373,8 @@ class FixRecords:
         return running
 
     def unjudged_interrupted(self) -> dict[str, list[int]]:
-        """Interrupted fixes not judged yet (``verified`` NULL), their ids by resource key."""
+        """Interrupted fixes neither resumed nor closed yet (``verified`` NULL), their ids by
+        resource key, oldest first."""
         rows = self._db.read(
             "SELECT id, key FROM fixes WHERE status = 'interrupted' AND verified IS NULL "
             "ORDER BY id"
@@ -354,12 +385,12 @@ class FixRecords:
         return out
 
     def close_interrupted(self, fix_ids: Sequence[int], recovered: bool, note: str) -> None:
-        """Judge interrupted fixes once the resource was seen again after the restart.
+        """Close interrupted fixes that are not resumed (their resource is gone, ...).
 
-        ``recovered``: the resource was in sync at that first look (``verified`` 1), else the
-        fix is abandoned (``verified`` 0); ``note`` is appended to its message. The status
-        stays ``interrupted`` and the outcome NULL: no ladder counts it as an attempt, and
-        no time to recover is claimed, since nobody saw when it recovered.
+        ``recovered``: the resource was seen in sync (``verified`` 1), else the fix is
+        abandoned (``verified`` 0); ``note`` is appended to its message. The status stays
+        ``interrupted`` and the outcome NULL: no ladder counts it as an attempt, and no time
+        to recover is claimed, since nobody saw when it recovered.
         """
         if not fix_ids:
             return
@@ -370,6 +401,29 @@ class FixRecords:
                     WHERE id IN ({marks}) AND status = 'interrupted' AND verified IS NULL""",
                 (int(recovered), note, *fix_ids),
             )
+
+    def resume_fix(self, fix_id: int, now: float, unknown_note: str) -> bool:
+        """Take an interrupted fix up again: ``running`` once more, ``resumed_at`` now.
+
+        A compare-and-set: True for the one caller that turned it from ``interrupted`` (and
+        not closed) to ``running``, False for any other. Its steps that started and never
+        finished become ``unknown``, with ``unknown_note`` as their error: their tools may
+        or may not have acted, and they are not run again.
+        """
+        with self._db.write() as db:
+            cur = db.execute(
+                """UPDATE fixes SET status = 'running', resumed_at = ?, finished_at = NULL
+                   WHERE id = ? AND status = 'interrupted' AND verified IS NULL""",
+                (now, fix_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            db.execute(
+                """UPDATE fix_steps SET status = 'unknown', error = ?
+                   WHERE fix_id = ? AND data IS NULL""",
+                (unknown_note, fix_id),
+            )
+            return True
 
     def _with_steps(self, r: Row) -> Fix:
         steps = self._db.read(

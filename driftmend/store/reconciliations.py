@@ -127,10 +127,15 @@ class ReconciliationRecords:
 
 
 def _count(db: Recorder, key: str, outcome: Outcome, at: float) -> None:
-    """Count one pass of ``key`` with ``outcome`` inside the caller's transaction ``db``."""
+    """Count one pass of ``key`` with ``outcome`` inside the caller's transaction ``db``.
+
+    The later of the two times by CASE, not ``MAX(a, b)``: SQLite's two-argument MAX is
+    PostgreSQL's GREATEST, and this statement runs on both."""
     db.execute(
         """INSERT INTO reconcile_counts (key, outcome, count, last_at) VALUES (?, ?, 1, ?)
            ON CONFLICT (key, outcome) DO UPDATE SET
-               count = count + 1, last_at = MAX(last_at, excluded.last_at)""",
+               count = reconcile_counts.count + 1,
+               last_at = CASE WHEN excluded.last_at > reconcile_counts.last_at
+                              THEN excluded.last_at ELSE reconcile_counts.last_at END""",
         (key, str(outcome), at),
     )

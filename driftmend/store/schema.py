@@ -3,6 +3,10 @@
 Stage: *outputs* in docs/ARCHITECTURE.md's data flow (``store``). ``migrate`` runs once when a store
 opens, each version in its own transaction, and refuses a database written by a newer
 driftmend rather than guess at columns it does not know.
+
+The migrations are written once, in SQLite's dialect; ``postgres.py`` translates the few
+words PostgreSQL says differently (row ids, floats) and applies the same list under an
+advisory lock, so both backends always hold the same schema version for version.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ from pathlib import Path
 
 from driftmend.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "VERSION_TABLE", "check_version", "migrate"]
+
+# The table of applied versions, created before any migration runs.
+VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
+)
 
 # Each entry moves the schema one version forward. Append only: a released entry is never
 # edited, because databases in the field have already run it.
@@ -176,8 +185,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # over) or 'asked' (an operator asked the LLM; it waits for them whatever happens).
         "ALTER TABLE pending_plans ADD COLUMN origin TEXT NOT NULL DEFAULT 'incident'",
     ),
+    (
+        # The execution journal: one row per (fix, step), the claim of that step. Its row is
+        # inserted before its tool is called and a second row for the same step is refused,
+        # so two controllers sharing a store can never both run it
+        # (``FixRecords.claim_step``). It covers the old non-unique index.
+        "CREATE UNIQUE INDEX fix_steps_fix_idx ON fix_steps (fix_id, idx)",
+        "DROP INDEX fix_steps_fix",
+        # When a controller resumed a fix that an earlier one left unfinished (NULL: never).
+        "ALTER TABLE fixes ADD COLUMN resumed_at REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def check_version(current: int, where: object) -> None:
+    """Refuse (``ConfigurationError``) a store at schema ``current`` newer than this driftmend."""
+    if current > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"{where}: store schema version {current} is newer than this driftmend "
+            f"({SCHEMA_VERSION}); upgrade driftmend or use another state directory"
+        )
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> None:
@@ -186,16 +214,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
     Raises ``ConfigurationError`` for a schema newer than this driftmend; lets SQLite's own
     errors through, for the caller (``Database``) to translate.
     """
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at REAL)"
-    )
+    db.execute(VERSION_TABLE)
     row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
     current = int(row[0] or 0)
-    if current > SCHEMA_VERSION:
-        raise ConfigurationError(
-            f"{path}: store schema version {current} is newer than this driftmend "
-            f"({SCHEMA_VERSION}); upgrade driftmend or use another state directory"
-        )
+    check_version(current, path)
     for version in range(current + 1, SCHEMA_VERSION + 1):
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -14,12 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from driftmend.kube.client import KubeClient, connection_from_kubeconfig
+from driftmend.kube.client import KubeClient
+from driftmend.kube.kubeconfig import connection_from_kubeconfig
 from driftmend.leader import HttpLeaseApi, LeaderElector
 
 
 async def main(kubeconfig: Path, lease: str, identity: str) -> None:
-    async with KubeClient(connection_from_kubeconfig(kubeconfig)) as client:
+    client = KubeClient(connection_from_kubeconfig(kubeconfig))
+    try:
         elector = LeaderElector(
             HttpLeaseApi(client), name=lease, namespace="default", identity=identity
         )
@@ -34,6 +36,8 @@ async def main(kubeconfig: Path, lease: str, identity: str) -> None:
         loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(elector.release()))
         print(f"campaigning {time.time():.6f}", flush=True)
         await elector.run(started, stopped)
+    finally:
+        await client.close()
 
 
 if __name__ == "__main__":

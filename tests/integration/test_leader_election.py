@@ -22,8 +22,9 @@ from contextlib import AsyncExitStack
 import kopf
 import pytest
 
-from driftmend.kube.client import KubeApiError, KubeClient, connection_from_kubeconfig, login
-from driftmend.leader import HttpLeaseApi, LeaderElector
+from driftmend.kube.client import KubeClient
+from driftmend.kube.kubeconfig import connection_from_kubeconfig, login
+from driftmend.leader import HttpLeaseApi, LeaderElector, LeaseError
 from tests.integration.harness import eventually
 from tests.k8s import REPO, ApiServer
 from tests.services import free_port, poll_until
@@ -67,7 +68,8 @@ class Candidates:
 
     async def start(self, identity: str, context: str | None = None) -> LeaderElector:
         info = connection_from_kubeconfig(self.apiserver.kubeconfig, context)
-        client = await self.stack.enter_async_context(KubeClient(info))
+        client = KubeClient(info)
+        self.stack.push_async_callback(client.close)
         elector = LeaderElector(
             HttpLeaseApi(client),
             name=self.name,
@@ -201,12 +203,14 @@ async def test_a_leader_that_loses_the_api_stops_after_renew_deadline(
     closed = dataclasses.replace(
         connection_from_kubeconfig(apiserver.kubeconfig), server=f"https://127.0.0.1:{free_port()}"
     )
-    live = api.client
-    async with KubeClient(closed) as dead:
+    live, dead = api.client, KubeClient(closed)
+    try:
         renewed_before = time.monotonic()
         api.client = dead
         await asyncio.wait_for(candidates.tasks["alpha"], RENEW + 3)
-    api.client = live
+    finally:
+        api.client = live
+        await dead.close()
     (what, at), *_ = candidates.events["alpha"]
     stopped_after = at - renewed_before
     print(f"\nleader without its API stopped after {stopped_after:.2f}s")
@@ -237,17 +241,21 @@ async def test_credentials_from_kopfs_login_lead_too(
     info = login()
     assert info.server == apiserver.url
     name = lease_name()
-    async with KubeClient(info) as client:
+    client = KubeClient(info)
+    try:
         elector = LeaderElector(HttpLeaseApi(client), name=name, namespace="default", identity="k")
         run = asyncio.create_task(elector.run(forever, noting([], "stopped")))
         await eventually(lambda: elector.is_leader, deadline=10, what="k leads")
         assert holder(apiserver, name) == "k"
         await elector.release()
         await asyncio.wait_for(run, 5)
+    finally:
+        await client.close()
     assert holder(apiserver, name) is None
 
 
 async def test_a_refused_token_is_replaced_by_a_fresh_login(apiserver: ApiServer) -> None:
+    # KubeClient's login-again on a 401 (a rotated service-account token) keeps a Lease going.
     good = connection_from_kubeconfig(apiserver.kubeconfig, "local-token")
     stale = dataclasses.replace(good, token="rotated-away-" + "0" * 20)
     logins: list[str] = []
@@ -256,14 +264,23 @@ async def test_a_refused_token_is_replaced_by_a_fresh_login(apiserver: ApiServer
         logins.append("again")
         return good
 
-    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
-    async with KubeClient(stale) as plain:
-        with pytest.raises(KubeApiError) as caught:
-            await plain.request("GET", path)
-        assert caught.value.status == 401
-    async with KubeClient(stale, relogin=relogin) as client:
-        assert (await client.request("GET", path))["kind"] == "LeaseList"
-        assert (await client.request("GET", path))["kind"] == "LeaseList"
+    name = lease_name()
+    plain = KubeClient(stale)
+    try:
+        with pytest.raises(LeaseError, match="401"):
+            await HttpLeaseApi(plain).get("default", name)
+    finally:
+        await plain.close()
+    client = KubeClient(stale, relogin)
+    try:
+        api = HttpLeaseApi(client)
+        elector = LeaderElector(api, name=name, namespace="default", identity="r")
+        run = asyncio.create_task(elector.run(forever, noting([], "stopped")))
+        await eventually(lambda: elector.is_leader, deadline=10, what="r leads")
+        await elector.release()
+        await asyncio.wait_for(run, 5)
+    finally:
+        await client.close()
     assert logins == ["again"]
 
 

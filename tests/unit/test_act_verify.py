@@ -20,12 +20,18 @@ KEY = "Container/shop"
 
 
 class Journal:
-    """An ``act.Journal`` that keeps what it was told, in order."""
+    """An ``act.Journal`` that keeps what it was told, in order; the steps in ``claimed``
+    are held already (by another controller), so their claim is refused."""
 
-    def __init__(self) -> None:
+    def __init__(self, claimed: set[int] | None = None) -> None:
         self.events: list[tuple[str, Any]] = []
+        self.claimed = claimed or set()
 
-    def journal_step(self, fix_id: int, index: int, step: PlanStep) -> int:
+    def claim_step(self, fix_id: int, index: int, step: PlanStep) -> int | None:
+        if index in self.claimed:
+            self.events.append(("refused", step.tool))
+            return None
+        self.claimed.add(index)
         self.events.append(("start", step.tool))
         return index + 100
 
@@ -82,6 +88,41 @@ async def test_act_journals_each_step_before_it_runs_and_stops_at_the_first_fail
         ("start", "container_restart"),
         ("finish", "error"),
     ]
+
+
+async def test_act_runs_nothing_of_a_step_already_claimed_nor_after_it() -> None:
+    journal = Journal(claimed={1})
+    ok = ToolResult.success()
+    invoker = Invoker({"container_stats": ok, "container_restart": ok, "container_start": ok})
+    done = await act(
+        plan("container_stats", "container_restart", "container_start"),
+        {KEY: SHOP},
+        invoker,
+        journal,
+        fix_id=1,
+    )
+    assert invoker.calls == ["container_stats"]
+    assert [(d.step.tool, d.result.status.value) for d in done] == [
+        ("container_stats", "ok"),
+        ("container_restart", "refused"),
+    ]
+    assert "already claimed" in (done[-1].result.error or "")
+    assert journal.events == [
+        ("start", "container_stats"),
+        ("finish", "ok"),
+        ("refused", "container_restart"),
+    ]
+
+
+async def test_act_from_a_later_step_leaves_the_earlier_ones_alone() -> None:
+    journal = Journal()
+    ok = ToolResult.success()
+    invoker = Invoker({"container_stats": ok, "container_restart": ok})
+    await act(
+        plan("container_stats", "container_restart"), {KEY: SHOP}, invoker, journal, 1, first=1
+    )
+    assert invoker.calls == ["container_restart"]
+    assert journal.claimed == {1}
 
 
 async def test_verify_passes_once_the_drift_has_cleared() -> None:

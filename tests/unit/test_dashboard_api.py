@@ -548,6 +548,24 @@ def test_fixes_and_evaluations(client: TestClient, ids: dict[str, int]) -> None:
     assert ev["time_to_recover"][1]["time_to_recover"] is None
 
 
+def test_a_resumed_fix_says_so_with_its_step_of_unknown_outcome(
+    client: TestClient, store: Store
+) -> None:
+    now = time.time()
+    plan = crash_plan(now)
+    fid = store.fix_records.begin_fix("Container/shop", plan, {}, now - 9, now - 8, "crash")
+    store.fix_records.journal_step(fid, 0, plan.steps[0])  # its controller died here
+    store.fix_records.mark_interrupted(now - 5)
+    assert store.fix_records.resume_fix(fid, now - 4, "outcome unknown: not run again")
+    page = client.get(f"/fixes/{fid}").text
+    assert "data-resumed" in page and "data-fix-resumed" in page
+    assert 'badge o-unknown">unknown</span>' in page and "outcome unknown: not run again" in page
+    assert client.get(f"/api/fixes/{fid}").json()["resumed_at"] == now - 4
+    # A fix that was never cut short says nothing of it.
+    other = client.get(f"/fixes/{fid - 1}").text
+    assert "data-resumed" not in other and "data-fix-resumed" not in other
+
+
 def test_plans_and_audit(client: TestClient, ids: dict[str, int]) -> None:
     plans = client.get("/api/plans").json()
     assert [p["id"] for p in plans] == [ids["pending"]]

@@ -14,8 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from driftmend.kube.client import ConflictError, KubeApiError
-from driftmend.leader import LeaderElector, default_identity
+from driftmend.leader import LeaderElector, LeaseConflict, LeaseError, default_identity
 from driftmend.lease import LeaseRecord
 from driftmend.metrics import Metrics
 from driftmend.settings import Settings
@@ -35,7 +34,7 @@ class MemoryLeases:
         self.calls += 1
         if self.down:
             self.failures += 1
-            raise KubeApiError("connection refused")
+            raise LeaseError("connection refused")
 
     async def get(self, namespace: str, name: str) -> LeaseRecord | None:
         self._check()
@@ -44,7 +43,7 @@ class MemoryLeases:
     async def create(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
         self._check()
         if self.record is not None:
-            raise ConflictError("already exists", status=409)
+            raise LeaseConflict("already exists")
         self.record = replace(record, resource_version=str(next(self.versions)))
         return self.record
 
@@ -52,7 +51,7 @@ class MemoryLeases:
         self._check()
         assert self.record is not None
         if record.resource_version != self.record.resource_version:
-            raise ConflictError("conflict", status=409)
+            raise LeaseConflict("conflict")
         self.record = replace(record, resource_version=str(next(self.versions)))
         return self.record
 

@@ -220,6 +220,12 @@ def test_checked_in_crds_are_current() -> None:
         assert path.read_text() == text, f"{path} is stale: run `make crds`"
 
 
+def test_the_crds_kustomization_lists_every_crd() -> None:
+    """manifests/kubernetes takes the CRDs through crds/Kustomization: none may be missing."""
+    kustomization = yaml.safe_load((REPO / "crds" / "Kustomization").read_text())
+    assert sorted(kustomization["resources"]) == sorted(crds_yaml())
+
+
 def test_crds_are_structural() -> None:
     def walk(node: object, path: str) -> None:
         if isinstance(node, dict):
@@ -241,7 +247,8 @@ def as_api_server(node: Any) -> Any:
     """A CRD schema as plain JSON Schema, with the API server's meaning of its extensions.
 
     ``x-kubernetes-int-or-string`` admits an integer or a string (jsonschema would ignore
-    the keyword and admit anything); ``nullable`` admits null as well.
+    the keyword and admit anything); ``nullable`` admits null as well; OpenAPI 3.0's boolean
+    ``exclusiveMinimum``/``exclusiveMaximum`` turn their bound exclusive.
     """
     if isinstance(node, list):
         return [as_api_server(n) for n in node]
@@ -252,6 +259,9 @@ def as_api_server(node: Any) -> Any:
         out["type"] = ["integer", "string"]
     if out.pop("nullable", False) and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if out.get(exclusive) is True:
+            out[exclusive] = out.pop(bound)
     return out
 
 
@@ -285,6 +295,141 @@ def test_examples_validate_against_the_crd_schemas() -> None:
     }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schemas["Container"])
+
+
+def schema_nodes(node: Any, path: str = "schema") -> list[tuple[str, dict[str, Any]]]:
+    """Every schema node of a CRD schema (not the ``properties`` maps), with its path."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for name, child in node.get("properties", {}).items():
+            found += schema_nodes(child, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found += schema_nodes(node[key], f"{path}[{key}]")
+    return found
+
+
+def crd_documents() -> list[dict[str, Any]]:
+    """The generated CRDs, parsed."""
+    return [yaml.safe_load(t) for t in crds_yaml().values()]
+
+
+def test_crds_speak_openapi_3_0_not_json_schema_2020() -> None:
+    """What a real API server refuses a CRD for (it accepted none of these before)."""
+    known_formats = {"date-time", "date", "uuid", "email", "hostname", "ipv4", "ipv6", "uri"}
+    checked = 0
+    for crd in crd_documents():
+        root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in schema_nodes(root):
+            checked += 1
+            for exclusive, bound in (
+                ("exclusiveMinimum", "minimum"),
+                ("exclusiveMaximum", "maximum"),
+            ):
+                if exclusive in node:
+                    assert node[exclusive] is True and bound in node, (path, node)
+            assert node.get("format", "date-time") in known_formats, path
+            assert node.get("default", 0) not in ("", None), path  # 1.20 reads "" as null
+            assert None not in node.get("enum", []), path  # kubectl refuses a null enum value
+            if "properties" in node:
+                assert "additionalProperties" not in node, path
+            untyped = "type" not in node
+            extensions = ("x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields")
+            assert not untyped or any(node.get(e) for e in extensions), path
+    assert checked > 200
+
+
+def test_crd_defaults_validate_against_their_schema() -> None:
+    """The API server checks every default against its own schema and refuses the CRD."""
+    import jsonschema
+
+    defaults = 0
+    for crd in crd_documents():
+        root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in schema_nodes(root):
+            if "default" in node:
+                defaults += 1
+                schema = as_api_server({k: v for k, v in node.items() if k != "default"})
+                errors = [
+                    e.message
+                    for e in jsonschema.Draft202012Validator(schema).iter_errors(node["default"])
+                ]
+                assert errors == [], (path, errors)
+    assert defaults > 50
+    with pytest.raises(jsonschema.ValidationError):  # the check itself can fail
+        jsonschema.validate("", as_api_server({"type": "integer", "minimum": 1}))
+
+
+STATUS = {
+    "observedGeneration": 3,
+    "health": "healthy",
+    "message": "one line, as the dashboard row says it",
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "InSync",
+            "message": "...",
+            "lastTransitionTime": "2026-12-05T12:00:00Z",
+            "observedGeneration": 3,
+        }
+    ],
+    "lastFix": {
+        "id": 12,
+        "at": "2026-12-05T12:00:00Z",
+        "rule": "restart-on-crash",
+        "outcome": "fixed",
+        "secondsToRecover": 0.54,
+        "summary": "container_restart: the app crashed",
+    },
+    "pendingPlan": {"id": 4, "since": "2026-12-05T12:00:00Z", "summary": "..."},
+}
+
+
+def test_crds_declare_the_status_the_operator_writes() -> None:
+    import jsonschema
+
+    from driftmend.spec.crds import PolicyStatus, ResourceStatus
+
+    schemas = crd_schemas()
+    for kind in ("Container", "PostgresDatabase", "RedisCache"):
+        status = schemas[kind]["properties"]["status"]
+        jsonschema.validate(STATUS, status)
+        for bad in ({"health": "great"}, {"conditions": [{"type": "Ready"}]}):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate({**STATUS, **bad}, status)
+    policy = {"observedGeneration": 1, "matchedResources": 3, "lastFix": STATUS["lastFix"],
+              "conditions": [{**STATUS["conditions"][0], "reason": "Accepted"}]}  # fmt: skip
+    jsonschema.validate(policy, schemas["HealingPolicy"]["properties"]["status"])
+    # The models the operator can build its patches from accept the same shapes.
+    assert ResourceStatus.model_validate(STATUS).last_fix is not None
+    assert PolicyStatus.model_validate(policy).matched_resources == 3
+
+
+def test_crds_have_printer_columns_and_a_category() -> None:
+    columns = {}
+    for crd in crd_documents():
+        assert crd["spec"]["names"]["categories"] == ["driftmend"]
+        version = crd["spec"]["versions"][0]
+        assert version["subresources"] == {"status": {}}
+        columns[crd["spec"]["names"]["kind"]] = {
+            c["name"]: (c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"]
+        }
+    assert (
+        columns["Container"]
+        == columns["RedisCache"]
+        == columns["PostgresDatabase"]
+        == {
+            "Health": ("string", ".status.health"),
+            "Last Fix": ("string", ".status.lastFix.outcome"),
+            "Rule": ("string", ".status.lastFix.rule"),
+            "Fixed": ("date", ".status.lastFix.at"),
+            "Age": ("date", ".metadata.creationTimestamp"),
+        }
+    )
+    assert list(columns["HealingPolicy"]) == ["Resources", "Last Fix", "Age"]
+    assert columns["HealingPolicy"]["Resources"] == ("integer", ".status.matchedResources")
 
 
 def test_external_mcp_tools_are_accepted_by_name(tmp_path: Path) -> None:

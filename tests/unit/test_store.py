@@ -1,17 +1,25 @@
-"""The store: round trips, the fix journal across a crash, stats, retention, threads."""
+"""The store: round trips, the fix journal across a crash, stats, retention, threads.
+
+Every test that takes ``backend`` (or ``store``) runs twice: on SQLite and on a real
+PostgreSQL server (``tests/unit/conftest.py``)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from driftmend.errors import ConfigurationError
+from driftmend.errors import (
+    ConfigurationError,
+    StoreBusyError,
+    StoreError,
+    StoreUnusableError,
+)
 from driftmend.model import Drift, Health, Outcome, Plan, PlanStep, ToolResult
 from driftmend.store import SCHEMA_VERSION, Store, plan_from_dict, plan_to_dict
+from tests.unit.conftest import StoreBackend
 
 KEY = "Container/web"
 
@@ -32,8 +40,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    s = Store(tmp_path / "state" / "driftmend.db", clock=clock)
+def store(backend: StoreBackend, clock: Clock) -> Iterator[Store]:
+    s = backend.open(clock=clock)
     yield s
     s.close()
 
@@ -79,21 +87,24 @@ def test_creates_parent_dirs_wal_and_schema(tmp_path: Path) -> None:
         assert s.schema_version() == SCHEMA_VERSION
 
 
-def test_refuses_a_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "store.db"
-    Store(path).close()
-    conn = sqlite3.connect(path)
-    try:
-        with conn:
-            conn.execute("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
-    finally:
-        conn.close()
+def test_reopening_runs_no_migration_twice(backend: StoreBackend) -> None:
+    with backend.open() as s:
+        assert s.schema_version() == SCHEMA_VERSION
+    with backend.open() as s:
+        assert s.schema_version() == SCHEMA_VERSION
+    versions = backend.peek("SELECT version FROM schema_version ORDER BY version")
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_refuses_a_newer_schema(backend: StoreBackend) -> None:
+    backend.open().close()
+    backend.run("INSERT INTO schema_version VALUES (?, 0)", (SCHEMA_VERSION + 1,))
     with pytest.raises(ConfigurationError, match="newer"):
-        Store(path)
+        backend.open()
 
 
-def test_closed_store_refuses_calls(tmp_path: Path) -> None:
-    s = Store(tmp_path / "s.db")
+def test_closed_store_refuses_calls(backend: StoreBackend) -> None:
+    s = backend.open()
     s.close()
     s.close()
     with pytest.raises(RuntimeError, match="closed"):
@@ -207,8 +218,8 @@ def test_non_finite_signals_stored_as_null(store: Store) -> None:
 # -- signal history
 
 
-def test_signal_history_filters_and_is_bounded(tmp_path: Path) -> None:
-    with Store(tmp_path / "s.db", signal_retention_s=100.0) as s:
+def test_signal_history_filters_and_is_bounded(backend: StoreBackend) -> None:
+    with backend.open(signal_retention_s=100.0) as s:
         for t in range(0, 300, 10):
             s.signal_records.record_signals(KEY, float(t), {"x": t, "y": -t, "z": True})
         s.signal_records.record_signals("Container/other", 0.0, {"x": 1})
@@ -267,7 +278,7 @@ def test_reconciliation_round_trip_and_counts(store: Store) -> None:
 # -- fixes and the journal
 
 
-def test_fix_journal_round_trip(store: Store, clock: Clock) -> None:
+def test_fix_journal_round_trip(store: Store, clock: Clock, backend: StoreBackend) -> None:
     plan = make_plan()
     fix_id = store.fix_records.begin_fix(
         KEY,
@@ -290,12 +301,7 @@ def test_fix_journal_round_trip(store: Store, clock: Clock) -> None:
     clock.now = 103.0
     step_id = store.fix_records.journal_step(fix_id, 0, plan.steps[0])
     # The journal row is committed before the step runs: another connection sees it.
-    conn = sqlite3.connect(store.path)
-    try:
-        row = conn.execute("SELECT status FROM fix_steps WHERE id = ?", (step_id,)).fetchone()
-    finally:
-        conn.close()
-    assert row == ("started",)
+    assert backend.peek("SELECT status FROM fix_steps WHERE id = ?", (step_id,)) == [("started",)]
     started = store.fix_records.fix(fix_id)
     assert started is not None
     assert started["steps"][0]["status"] == "started" and started["steps"][0]["result"] is None
@@ -333,6 +339,22 @@ def test_fix_journal_round_trip(store: Store, clock: Clock) -> None:
     assert store.fix_records.fix(9999) is None
 
 
+def test_a_step_of_a_fix_is_journaled_once(store: Store) -> None:
+    # The execution journal's claim: a second row for the same (fix, step) is refused, so
+    # two controllers sharing a store can never both run one step.
+    plan = make_plan()
+    fix_id = store.fix_records.begin_fix(KEY, plan, {}, 1.0, 2.0, "exit")
+    first = store.fix_records.journal_step(fix_id, 0, plan.steps[0])
+    with pytest.raises(StoreError, match=r"already journaled") as caught:
+        store.fix_records.journal_step(fix_id, 0, plan.steps[0])
+    assert not isinstance(caught.value, StoreBusyError | StoreUnusableError)
+    fix = store.fix_records.fix(fix_id)
+    assert fix is not None and [s.id for s in fix.steps] == [first]
+    # The refused claim was rolled back whole: the store goes on, and the next step is free.
+    store.fix_records.journal_step(fix_id, 1, plan.steps[1])
+    assert store.writable and store.backlog_size == 0
+
+
 def test_not_recovered_fix_has_no_time_to_recover(store: Store) -> None:
     fix_id = store.fix_records.begin_fix(KEY, make_plan(), {}, 10.0, 11.0, "oom", dry_run=True)
     store.fix_records.finish_fix(fix_id, Outcome.DRY_RUN, False, {}, 12.0, None)
@@ -356,17 +378,16 @@ def test_fixes_filters(store: Store) -> None:
     assert store.fix_records.fixes()[0]["kind"] == "RedisCache"
 
 
-def test_killed_controller_leaves_interrupted_record(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
+def test_killed_controller_leaves_interrupted_record(backend: StoreBackend) -> None:
     plan = make_plan()
-    first = Store(path)
+    first = backend.open()
     fix_id = first.fix_records.begin_fix(KEY, plan, {}, 1.0, 2.0, "exit")
     done_step = first.fix_records.journal_step(fix_id, 0, plan.steps[0])
     first.fix_records.finish_step(done_step, ToolResult.success(), 0.5)
     cut_step = first.fix_records.journal_step(fix_id, 1, plan.steps[1])
     first.close()  # the process dies here: nothing finished the fix
 
-    second = Store(path)
+    second = backend.open()
     try:
         assert second.fix_records.interrupted_fixes() == []
         assert second.fix_records.mark_interrupted(50.0) == 1

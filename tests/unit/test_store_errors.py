@@ -1,5 +1,6 @@
 """The store's seam to SQLite: every call's sqlite3 error arrives as a StoreError naming the
-file, never as sqlite3's own exception."""
+file, never as sqlite3's own exception. (PostgreSQL's side: tests/unit/test_store_postgres.py
+and tests/integration/test_store_postgres.py.)"""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from driftmend.model import Health, Outcome, Plan, PlanStep, ToolResult
 from driftmend.store import Store
 from driftmend.store.db import Database, translate
 from driftmend.store.fixes import FixRecords
+from tests.unit.conftest import StoreBackend
 
 KEY = "Container/web"
 
@@ -40,12 +42,13 @@ def db(path: Path) -> Iterator[Database]:
     database.close()
 
 
-def test_a_call_on_a_closed_store_names_the_file(path: Path) -> None:
-    store = Store(path)
+def test_a_call_on_a_closed_store_names_the_store(backend: StoreBackend) -> None:
+    store = backend.open()
     store.close()
     with pytest.raises(StoreClosedError, match="closed") as caught:
         store.resource_records.upsert_resource(KEY, "Container", {}, Health.HEALTHY, {}, 1.0)
-    assert str(path) in str(caught.value)
+    # The file, or the DSN without its password.
+    assert store.where == str(backend.path or backend.dsn) and store.where in str(caught.value)
     # Still what callers caught before the store had its own errors.
     assert isinstance(caught.value, StoreError | RuntimeError)
     with pytest.raises(StoreClosedError):

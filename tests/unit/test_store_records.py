@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,13 +32,14 @@ from driftmend.store import (
     ResourceState,
     Store,
 )
+from tests.unit.conftest import StoreBackend
 
 KEY = "Container/web"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "s.db", clock=lambda: 5.0)
+def store(backend: StoreBackend) -> Iterator[Store]:
+    s = backend.open(clock=lambda: 5.0)
     yield s
     s.close()
 

@@ -40,6 +40,8 @@ def fix_summary(fix: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": fix.get("finished_at"),
         "time_to_detect": fix.get("time_to_detect"),
         "time_to_recover": fix.get("time_to_recover"),
+        # Set when a later controller carried on with a fix its first one left unfinished.
+        "resumed_at": fix.get("resumed_at"),
         "drifted": [str(d.get("signal")) for d in fix.get("drifts") or []],
         "label": fix_label(fix),
     }

@@ -1,4 +1,4 @@
-"""Credentials from a kubeconfig (driftmend.kube.client), and errors that name no secret."""
+"""Credentials from a kubeconfig (driftmend.kube.kubeconfig), and Lease errors that name no secret."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from driftmend.kube.client import KubeApiError, KubeClient, connection_from_kubeconfig, login
+from driftmend.kube.client import KubeClient
+from driftmend.kube.kubeconfig import KubeconfigError, connection_from_kubeconfig, login
+from driftmend.leader import HttpLeaseApi, LeaseError
 from tests.services import free_port
 
 TOKEN = "s3cr3t-token-never-printed"
@@ -76,12 +78,12 @@ def test_a_named_context_with_a_token_and_inline_ca(tmp_path: Path) -> None:
 
 def test_bad_kubeconfigs_say_what_is_wrong(tmp_path: Path) -> None:
     config = write_config(tmp_path / "config")
-    with pytest.raises(KubeApiError, match="no context named 'three'"):
+    with pytest.raises(KubeconfigError, match="no context named 'three'"):
         connection_from_kubeconfig(config, "three")
-    with pytest.raises(KubeApiError, match="cannot be read"):
+    with pytest.raises(KubeconfigError, match="cannot be read"):
         connection_from_kubeconfig(tmp_path / "absent")
     (tmp_path / "empty").write_text("kind: Config\n")
-    with pytest.raises(KubeApiError, match="no current-context"):
+    with pytest.raises(KubeconfigError, match="no current-context"):
         connection_from_kubeconfig(tmp_path / "empty")
 
 
@@ -90,16 +92,18 @@ def test_login_without_any_credentials_says_so(
 ) -> None:
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(KubeApiError, match="no Kubernetes credentials"):
+    with pytest.raises(KubeconfigError, match="no Kubernetes credentials"):
         login()
 
 
-async def test_an_unreachable_server_is_a_kube_api_error_naming_no_secret(tmp_path: Path) -> None:
+async def test_an_unreachable_server_is_a_lease_error_naming_no_secret(tmp_path: Path) -> None:
     info = connection_from_kubeconfig(write_config(tmp_path / "config"), "two")
     info = dataclasses.replace(info, server=f"http://127.0.0.1:{free_port()}", ca_data=None)
-    async with KubeClient(info) as client:
-        with pytest.raises(KubeApiError) as caught:
-            await client.request("GET", "/api")
-    assert caught.value.status == 0
+    client = KubeClient(info)
+    try:
+        with pytest.raises(LeaseError) as caught:
+            await HttpLeaseApi(client).get("default", "driftmend-leader")
+    finally:
+        await client.close()
     assert "ConnectError" in str(caught.value)
     assert TOKEN not in str(caught.value) and TOKEN not in repr(caught.value)

@@ -1,0 +1,319 @@
+"""One operator replica: the controller, the Kubernetes source, the dashboard, and leadership.
+
+Stage: the composition root for ``driftmend operator`` (as ``driftmend.app`` is for
+``driftmend run``). kopf's handlers (``driftmend.operator.handlers``) feed the source; this
+module owns everything else a replica runs.
+
+Every replica hears every custom resource and serves the dashboard and ``/metrics``; only
+the leader acts. On winning the Lease the leader lists every custom resource itself (so the
+desired state is complete before the first pass: a fix left running by the previous leader
+must not be judged against half a listing), starts the controller (which resumes what the old
+leader left in flight) and the status publisher. A replica that loses the Lease stops acting
+at once and exits, so the kubelet restarts it as a standby: a partitioned ex-leader that kept
+on acting would be a second controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import kopf
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from driftmend.app import build_controller
+from driftmend.controller import Controller
+from driftmend.kube.publisher import KubeWrites, StatusPublisher
+from driftmend.operator.certs import webhook_certs
+from driftmend.ownership import Ownership, claim
+from driftmend.settings import Settings
+from driftmend.sources.kubernetes import PLURALS, KubernetesSource
+from driftmend.spec.fields import GROUP, VERSION
+from driftmend.validate import tool_check
+
+log = logging.getLogger("driftmend.operator")
+
+__all__ = ["KubeApi", "OperatorOptions", "OperatorRuntime"]
+
+
+class KubeApi(KubeWrites, Protocol):
+    """What a replica asks of the API server besides the Lease: listings, status, Events."""
+
+    async def list_objects(
+        self, group: str, version: str, plural: str, namespace: str | None
+    ) -> list[dict[str, Any]]:
+        """Every object of ``plural`` in ``namespace`` (None: all namespaces)."""
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+
+
+@dataclass
+class OperatorOptions:
+    """How ``driftmend operator`` was asked to run (its command line, or the environment)."""
+
+    namespaces: Sequence[str] = ()
+    all_namespaces: bool = False
+    liveness: str | None = None
+    leader_election: bool = True
+    lease_name: str = "driftmend-leader"
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
+    identity: str = field(
+        default_factory=lambda: (
+            os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        )
+    )
+    webhook: bool = True
+    webhook_managed: bool = True  # kopf creates and patches the ValidatingWebhookConfiguration
+    webhook_addr: str = "0.0.0.0"
+    webhook_port: int = 9443
+    webhook_host: str | None = None
+    webhook_cert_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> OperatorOptions:
+        """Options for ``kopf run -m driftmend.operator.handlers``: ``DRIFTMEND_OPERATOR_*``."""
+        env = os.environ
+        namespaces = [n for n in env.get("DRIFTMEND_OPERATOR_NAMESPACES", "").split(",") if n]
+        cert_dir = env.get("DRIFTMEND_OPERATOR_WEBHOOK_CERT_DIR")
+        return cls(
+            namespaces=namespaces,
+            all_namespaces=not namespaces,
+            leader_election=env.get("DRIFTMEND_OPERATOR_LEADER_ELECTION", "1") != "0",
+            webhook=env.get("DRIFTMEND_OPERATOR_WEBHOOK", "1") != "0",
+            webhook_managed=env.get("DRIFTMEND_OPERATOR_WEBHOOK_MANAGED", "1") != "0",
+            webhook_addr=env.get("DRIFTMEND_OPERATOR_WEBHOOK_ADDR", "0.0.0.0"),
+            webhook_port=int(env.get("DRIFTMEND_OPERATOR_WEBHOOK_PORT", "9443")),
+            webhook_host=env.get("DRIFTMEND_OPERATOR_WEBHOOK_HOST") or None,
+            webhook_cert_dir=Path(cert_dir) if cert_dir else None,
+        )
+
+    @property
+    def watched(self) -> list[str | None]:
+        """The namespaces to list on taking the lead (None: all of them)."""
+        return [None] if self.all_namespaces or not self.namespaces else list(self.namespaces)
+
+
+class OperatorRuntime:
+    """A replica's parts and its leadership; built by ``driftmend operator`` or kopf's startup."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: OperatorOptions,
+        api: KubeApi,
+        *,
+        controller: Controller | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.api = api
+        self.registry = registry or CollectorRegistry()
+        self.controller = controller or build_controller(settings, self.registry)
+        self.source = KubernetesSource(self.controller.apply, tool_check(self.controller.catalogue))
+        self.publisher = StatusPublisher(source=self.source, store=self.controller.store, api=api)
+        self.leading = False
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._owned: Ownership | None = None
+        self._server: uvicorn.Server | None = None
+        self._app: Any = None
+        self.on_lost: Callable[[], None] = lambda: None
+
+    async def start(self) -> None:
+        """Take the state dir, serve HTTP, then campaign for the lead (or lead at once)."""
+        self._owned = claim(self.settings.state_dir)
+        self.controller.standby = (
+            f"{self.options.identity} is a standby: only the leader of the Lease "
+            f"{self.options.lease_namespace}/{self.options.lease_name} acts; try again on it"
+        )
+        await self._serve_http()
+        if self.options.leader_election:
+            self._tasks.append(asyncio.create_task(self._campaign(), name="leader-election"))
+        else:
+            self._tasks.append(asyncio.create_task(self.lead(), name="lead"))
+
+    async def _serve_http(self) -> None:
+        from driftmend.app import _QuietServer
+        from driftmend.dashboard.app import create_app
+
+        self._app = create_app(
+            self.controller.store, self.registry, self.controller.operations, self.settings
+        )
+        self._server = _QuietServer(
+            uvicorn.Config(
+                self._app,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
+
+    async def _campaign(self) -> None:
+        from driftmend.leader import LeaderElector
+
+        elector = LeaderElector(
+            self.api,  # type: ignore[arg-type]
+            name=self.options.lease_name,
+            namespace=self.options.lease_namespace,
+            identity=self.options.identity,
+            lease_duration=self.settings.leader_lease_duration,
+            renew_deadline=self.settings.leader_renew_deadline,
+            retry_period=self.settings.leader_retry_period,
+        )
+        self._elector = elector
+        await elector.run(self.lead, self._lost)
+
+    async def _lost(self) -> None:
+        log.error(
+            "%s lost the lease %s/%s: stopping at once, to come back as a standby",
+            self.options.identity,
+            self.options.lease_namespace,
+            self.options.lease_name,
+        )
+        self.leading = False
+        self.controller.standby = f"{self.options.identity} lost the lead and is stopping"
+        await self.controller.stop()
+        self.on_lost()
+
+    async def lead(self) -> None:
+        """Become the acting replica: full listing, controller, status publisher."""
+        log.info("%s leads: listing the custom resources", self.options.identity)
+        for namespace in self.options.watched:
+            for plural in PLURALS.values():
+                for body in await self.api.list_objects(GROUP, VERSION, plural, namespace):
+                    self.source.put(body)
+        self.source.flush()
+        await self.controller.start()
+        self.controller.standby = None
+        self.leading = True
+        self._tasks.append(asyncio.create_task(self.publisher.run(self._stop), name="status"))
+        log.info(
+            "%s acting: %d resources, %d policies",
+            self.options.identity,
+            len(self.controller.resources),
+            len(self.controller.policies),
+        )
+
+    async def stop(self) -> None:
+        """Stop acting and serving; release the Lease so a standby takes over at once."""
+        self._stop.set()
+        elector = getattr(self, "_elector", None)
+        if self._server is not None:
+            from driftmend.dashboard.app import close_streams
+
+            close_streams(self._app)
+            self._server.should_exit = True
+        if self.leading:
+            self.leading = False
+            await self.controller.stop()
+        if elector is not None:
+            with contextlib.suppress(Exception):
+                await elector.release()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.controller.store.close()
+        await self.api.close()
+        if self._owned is not None:
+            self._owned.release()
+
+
+# Set by ``driftmend operator`` before it starts kopf; ``kopf run`` leaves it None and the
+# replica is configured from the environment.
+preset: tuple[Settings, OperatorOptions] | None = None
+
+
+def _webhook_host(options: OperatorOptions) -> str:
+    if options.webhook_host:
+        return options.webhook_host
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):  # in a pod: the Service in front of us
+        return f"driftmend-webhook.{options.lease_namespace}.svc"
+    return "127.0.0.1" if options.webhook_addr in ("0.0.0.0", "127.0.0.1") else options.webhook_addr
+
+
+async def _no_webhook(_: Any) -> AsyncIterator[Any]:
+    """An admission "server" that never listens: ``--no-webhook``. kopf refuses admission
+    handlers with no server at all, and the handlers are registered once per process."""
+    await asyncio.Event().wait()
+    yield  # never reached: makes this an async generator, as kopf expects
+
+
+def configure_kopf(
+    kopf_settings: kopf.OperatorSettings, settings: Settings, options: OperatorOptions
+) -> None:
+    """kopf, the driftmend way: no peering (the Lease decides who acts, see
+    docs/ARCHITECTURE.md), bookkeeping under driftmend.dev annotations, and the webhook."""
+    kopf_settings.peering.standalone = True
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    kopf_settings.posting.level = logging.WARNING
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission
+    if not options.webhook:
+        kopf_settings.admission.server = _no_webhook
+        return
+    host = _webhook_host(options)
+    certs = webhook_certs(
+        options.webhook_cert_dir, settings.state_dir, [host, options.webhook_addr, "localhost"]
+    )
+    kopf_settings.admission.server = kopf.WebhookServer(
+        addr=options.webhook_addr,
+        port=options.webhook_port,
+        host=host,
+        certfile=certs.certfile,
+        pkeyfile=certs.pkeyfile,
+        cafile=certs.cafile,
+    )
+    if options.webhook_managed:
+        kopf_settings.admission.managed = GROUP
+
+
+def current_options() -> OperatorOptions:
+    """The options this process runs with: ``driftmend operator``'s, else the environment's."""
+    return preset[1] if preset is not None else OperatorOptions.from_env()
+
+
+def connection(kopf_settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    """The API server and credentials kopf itself would use: in-cluster, else KUBECONFIG."""
+    quiet = logging.getLogger("driftmend.operator.login")
+    info = kopf.login_with_service_account(
+        logger=quiet, settings=kopf_settings
+    ) or kopf.login_with_kubeconfig(logger=quiet, settings=kopf_settings)
+    if info is None:
+        raise RuntimeError(
+            "no Kubernetes credentials: run in a pod with a service account, or set "
+            "KUBECONFIG (or have ~/.kube/config)"
+        )
+    return info
+
+
+async def replica_for_kopf(kopf_settings: kopf.OperatorSettings) -> OperatorRuntime:
+    """kopf's startup: configure kopf, build this replica and start it."""
+    from driftmend.kube.client import KubeClient
+
+    settings = preset[0] if preset is not None else Settings()
+    options = current_options()
+    configure_kopf(kopf_settings, settings, options)
+    api = KubeClient.from_connection(
+        connection(kopf_settings), login=lambda: connection(kopf_settings)
+    )
+    replica = OperatorRuntime(settings, options, api)
+    replica.on_lost = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    await replica.start()
+    return replica
