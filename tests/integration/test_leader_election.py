@@ -24,7 +24,8 @@ import pytest
 
 from driftmend.kube.client import KubeClient
 from driftmend.kube.kubeconfig import connection_from_kubeconfig, login
-from driftmend.leader import HttpLeaseApi, LeaderElector, LeaseError
+from driftmend.leader import HttpLeaseApi, LeaderElector, LeaseConflict, LeaseError
+from driftmend.lease import LeaseRecord
 from tests.integration.harness import eventually
 from tests.k8s import REPO, ApiServer
 from tests.services import free_port, poll_until
@@ -55,6 +56,34 @@ def noting(events: list[tuple[str, float]], what: str) -> Callable[[], Awaitable
     return note
 
 
+class CountingLeases(HttpLeaseApi):
+    """The real LeaseApi, counting the writes the API server refused with 409."""
+
+    conflicts = 0
+
+    async def create(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        try:
+            return await super().create(namespace, name, record)
+        except LeaseConflict:
+            CountingLeases.conflicts += 1
+            raise
+
+    async def replace(self, namespace: str, name: str, record: LeaseRecord) -> LeaseRecord:
+        try:
+            return await super().replace(namespace, name, record)
+        except LeaseConflict:
+            CountingLeases.conflicts += 1
+            raise
+
+
+def leading_noted(events: list[tuple[str, float]]) -> Callable[[], Awaitable[None]]:
+    async def lead() -> None:
+        events.append(("started", time.monotonic()))
+        await forever()
+
+    return lead
+
+
 class Candidates:
     """Electors on one lease, each with its own client and ``run`` task."""
 
@@ -71,7 +100,7 @@ class Candidates:
         client = KubeClient(info)
         self.stack.push_async_callback(client.close)
         elector = LeaderElector(
-            HttpLeaseApi(client),
+            CountingLeases(client),
             name=self.name,
             namespace="default",
             identity=identity,
@@ -82,7 +111,9 @@ class Candidates:
         events: list[tuple[str, float]] = []
         self.electors[identity] = elector
         self.events[identity] = events
-        self.tasks[identity] = asyncio.create_task(elector.run(forever, noting(events, "stopped")))
+        self.tasks[identity] = asyncio.create_task(
+            elector.run(leading_noted(events), noting(events, "stopped"))
+        )
         return elector
 
     def leaders(self) -> list[str]:
@@ -189,7 +220,7 @@ async def test_release_the_standby_leads_within_retry_period(
     print(f"\nhandover after release(): {handover:.2f}s")
     assert holder(apiserver, candidates.name) == standby
     await asyncio.wait_for(candidates.tasks[leader], 5)
-    assert [what for what, _ in candidates.events[leader]] == ["stopped"]
+    assert [what for what, _ in candidates.events[leader]] == ["started", "stopped"]
 
 
 async def test_a_leader_that_loses_the_api_stops_after_renew_deadline(
@@ -211,7 +242,7 @@ async def test_a_leader_that_loses_the_api_stops_after_renew_deadline(
     finally:
         api.client = live
         await dead.close()
-    (what, at), *_ = candidates.events["alpha"]
+    (_, _), (what, at) = candidates.events["alpha"]
     stopped_after = at - renewed_before
     print(f"\nleader without its API stopped after {stopped_after:.2f}s")
     assert what == "stopped" and not elector.is_leader
@@ -224,10 +255,17 @@ async def test_a_leader_that_loses_the_api_stops_after_renew_deadline(
 async def test_five_candidates_race_and_exactly_one_leads(
     apiserver: ApiServer, candidates: Candidates
 ) -> None:
+    CountingLeases.conflicts = 0
     await asyncio.gather(*(candidates.start(f"c{i}") for i in range(5)))
     leader = await candidates.one_leader()
     await renewals_seen(apiserver, candidates.name, 3)
     assert candidates.leaders() == [leader]
+    # The race was real: the losers' creates were refused with 409 AlreadyExists.
+    assert CountingLeases.conflicts >= 1, CountingLeases.conflicts
+    print(f"\n409s refused in the race of five: {CountingLeases.conflicts}")
+    # Nobody else ever started leading, not even for a moment.
+    started = [i for i, ev in candidates.events.items() if any(w == "started" for w, _ in ev)]
+    assert started == [leader]
     lease = apiserver.get_json("lease", candidates.name, "-n", "default")
     assert lease["spec"]["holderIdentity"] == leader
     assert lease["spec"]["leaseTransitions"] == 0
