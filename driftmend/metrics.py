@@ -156,6 +156,18 @@ class Metrics:
             buckets=LLM_BUCKETS,
             registry=r,
         )
+        self.leader = Gauge(
+            "driftmend_leader",
+            "1 while this controller holds the leader lease and acts; 0 while it stands by.",
+            ["identity"],
+            registry=r,
+        )
+        self.leader_transitions = Counter(
+            "driftmend_leader_transitions_total",
+            "Times this controller took the leader lease (created it, or took it over from "
+            "another holder or from nobody).",
+            registry=r,
+        )
         # Which label sets exist per resource, so ``forget`` and stale signals can remove
         # them: prometheus_client cannot list a metric's children by one label.
         self._lock = threading.Lock()
@@ -186,6 +198,14 @@ class Metrics:
     def set_store_writable(self, writable: bool) -> None:
         """Whether the store's file takes writes."""
         self.store_writable.set(1 if writable else 0)
+
+    def set_leader(self, identity: str, leading: bool) -> None:
+        """Whether this controller (``identity`` on the lease) leads right now."""
+        self.leader.labels(identity).set(1 if leading else 0)
+
+    def leader_transition(self) -> None:
+        """Count one time this controller took the leader lease."""
+        self.leader_transitions.inc()
 
     # -- guard, act, verify
 

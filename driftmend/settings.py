@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Tokens that guard actions are at least this long (a generated one is 32 characters).
@@ -88,6 +88,48 @@ class Settings(BaseSettings):
     # An escalation (every turn, retries included) ends by this deadline (seconds); the
     # resource then waits for an operator. It holds a worker while it runs.
     llm_deadline: float = Field(default=120.0, gt=0)
+
+    # The Lease (coordination.k8s.io/v1) the replicas compete for, in the operator's own
+    # namespace (POD_NAMESPACE from the downward API), and this replica's name on it (POD_NAME;
+    # unset: host name plus a random suffix).
+    leader_lease_name: str = "driftmend-leader"
+    leader_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("DRIFTMEND_LEADER_NAMESPACE", "POD_NAMESPACE"),
+    )
+    leader_identity: str | None = Field(
+        default=None, validation_alias=AliasChoices("DRIFTMEND_LEADER_IDENTITY", "POD_NAME")
+    )
+    # Leader election (`driftmend operator`, two or more replicas): how long a lease holds
+    # without renewal before a standby may take it, how long the leader keeps acting without a
+    # successful renewal, and how often both try (seconds). A standby takes over a dead
+    # leader within about lease_duration + retry_period. Needs retry_period < renew_deadline
+    # < lease_duration, so a leader that cannot renew stops before anyone may take over.
+    leader_lease_duration: float = Field(default=4.0, gt=0)
+    leader_renew_deadline: float = Field(default=3.0, gt=0)
+    leader_retry_period: float = Field(default=1.0, gt=0)
+
+    @field_validator("leader_renew_deadline")
+    @classmethod
+    def _renew_before_expiry(cls, value: float, info: ValidationInfo) -> float:
+        lease = info.data.get("leader_lease_duration")
+        if lease is not None and value >= lease:
+            raise ValueError(
+                f"must be shorter than leader_lease_duration ({lease}s): a leader that cannot "
+                "renew must stop acting before a standby may take the lease over"
+            )
+        return value
+
+    @field_validator("leader_retry_period")
+    @classmethod
+    def _retry_before_deadline(cls, value: float, info: ValidationInfo) -> float:
+        deadline = info.data.get("leader_renew_deadline")
+        if deadline is not None and value >= deadline:
+            raise ValueError(
+                f"must be shorter than leader_renew_deadline ({deadline}s): the leader must "
+                "get at least one more try at renewing before its deadline"
+            )
+        return value
 
     @field_validator(
         "gemini_api_key", "openai_api_key", "dashboard_token", "mcp_read_token",

@@ -239,3 +239,14 @@ def test_metrics_are_per_registry() -> None:
     Metrics(a).guard_decision(True)
     Metrics(b)
     assert b.get_sample_value("driftmend_guard_decisions_total", {"decision": "admitted"}) is None
+
+
+def test_leader_gauge_and_transitions(registry: CollectorRegistry, metrics: Metrics) -> None:
+    g = registry.get_sample_value
+    assert g("driftmend_leader_transitions_total") == 0
+    metrics.set_leader("pod-a", True)
+    metrics.leader_transition()
+    assert g("driftmend_leader", {"identity": "pod-a"}) == 1
+    assert g("driftmend_leader_transitions_total") == 1
+    metrics.set_leader("pod-a", False)
+    assert g("driftmend_leader", {"identity": "pod-a"}) == 0
