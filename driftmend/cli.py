@@ -38,6 +38,9 @@ _FLAG_SETTINGS = (
     "dry_run",
     "resync_period",
     "workers",
+    "leader_lease_name",
+    "leader_namespace",
+    "leader_identity",
 )
 # Exit code of a bad setting or flag value: 2, as argparse exits for a bad command line.
 EXIT_USAGE = 2
@@ -258,7 +261,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
         all_namespaces=args.all_namespaces or not args.namespaces,
         liveness=args.liveness,
         leader_election=not args.no_leader_election,
-        lease_name=args.lease_name,
         webhook=not args.no_webhook,
         webhook_managed=not args.no_webhook_config,
         webhook_addr=args.webhook_addr,
@@ -266,10 +268,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
     )
-    if args.lease_namespace:
-        options.lease_namespace = args.lease_namespace
-    if args.identity:
-        options.identity = args.identity
     runtime.preset = (_settings(args), options)
     import driftmend.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
@@ -383,9 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="act at once, without the Lease (one replica only)",
     )
-    p.add_argument("--lease-name", default="driftmend-leader")
-    p.add_argument("--lease-namespace", help="default: $POD_NAMESPACE, else default")
-    p.add_argument("--identity", help="this replica's name in the Lease (default: $POD_NAME)")
+    p.add_argument("--lease-name", dest="leader_lease_name", help="default driftmend-leader")
+    p.add_argument(
+        "--lease-namespace", dest="leader_namespace", help="default: $POD_NAMESPACE, else default"
+    )
+    p.add_argument(
+        "--identity", dest="leader_identity", help="this replica's name in the Lease ($POD_NAME)"
+    )
     p.add_argument("--no-webhook", action="store_true", help="serve no admission webhook")
     p.add_argument(
         "--no-webhook-config",

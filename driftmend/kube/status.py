@@ -111,6 +111,13 @@ def _wanted(
     }
 
 
+def _since(old: Mapping[str, Any] | None, status: str, now: float) -> str:
+    """A condition's lastTransitionTime: kept while its status holds, ``now`` when it moves."""
+    if old is None or old.get("status") != status or not old.get("lastTransitionTime"):
+        return rfc3339(now)
+    return str(old["lastTransitionTime"])
+
+
 def conditions(
     health: Health,
     message: str,
@@ -124,13 +131,12 @@ def conditions(
     out = []
     for kind, (status, reason, text) in _wanted(health, message, operator_reason).items():
         old = before.get(kind)
-        moved = old is None or old.get("status") != status
         out.append({
             "type": kind,
             "status": status,
             "reason": reason,
             "message": text,
-            "lastTransitionTime": rfc3339(now) if moved else old.get("lastTransitionTime", rfc3339(now)),
+            "lastTransitionTime": _since(old, status, now),
             "observedGeneration": generation,
         })  # fmt: skip
     return out
@@ -202,13 +208,12 @@ def policy_status(
     prev = {c.get("type"): c for c in (previous or {}).get("conditions") or []}
     status = "True" if accepted else "False"
     old = prev.get("Ready")
-    moved = old is None or old.get("status") != status
     ready = {
         "type": "Ready",
         "status": status,
         "reason": "Accepted" if accepted else "Invalid",
         "message": problem or f"in force; applies to {matched} resource(s)",
-        "lastTransitionTime": rfc3339(now) if moved else old.get("lastTransitionTime"),
+        "lastTransitionTime": _since(old, status, now),
         "observedGeneration": generation,
     }
     return {

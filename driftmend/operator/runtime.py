@@ -22,9 +22,9 @@ import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import kopf
 import uvicorn
@@ -32,7 +32,8 @@ from prometheus_client import CollectorRegistry
 
 from driftmend.app import build_controller
 from driftmend.controller import Controller
-from driftmend.kube.publisher import KubeWrites, StatusPublisher
+from driftmend.kube.client import KubeClient
+from driftmend.kube.publisher import StatusPublisher
 from driftmend.operator.certs import webhook_certs
 from driftmend.ownership import Ownership, StateDirOwnedError, claim
 from driftmend.settings import Settings
@@ -42,19 +43,7 @@ from driftmend.validate import tool_check
 
 log = logging.getLogger("driftmend.operator")
 
-__all__ = ["KubeApi", "OperatorOptions", "OperatorRuntime"]
-
-
-class KubeApi(KubeWrites, Protocol):
-    """What a replica asks of the API server besides the Lease: listings, status, Events."""
-
-    async def list_objects(
-        self, group: str, version: str, plural: str, namespace: str | None
-    ) -> list[dict[str, Any]]:
-        """Every object of ``plural`` in ``namespace`` (None: all namespaces)."""
-
-    async def close(self) -> None:
-        """Close the client's connections."""
+__all__ = ["OperatorOptions", "OperatorRuntime"]
 
 
 @dataclass
@@ -65,13 +54,6 @@ class OperatorOptions:
     all_namespaces: bool = False
     liveness: str | None = None
     leader_election: bool = True
-    lease_name: str = "driftmend-leader"
-    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
-    identity: str = field(
-        default_factory=lambda: (
-            os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        )
-    )
     webhook: bool = True
     webhook_managed: bool = True  # kopf creates and patches the ValidatingWebhookConfiguration
     webhook_addr: str = "0.0.0.0"
@@ -110,7 +92,7 @@ class OperatorRuntime:
         self,
         settings: Settings,
         options: OperatorOptions,
-        api: KubeApi,
+        api: KubeClient,
         *,
         controller: Controller | None = None,
         registry: CollectorRegistry | None = None,
@@ -123,6 +105,10 @@ class OperatorRuntime:
         self.source = KubernetesSource(self.controller.apply, tool_check(self.controller.catalogue))
         self.publisher = StatusPublisher(source=self.source, store=self.controller.store, api=api)
         self.leading = False
+        # The Lease and this replica's name on it: settings (POD_NAMESPACE, POD_NAME).
+        self.lease_name = settings.leader_lease_name
+        self.lease_namespace = settings.leader_namespace
+        self.identity = settings.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._owned: Ownership | None = None
@@ -133,14 +119,14 @@ class OperatorRuntime:
     async def start(self) -> None:
         """Serve HTTP, then campaign for the lead (or lead at once)."""
         self.controller.standby = (
-            f"{self.options.identity} is a standby: only the leader of the Lease "
-            f"{self.options.lease_namespace}/{self.options.lease_name} acts; try again on it"
+            f"{self.identity} is a standby: only the leader of the Lease "
+            f"{self.lease_namespace}/{self.lease_name} acts; try again on it"
         )
         await self._serve_http()
         if self.options.leader_election:
             self._tasks.append(asyncio.create_task(self._campaign(), name="leader-election"))
-        else:
-            self._tasks.append(asyncio.create_task(self.lead(), name="lead"))
+        else:  # its errors (a state dir owned by another controller) end the start
+            await self.lead()
 
     async def _serve_http(self) -> None:
         from driftmend.app import _QuietServer
@@ -161,16 +147,17 @@ class OperatorRuntime:
         self._tasks.append(asyncio.create_task(self._server.serve(), name="http"))
 
     async def _campaign(self) -> None:
-        from driftmend.leader import LeaderElector
+        from driftmend.leader import HttpLeaseApi, LeaderElector
 
         elector = LeaderElector(
-            self.api,  # type: ignore[arg-type]
-            name=self.options.lease_name,
-            namespace=self.options.lease_namespace,
-            identity=self.options.identity,
+            HttpLeaseApi(self.api),
+            name=self.lease_name,
+            namespace=self.lease_namespace,
+            identity=self.identity,
             lease_duration=self.settings.leader_lease_duration,
             renew_deadline=self.settings.leader_renew_deadline,
             retry_period=self.settings.leader_retry_period,
+            metrics=self.controller.metrics,
         )
         self._elector = elector
         await elector.run(self.lead, self._lost)
@@ -178,12 +165,12 @@ class OperatorRuntime:
     async def _lost(self) -> None:
         log.error(
             "%s lost the lease %s/%s: stopping at once, to come back as a standby",
-            self.options.identity,
-            self.options.lease_namespace,
-            self.options.lease_name,
+            self.identity,
+            self.lease_namespace,
+            self.lease_name,
         )
         self.leading = False
-        self.controller.standby = f"{self.options.identity} lost the lead and is stopping"
+        self.controller.standby = f"{self.identity} lost the lead and is stopping"
         await self.controller.stop()
         self.on_lost()
 
@@ -191,7 +178,7 @@ class OperatorRuntime:
         """Become the acting replica: the state dir, a full listing, the controller, the
         status publisher."""
         await self._claim_state_dir()
-        log.info("%s leads: listing the custom resources", self.options.identity)
+        log.info("%s leads: listing the custom resources", self.identity)
         for namespace in self.options.watched:
             for plural in PLURALS.values():
                 for body in await self.api.list_objects(GROUP, VERSION, plural, namespace):
@@ -203,7 +190,7 @@ class OperatorRuntime:
         self._tasks.append(asyncio.create_task(self.publisher.run(self._stop), name="status"))
         log.info(
             "%s acting: %d resources, %d policies",
-            self.options.identity,
+            self.identity,
             len(self.controller.resources),
             len(self.controller.policies),
         )
@@ -259,11 +246,11 @@ class OperatorRuntime:
 preset: tuple[Settings, OperatorOptions] | None = None
 
 
-def _webhook_host(options: OperatorOptions) -> str:
+def _webhook_host(settings: Settings, options: OperatorOptions) -> str:
     if options.webhook_host:
         return options.webhook_host
     if os.environ.get("KUBERNETES_SERVICE_HOST"):  # in a pod: the Service in front of us
-        return f"driftmend-webhook.{options.lease_namespace}.svc"
+        return f"driftmend-webhook.{settings.leader_namespace}.svc"
     return "127.0.0.1" if options.webhook_addr in ("0.0.0.0", "127.0.0.1") else options.webhook_addr
 
 
@@ -289,7 +276,7 @@ def configure_kopf(
     if not options.webhook:
         kopf_settings.admission.server = _no_webhook
         return
-    host = _webhook_host(options)
+    host = _webhook_host(settings, options)
     certs = webhook_certs(
         options.webhook_cert_dir, settings.state_dir, [host, options.webhook_addr, "localhost"]
     )
@@ -326,8 +313,6 @@ def connection(kopf_settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
 
 async def replica_for_kopf(kopf_settings: kopf.OperatorSettings) -> OperatorRuntime:
     """kopf's startup: configure kopf, build this replica and start it."""
-    from driftmend.kube.client import KubeClient
-
     settings = preset[0] if preset is not None else Settings()
     options = current_options()
     configure_kopf(kopf_settings, settings, options)
