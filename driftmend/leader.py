@@ -186,9 +186,10 @@ class LeaderElector:
         """Campaign until elected, call on_started_leading, renew every retry_period;
         when a renewal fails past renew_deadline call on_stopped_leading and return.
 
-        ``on_started_leading`` runs as a task beside the renewals; it is cancelled when
-        leadership ends (lost, released, or ``run`` cancelled), then ``on_stopped_leading``
-        is awaited. If it raises, leadership is released and the error re-raised here.
+        ``on_started_leading`` runs as a task beside the renewals (it may return at once, or
+        run while leading); it is cancelled when leadership ends (lost, released, or ``run``
+        cancelled), then ``on_stopped_leading`` is awaited, in every one of those cases:
+        ``released`` tells a clean shutdown from a loss. If it raises, leadership is released and the error re-raised here.
         """
         elected_at = await self._campaign()
         if elected_at is None or self._stop.is_set():
@@ -216,6 +217,12 @@ class LeaderElector:
         if failed is not None:
             await self.release()
             raise failed
+
+    @property
+    def released(self) -> bool:
+        """True once ``release()`` was called: ``on_stopped_leading`` can tell a clean
+        shutdown from a lost lease by it."""
+        return self._stop.is_set()
 
     async def release(self) -> None:
         """Give the lease up on a clean shutdown: stop renewing, clear its holder."""

@@ -95,7 +95,9 @@ class Candidates:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.events: dict[str, list[tuple[str, float]]] = {}
 
-    async def start(self, identity: str, context: str | None = None) -> LeaderElector:
+    async def start(
+        self, identity: str, context: str | None = None, clock: Callable[[], float] = time.time
+    ) -> LeaderElector:
         info = connection_from_kubeconfig(self.apiserver.kubeconfig, context)
         client = KubeClient(info)
         self.stack.push_async_callback(client.close)
@@ -107,6 +109,7 @@ class Candidates:
             lease_duration=LEASE,
             renew_deadline=RENEW,
             retry_period=RETRY,
+            clock=clock,
         )
         events: list[tuple[str, float]] = []
         self.electors[identity] = elector
@@ -174,6 +177,20 @@ async def test_two_candidates_exactly_one_leads(
     assert lease["spec"]["leaseTransitions"] == 0
     # MicroTime: RFC 3339, UTC, microseconds.
     assert lease["spec"]["renewTime"].endswith("Z") and len(lease["spec"]["renewTime"]) == 27
+
+
+async def test_clock_skew_between_replicas_makes_no_second_leader(
+    apiserver: ApiServer, candidates: Candidates
+) -> None:
+    # The leader's clock runs an hour behind: its renewTime looks an hour old to the standby,
+    # which must still not take over while the lease is being renewed.
+    await candidates.start("slow-clock", clock=lambda: time.time() - 3600)
+    assert await candidates.one_leader() == "slow-clock"
+    await candidates.start("true-clock")
+    await renewals_seen(apiserver, candidates.name, int(LEASE) + 3)
+    assert candidates.leaders() == ["slow-clock"]
+    assert holder(apiserver, candidates.name) == "slow-clock"
+    assert not any(w == "started" for w, _ in candidates.events["true-clock"])
 
 
 async def test_abrupt_death_the_standby_leads_within_lease_duration(

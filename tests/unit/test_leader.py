@@ -96,7 +96,7 @@ async def test_a_leader_that_cannot_renew_stops_after_renew_deadline() -> None:
     await asyncio.wait_for(run, 5)
     took = time.monotonic() - failed_at
     assert events == ["stopped"]
-    assert not elector.is_leader
+    assert not elector.is_leader and not elector.released  # lost, not shut down
     assert g("driftmend_leader", {"identity": "a"}) == 0
     # Not before the deadline (a blip is ridden out), not long after it.
     assert 0.3 - 0.06 <= took <= 0.3 + 0.2, took
@@ -112,6 +112,7 @@ async def test_a_leader_rides_out_a_blip_shorter_than_renew_deadline() -> None:
     # A blip of two failed tries (about 0.1 s), well inside the 0.3 s deadline.
     await until(lambda: api.failures >= 2, "two tries fail")
     api.down = False
+    assert not elector.released
     renewed = api.record.renew_time if api.record else None
     await until(lambda: api.record is not None and api.record.renew_time != renewed, "a renews")
     assert elector.is_leader and events == []
@@ -144,6 +145,7 @@ async def test_release_clears_the_holder_and_a_standby_takes_over_at_once() -> N
     await until(lambda: b.is_leader, "b leads", deadline_s=1.0)
     assert api.record.holder == "b" and api.record.transitions == 1
     assert registry.get_sample_value("driftmend_leader_transitions_total") == 1
+    assert a.released and not b.released
     await b.release()
     await asyncio.wait_for(run_b, 5)
 
