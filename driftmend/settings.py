@@ -18,7 +18,9 @@ MIN_TOKEN_LENGTH = 12
 class Settings(BaseSettings):
     """The controller's configuration."""
 
-    model_config = SettingsConfigDict(env_prefix="DRIFTMEND_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTMEND_", extra="ignore", populate_by_name=True
+    )
 
     # Where pid files, logs of supervised processes and the SQLite store live.
     state_dir: Path = Path(".driftmend")

@@ -163,6 +163,9 @@ class OperatorRuntime:
         await elector.run(self.lead, self._lost)
 
     async def _lost(self) -> None:
+        elector = getattr(self, "_elector", None)
+        if elector is not None and elector.released:
+            return  # our own clean shutdown handed the Lease over: stop() does the rest
         log.error(
             "%s lost the lease %s/%s: stopping at once, to come back as a standby",
             self.identity,

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +47,16 @@ def start_operator(
     identity: str = "replica-a",
     extra: Sequence[str] = (),
     env: dict[str, str] | None = None,
+    state_dir: Path | None = None,
 ) -> OperatorProcess:
-    """Start ``driftmend operator`` on ``namespaces`` with its own state dir and ports."""
-    state = tmp / f"state-{identity}"
+    """Start ``driftmend operator`` on ``namespaces`` with its own ports, and its own state
+    dir unless ``state_dir`` is given (replicas on one machine share one)."""
+    state = state_dir or tmp / f"state-{identity}"
     state.mkdir(parents=True, exist_ok=True)
     http_port, webhook_port = free_port(), free_port()
     log = tmp / f"{identity}.log"
+    if log.exists():  # a replica started again under its name: keep what the last one said
+        log.rename(log.with_suffix(f".{int(time.time() * 1000)}.log"))
     args = [
         str(DRIFTMEND), "operator",
         *[a for ns in namespaces for a in ("-n", ns)],
