@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SPECS  := manifests/examples/local
 
-.PHONY: demo test lint lock system crds screenshots clean down
+.PHONY: demo test lint lock system crds screenshots clean down image image-local
 
 # Every version comes from constraints.txt, so a fresh clone installs what CI tested.
 $(STAMP): pyproject.toml constraints.txt
@@ -57,6 +57,20 @@ crds: $(STAMP)
 ## screenshots: refresh the README's dashboard screenshots (docs/screenshots/) from the browser tests
 screenshots: system $(STAMP)
 	DRIFTMEND_SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/e2e -q
+
+## image: the controller's image, on the Dockerfile's pinned base from your registry
+# IMAGE=REGISTRY/driftmend:VERSION to name it for a push (README.md, "Build the image").
+# DOCKER_BUILDKIT=1: an engine's CLI older than 23 has BuildKit built in but off by default.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= driftmend:$(VERSION)
+DOCKER  ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+image:
+	DOCKER_BUILDKIT=1 $(DOCKER) build -t $(IMAGE) .
+
+## image-local: the same image where no registry is reachable, on a base debootstrapped here
+image-local:
+	@base="$$(bash scripts/base-image.sh)" && \
+	DOCKER_BUILDKIT=1 $(DOCKER) build --network host --build-arg BASE="$$base" -t $(IMAGE) .
 
 ## down: stop the demo stack's processes
 down: $(STAMP)
