@@ -206,14 +206,16 @@ class StatusPublisher:
             decided = plan.decided_at is not None and plan.decided_at >= self._since
             if not decided or plan.id in self._seen_decided:
                 continue
-            if plan.status.value in ("approved", "rejected"):
-                self._seen_decided.add(plan.id)
-                reason = "PlanApproved" if plan.status.value == "approved" else "PlanRejected"
-                events.append(
-                    KubeEvent(
-                        "Normal",
-                        reason,
-                        f"plan {plan.id} {plan.status.value} by {plan.actor or 'an operator'}",
-                    )
+            # An approved plan runs at once: by now it may be executed or failed already.
+            state = plan.status.value
+            if state == "expired":
+                continue
+            self._seen_decided.add(plan.id)
+            reason = "PlanRejected" if state == "rejected" else "PlanApproved"
+            verb = "rejected" if state == "rejected" else "approved"
+            events.append(
+                KubeEvent(
+                    "Normal", reason, f"plan {plan.id} {verb} by {plan.actor or 'an operator'}"
                 )
+            )
         return events
