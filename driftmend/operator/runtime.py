@@ -275,7 +275,9 @@ def configure_kopf(
         prefix=GROUP, key="last-handled-configuration"
     )
     kopf_settings.posting.level = logging.WARNING
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # one line per admission
+    # One line per admission, and one per event of each object (a thousand at a start).
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if not options.webhook:
         kopf_settings.admission.server = _no_webhook
         return
