@@ -6,9 +6,8 @@ processes on the real API server; they share a state directory (one machine: its
 name the supervised process, and the new leader takes its lock once the kernel has released
 the dead one's) and a PostgreSQL store (the fix records and their step journal).
 
-The resource is a tiny web app that appends a line to a file each time it starts, so a step
-that ran twice shows as an extra start, whatever the records say. While the file ``sick``
-exists its /healthz answers 500, so a restart's verification waits: the fix stays in flight
+The resource is ``counting_app``: a step that ran twice shows as an extra start, whatever
+the records say. While it is sick a restart's verification waits: the fix stays in flight
 long enough to kill the leader in the middle of it.
 """
 
@@ -26,20 +25,10 @@ from typing import Any
 import yaml
 
 from driftmend.store import Fix, FixSummary, Store
+from tests.integration import counting_app
 from tests.integration.operator_process import OperatorProcess, start_operator, wait_for_log
 from tests.k8s import ApiServer
 from tests.services import free_port, poll_until
-
-WEB = (
-    "import http.server, os, sys\n"
-    "open(os.environ['STARTS'], 'a').write(f'{os.getpid()}\\n')\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    def do_GET(self):\n"
-    "        self.send_response(500 if os.path.exists(os.environ['SICK']) else 200)\n"
-    "        self.end_headers(); self.wfile.write(b'x')\n"
-    "    def log_message(self, *a): pass\n"
-    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
-)
 
 
 def _manifests(namespace: str, port: int, files: Path, mark: str) -> list[dict[str, Any]]:
@@ -51,18 +40,12 @@ def _manifests(namespace: str, port: int, files: Path, mark: str) -> list[dict[s
         "spec": {
             "runtime": "process",
             "process": {
-                "command": [sys.executable, "-c", WEB, mark],
-                "env": {"SICK": str(files / "sick"), "STARTS": str(files / "starts")},
+                "command": [sys.executable, "-c", counting_app.SCRIPT, mark],
+                "env": counting_app.env(files),
             },
             "port": port,
             "portEnv": "PORT",
-            "health": {
-                "http": {"path": "/healthz"},
-                "interval": "200ms",
-                "timeout": "500ms",
-                "failureThreshold": 2,
-                "startupTimeout": "1s",
-            },
+            "health": counting_app.HEALTH,
         },
     }
     policy = {
@@ -154,8 +137,7 @@ class FailoverRig:
 
     def starts(self) -> int:
         """How many times the app has started."""
-        path = self.root / "starts"
-        return len(path.read_text().splitlines()) if path.exists() else 0
+        return counting_app.starts(self.root)
 
     def fixes(self) -> list[FixSummary]:
         """The Container's fixes, newest first."""

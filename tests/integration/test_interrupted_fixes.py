@@ -16,27 +16,11 @@ import pytest
 
 from driftmend.model import Outcome
 from driftmend.store import Fix, FixSummary, Store
+from tests.integration import counting_app
 from tests.integration.controllers import API, Controller, Stack, make_stack
 from tests.services import free_port, poll_until
 
 pytestmark = pytest.mark.integration
-
-# /healthz answers 500 while the file $SICK exists, 200 otherwise. Each start appends a line
-# to $STARTS. While the file $SLOW exists it ignores SIGTERM, so a restart (SIGTERM, then
-# SIGKILL after stopTimeout) takes seconds: long enough to kill the controller mid-step.
-WEB = (
-    "import http.server, os, signal, sys\n"
-    "open(os.environ['STARTS'], 'a').write(f'{os.getpid()}\\n')\n"
-    "def term(*a):\n"
-    "    if not os.path.exists(os.environ['SLOW']): sys.exit(0)\n"
-    "signal.signal(signal.SIGTERM, term)\n"
-    "class H(http.server.BaseHTTPRequestHandler):\n"
-    "    def do_GET(self):\n"
-    "        self.send_response(500 if os.path.exists(os.environ['SICK']) else 200)\n"
-    "        self.end_headers(); self.wfile.write(b'x')\n"
-    "    def log_message(self, *a): pass\n"
-    "http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n"
-)
 
 
 def _docs(port: int, files: Path) -> list[dict[str, Any]]:
@@ -46,19 +30,13 @@ def _docs(port: int, files: Path) -> list[dict[str, Any]]:
         "metadata": {"name": "web", "labels": {"app": "web"}},
         "spec": {
             "process": {
-                "command": [sys.executable, "-c", WEB],
-                "env": {name.upper(): str(files / name) for name in ("sick", "slow", "starts")},
+                "command": [sys.executable, "-c", counting_app.SCRIPT],
+                "env": counting_app.env(files),
                 "stopTimeout": "4s",
             },
             "port": port,
             "portEnv": "PORT",
-            "health": {
-                "http": {"path": "/healthz"},
-                "interval": "200ms",
-                "timeout": "500ms",
-                "failureThreshold": 2,
-                "startupTimeout": "1s",
-            },
+            "health": counting_app.HEALTH,
         },
     }
     policy = {
@@ -94,8 +72,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def _starts(stack: Stack) -> int:
     """How many times the web app has started: once, plus one per restart that ran."""
-    path = stack.root / "starts"
-    return len(path.read_text().splitlines()) if path.exists() else 0
+    return counting_app.starts(stack.root)
 
 
 def _fixes(stack: Stack) -> list[FixSummary]:

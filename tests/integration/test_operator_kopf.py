@@ -9,12 +9,9 @@ are the real ones.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +20,13 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
+from tests.integration.harness import eventually
 from tests.services import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 GROUP_VERSION = "driftmend.dev/v1alpha1"
 SLEEP = f"{100000 + os.getpid() % 1000}.5"  # a command line no other test runs
-
-
-async def _eventually(check: Callable[[], Any], *, deadline_s: float, what: str) -> Any:
-    end = time.monotonic() + deadline_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > end:
-            raise TimeoutError(f"after {deadline_s}s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def _kubeconfig(path: Path, url: str) -> Path:
@@ -148,9 +135,9 @@ async def test_custom_resources_are_reconciled_and_their_status_and_events_sent(
 
 async def _run_operator(kmock: kmock.KubernetesEmulator, args: list[str]) -> None:
     with KopfRunner(args) as runner:
-        healthy = await _eventually(
+        healthy = await eventually(
             lambda: [s for s in _status_patches(kmock, "containers", "sleeper") if s.get("health") == "healthy"],
-            deadline_s=30, what="a status patch saying the Container is healthy",
+            deadline=30, what="a status patch saying the Container is healthy",
         )  # fmt: skip
         ready = {c["type"]: c["status"] for c in healthy[-1]["conditions"]}
         assert ready == {
@@ -160,23 +147,23 @@ async def _run_operator(kmock: kmock.KubernetesEmulator, args: list[str]) -> Non
             "NeedsOperator": "False",
         }
         assert healthy[-1]["observedGeneration"] == 1
-        policy = await _eventually(
+        policy = await eventually(
             lambda: _status_patches(kmock, "healingpolicies", "crash"),
-            deadline_s=10, what="a status patch on the HealingPolicy",
+            deadline=10, what="a status patch on the HealingPolicy",
         )  # fmt: skip
         assert policy[-1]["matchedResources"] == 1
         _kill_replica(check=True)  # the crash
-        fixed = await _eventually(
+        fixed = await eventually(
             lambda: [e for e in _events(kmock) if e["reason"] == "Fixed"],
-            deadline_s=30, what="an Event saying the crash was fixed",
+            deadline=30, what="an Event saying the crash was fixed",
         )  # fmt: skip
         assert fixed[0]["involvedObject"]["name"] == "sleeper"
         assert fixed[0]["involvedObject"]["kind"] == "Container"
         started = [e for e in _events(kmock) if e["reason"] == "FixStarted"]
         assert started and started[0]["type"] == "Normal"
-        await _eventually(
+        await eventually(
             lambda: [s for s in _status_patches(kmock, "containers", "sleeper") if (s.get("lastFix") or {}).get("outcome") == "fixed"],
-            deadline_s=10, what="a status patch with the last fix",
+            deadline=10, what="a status patch with the last fix",
         )  # fmt: skip
     assert runner.exception is None, runner.output
 
@@ -218,9 +205,9 @@ async def test_the_webhook_refuses_what_validate_refuses_with_its_message(
     bad["spec"]["rules"][0]["do"][0]["tool"] = "container_restat"
     args = ["run", "--standalone", "-n", "default", "-m", "driftmend.operator.handlers"]
     with KopfRunner(args) as runner:
-        ca = await _eventually(
+        ca = await eventually(
             lambda: (operator_env / "webhook" / "ca.crt").is_file() and operator_env / "webhook" / "ca.crt",
-            deadline_s=20, what="the webhook's self-signed CA",
+            deadline=20, what="the webhook's self-signed CA",
         )  # fmt: skip
 
         async def review(obj: dict[str, Any]) -> dict[str, Any]:
@@ -239,12 +226,7 @@ async def test_the_webhook_refuses_what_validate_refuses_with_its_message(
             except httpx2.HTTPError:
                 return None
 
-        end = time.monotonic() + 20
-        refused = await served()
-        while refused is None and time.monotonic() < end:
-            await asyncio.sleep(0.1)
-            refused = await served()
-        assert refused is not None, "the webhook never answered"
+        refused = await eventually(served, deadline=20, what="the webhook to answer")
         assert refused["allowed"] is False
         assert refused["status"]["code"] == 422
         message = refused["status"]["message"]
