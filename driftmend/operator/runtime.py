@@ -233,6 +233,11 @@ class OperatorRuntime:
         if elector is not None:
             with contextlib.suppress(Exception):
                 await elector.release()
+        # uvicorn closes its listening socket only on a clean exit, not on a cancel.
+        http = next((t for t in self._tasks if t.get_name() == "http"), None)
+        if http is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(http), timeout=5)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import httpx2
 import pydantic
 from google import genai
 from google.genai import errors as genai_errors
@@ -120,6 +121,10 @@ class GeminiPlanner:
                     max_delay=retry_max_delay,
                     http_status_codes=RETRY_STATUS,
                 ),
+                # The SDK prefers aiohttp whenever it is installed (kopf brings it), and its
+                # aiohttp session subclasses ClientSession, which aiohttp deprecates: a
+                # transport of our own keeps it on httpx2, the project's one HTTP client.
+                async_client_args={"transport": httpx2.AsyncHTTPTransport()},
             ),
         )
 

@@ -59,7 +59,7 @@ def test_two_stores_on_one_dsn_see_each_others_writes(dsn: str) -> None:
         running = standby.fix_records.fixes(status="running")
         assert [f.id for f in running] == [fix_id]
         # The standby cannot claim a step the leader claimed: one row per (fix, step).
-        with pytest.raises(StoreError, match="duplicate key"):
+        with pytest.raises(StoreError, match="already journaled"):
             standby.fix_records.journal_step(fix_id, 0, plan().steps[0])
         # It closes the fix; the leader reads it closed, on the same row.
         standby.fix_records.finish_fix(fix_id, Outcome.FIXED, True, {"up": True}, 12.0, 11.5)
