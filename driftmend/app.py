@@ -35,7 +35,7 @@ from driftmend.tools.catalogue import default_catalogue
 log = logging.getLogger("driftmend")
 
 
-class _QuietServer(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the controller owns SIGINT and SIGTERM."""
 
     @contextlib.contextmanager
@@ -118,7 +118,7 @@ async def _run_owned(settings: Settings, paths: Sequence[str], *, once: bool, wa
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     app = create_app(controller.store, registry, controller.operations, settings)
-    server = _QuietServer(
+    server = QuietServer(
         uvicorn.Config(
             app,
             host=settings.http_host,

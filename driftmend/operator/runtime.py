@@ -30,7 +30,7 @@ import kopf
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from driftmend.app import build_controller
+from driftmend.app import QuietServer, build_controller
 from driftmend.controller import Controller
 from driftmend.kube.client import KubeClient
 from driftmend.kube.publisher import StatusPublisher
@@ -129,13 +129,12 @@ class OperatorRuntime:
             await self.lead()
 
     async def _serve_http(self) -> None:
-        from driftmend.app import _QuietServer
         from driftmend.dashboard.app import create_app
 
         self._app = create_app(
             self.controller.store, self.registry, self.controller.operations, self.settings
         )
-        self._server = _QuietServer(
+        self._server = QuietServer(
             uvicorn.Config(
                 self._app,
                 host=self.settings.http_host,
@@ -160,7 +159,13 @@ class OperatorRuntime:
             metrics=self.controller.metrics,
         )
         self._elector = elector
-        await elector.run(self.lead, self._lost)
+        try:
+            await elector.run(self.lead, self._lost)
+        except Exception:
+            # Taking the lead failed (the listing, the store): the elector has released
+            # the Lease for a standby; this replica exits rather than linger half-started.
+            log.exception("%s could not take the lead; exiting", self.identity)
+            self.on_lost()
 
     async def _lost(self) -> None:
         elector = getattr(self, "_elector", None)
