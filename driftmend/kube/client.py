@@ -55,21 +55,10 @@ class KubeClient:
     def __init__(
         self, info: kopf.ConnectionInfo, login: Callable[[], kopf.ConnectionInfo] | None = None
     ) -> None:
+        """A client for kopf's ``ConnectionInfo``; ``login`` gets fresh credentials on a 401."""
         self._info = info
         self._login = login
         self._http = _http(info)
-
-    @classmethod
-    def from_connection(
-        cls, info: kopf.ConnectionInfo, login: Callable[[], kopf.ConnectionInfo] | None = None
-    ) -> KubeClient:
-        """A client for kopf's ``ConnectionInfo``; ``login`` gets fresh credentials on a 401."""
-        return cls(info, login)
-
-    @property
-    def default_namespace(self) -> str:
-        """The namespace of the credentials (a pod's own), ``default`` otherwise."""
-        return self._info.default_namespace or "default"
 
     async def request(
         self,

@@ -18,7 +18,6 @@ finalizer of an operator that is not running.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -28,8 +27,6 @@ from driftmend.sources.kubernetes import PLURALS, admission_problem
 from driftmend.spec.fields import GROUP, VERSION
 from driftmend.tools.catalogue import default_catalogue
 from driftmend.validate import tool_check
-
-log = logging.getLogger("driftmend.operator")
 
 _CHECK = tool_check(default_catalogue())
 
@@ -66,16 +63,7 @@ async def custom_resource_event(
     if event.get("type") == "DELETED":
         replica.source.remove(dict(body))
         return
-    problem = replica.source.put(dict(body))
-    if problem is not None:
-        meta = body.get("metadata", {})
-        log.warning(
-            "%s %s/%s: %s (its last valid spec stays in force)",
-            body.get("kind"),
-            meta.get("namespace"),
-            meta.get("name"),
-            problem,
-        )
+    replica.source.put(dict(body))  # it logs what it refuses, and keeps the last valid
 
 
 def validate_custom_resource(body: kopf.Body, **_: Any) -> None:

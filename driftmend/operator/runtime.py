@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 from driftmend.app import QuietServer, build_controller
 from driftmend.controller import Controller
 from driftmend.kube.client import KubeClient
+from driftmend.kube.kubeconfig import login
 from driftmend.kube.publisher import StatusPublisher
 from driftmend.operator.certs import webhook_certs
 from driftmend.ownership import Ownership, StateDirOwnedError, claim
@@ -307,33 +308,12 @@ def configure_kopf(
         kopf_settings.admission.managed = GROUP
 
 
-def current_options() -> OperatorOptions:
-    """The options this process runs with: ``driftmend operator``'s, else the environment's."""
-    return preset[1] if preset is not None else OperatorOptions.from_env()
-
-
-def connection(kopf_settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
-    """The API server and credentials kopf itself would use: in-cluster, else KUBECONFIG."""
-    quiet = logging.getLogger("driftmend.operator.login")
-    info = kopf.login_with_service_account(
-        logger=quiet, settings=kopf_settings
-    ) or kopf.login_with_kubeconfig(logger=quiet, settings=kopf_settings)
-    if info is None:
-        raise RuntimeError(
-            "no Kubernetes credentials: run in a pod with a service account, or set "
-            "KUBECONFIG (or have ~/.kube/config)"
-        )
-    return info
-
-
 async def replica_for_kopf(kopf_settings: kopf.OperatorSettings) -> OperatorRuntime:
     """kopf's startup: configure kopf, build this replica and start it."""
-    settings = preset[0] if preset is not None else Settings()
-    options = current_options()
+    settings, options = preset or (Settings(), OperatorOptions.from_env())
     configure_kopf(kopf_settings, settings, options)
-    api = KubeClient.from_connection(
-        connection(kopf_settings), login=lambda: connection(kopf_settings)
-    )
+    # The credentials kopf logs in with (in-cluster, else $KUBECONFIG), again on a 401.
+    api = KubeClient(login(), login=login)
     replica = OperatorRuntime(settings, options, api)
     replica.on_lost = lambda: os.kill(os.getpid(), signal.SIGTERM)
     await replica.start()

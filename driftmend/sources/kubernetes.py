@@ -196,14 +196,6 @@ class KubernetesSource:
         """Every valid document now, with the cross-document checks of the file source."""
         return check_documents(list(self._docs.values()), [])
 
-    def references(self) -> dict[str, CustomResource]:
-        """Declared resource key (``Kind/namespace/name``) -> where its custom resource is."""
-        return {
-            loaded.doc.key: self._refs[key]
-            for key, loaded in self._docs.items()
-            if key in self._refs
-        }
-
     def custom_resources(self) -> list[CustomResource]:
         """Every custom resource heard of, valid or not."""
         return list(self._refs.values())

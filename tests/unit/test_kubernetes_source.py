@@ -105,7 +105,10 @@ def test_the_source_applies_once_per_burst_and_keys_by_namespace() -> None:
         keys = sorted(r.key for r in applied[0].resources)
         assert keys[0] == "Container/shop/app-0" and len(keys) == 50
         assert [p.key for p in applied[0].policies] == ["HealingPolicy/shop/crash"]
-        assert set(source.references()) == set(keys) | {"HealingPolicy/shop/crash"}
+        declared = [source.declared(ref) for ref in source.custom_resources()]
+        assert {d.key for d in declared if d is not None} == set(keys) | {
+            "HealingPolicy/shop/crash"
+        }
 
     asyncio.run(main())
 
