@@ -55,7 +55,7 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
     planners, unconfigured = configured_planners(settings)
     controller = Controller(
         settings=settings,
-        runtime=RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd()),
+        runtime=RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings),
         postgres=PsycopgDriver(),
         redis=RedisPyDriver(),
         logs=LogAccumulator(),
@@ -180,7 +180,7 @@ async def down(
 
 
 async def _down_owned(settings: Settings, result: LoadResult) -> int:
-    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings)
     failed = 0
     try:
         for res in result.resources:

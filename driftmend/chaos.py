@@ -145,7 +145,7 @@ def _hold(conninfo: str, mode: str, count: int, duration: float) -> int:
 async def app_crash(stack: Stack, settings: Settings) -> str:
     """Kill every replica of the app with SIGKILL, as a crash would end it."""
     app: Container = _need(stack.app, "web Container")
-    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings)
     try:
         stats = await runtime.stats(app)
     finally:

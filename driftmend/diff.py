@@ -58,7 +58,11 @@ def spec_expectations(resource: Resource, observation: Observation) -> list[tupl
     policy for crashes is not also asked to fix health.
     """
     if isinstance(resource, Container):
-        if resource.spec.replicas == 0:
+        # A Kubernetes workload's desired count is its own (spec.replicas does not apply).
+        if resource.spec.runtime == "kubernetes":
+            if observation.get("container.replicas_desired") == 0:
+                return []
+        elif resource.spec.replicas == 0:
             return []
         if observation.get("container.running") is False:
             return [("container.running", True)]

@@ -416,7 +416,7 @@ async def _down(settings: Settings, result: LoadResult) -> None:
     from driftmend.drivers.runtimes import RuntimeRouter
     from driftmend.spec import Container
 
-    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings)
     try:
         for res in result.resources:
             if isinstance(res, Container):

@@ -9,6 +9,7 @@ nothing here raises on garbage input. The accumulator that follows files is ``dr
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import time
 
@@ -164,3 +165,25 @@ def _plain(text: str, read_at: float, source: str, previous: LogLine | None) -> 
     error = any(w in text for w in _ERROR_WORDS) or (exc is not None and exc.group(1) != "Warning")
     level = "ERROR" if error else "INFO"
     return LogLine(read_at, level, text, source)
+
+
+def _stamp(ns: int) -> str:
+    """Unix nanoseconds as Docker and Kubernetes write them: ``2026-11-25T04:54:06.598413247Z``."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+
+
+def render(ns: int | None, text: str, previous: LogLine | None) -> tuple[str, LogLine | None]:
+    """The line to write for one line of a container's output stamped ``ns`` by its engine
+    (Docker, the kubelet), and its parse: a line with a time of its own is kept as it is,
+    any other gets the engine's time in the one-line format (``<time> <LEVEL> - <message>``).
+
+    The parse is what the accumulator will see: pass it back as ``previous`` for the next line.
+    """
+    if not text.strip():
+        return text, previous  # blank: the accumulator skips it
+    own = parse_line(text, math.nan, previous=previous)
+    if ns is None or not math.isnan(own.at) or is_continuation(text, previous):
+        return text, own
+    line = LogLine(ns / 1e9, own.level, own.message)
+    return f"{_stamp(ns)} {line.level} - {line.message}", line

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     dry_run: bool = False
     # How often the log accumulator reads new lines (seconds).
     log_poll_interval: float = Field(default=0.5, gt=0)
+    # The cluster of `runtime: kubernetes` Containers: a kubeconfig file and a context in it.
+    # Unset: the in-cluster service account, else $KUBECONFIG, else ~/.kube/config.
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    # A metrics.k8s.io server reached directly, not through the API server's aggregation
+    # layer (unset: through the API server, where a metrics-server registers itself).
+    kube_metrics_url: str | None = None
     # Token that dashboard actions (fix, approve, pause) require; reading is open on localhost.
     dashboard_token: SecretStr | None = None
 

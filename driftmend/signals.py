@@ -53,6 +53,29 @@ SIGNALS: dict[str, SignalInfo] = {
                    "resident memory of all replicas", "bytes"),
         SignalInfo("container.memory_used_ratio", "float", ("Container",),
                    "resident memory per replica divided by its memory limit (worst replica)"),
+        # Kubernetes workloads (runtime: kubernetes) only: absent on the other runtimes.
+        SignalInfo("container.replicas_ready", "int", ("Container",),
+                   "pods whose Ready condition is true (kubernetes)"),
+        SignalInfo("container.replicas_available", "int", ("Container",),
+                   "the workload's availableReplicas: ready for at least minReadySeconds "
+                   "(kubernetes)"),
+        SignalInfo("container.replicas_updated", "int", ("Container",),
+                   "replicas already on the workload's current pod template (kubernetes)"),
+        SignalInfo("container.crash_looping", "bool", ("Container",),
+                   "a container of a pod waits in CrashLoopBackOff: it keeps exiting and the "
+                   "kubelet backs off restarting it (kubernetes)"),
+        SignalInfo("container.image_pull_failing", "bool", ("Container",),
+                   "a container waits in ErrImagePull, ImagePullBackOff or InvalidImageName "
+                   "(kubernetes)"),
+        SignalInfo("container.config_error", "bool", ("Container",),
+                   "a container waits in CreateContainerConfigError, CreateContainerError or "
+                   "RunContainerError: a missing ConfigMap, Secret or key (kubernetes)"),
+        SignalInfo("container.rollout_stalled", "bool", ("Container",),
+                   "the rollout passed its progressDeadlineSeconds (Progressing is false, "
+                   "ProgressDeadlineExceeded) (kubernetes Deployments)"),
+        SignalInfo("container.metrics_available", "bool", ("Container",),
+                   "metrics.k8s.io answered for the pods: without a metrics-server the CPU "
+                   "and memory signals are absent (kubernetes)"),
         SignalInfo("postgres.up", "bool", ("PostgresDatabase",),
                    "a new connection succeeds and answers SELECT 1"),
         SignalInfo("postgres.connections_used", "int", ("PostgresDatabase",),

@@ -22,7 +22,8 @@ bounded word (``permission-denied``, ``not-found``, ``address-in-use``, ``exited
 
 
 class ContainerRuntime(Protocol):
-    """Runs the replicas of ``Container`` resources (the ``process`` and ``docker`` runtimes)."""
+    """Runs the replicas of ``Container`` resources (the ``process``, ``docker`` and
+    ``kubernetes`` runtimes)."""
 
     def set_event_sink(self, sink: EventSink) -> None:
         """Where to report exits and health changes; called once before ``start``."""
@@ -64,6 +65,9 @@ class ContainerRuntime(Protocol):
         self, container: Container, cpu: float | None = None, memory: int | None = None
     ) -> dict[str, Any]:
         """Update CPU (cores) and memory (bytes) limits, within the spec's caps."""
+
+    async def rollback(self, container: Container) -> dict[str, Any]:
+        """Back to the previous revision; ``RefusedError`` on runtimes that keep none."""
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per-replica pid, CPU, memory, uptime, restarts."""

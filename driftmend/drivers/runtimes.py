@@ -1,11 +1,11 @@
 """The runtime router: one ``ContainerRuntime`` that hands each Container to its own runtime.
 
-Stage: *observe* / *act*, the seam between the loop (and the tools) and the two container
-runtimes. ``spec.runtime`` picks the runtime: ``process`` (local processes) or ``docker``
-(Docker containers). The Docker runtime is built only when a spec first needs it, and it
-connects to the engine only then, so a machine without Docker runs process-only specs and a
-Docker spec on such a machine fails alone (a ``DriverError`` for that resource), not the
-controller.
+Stage: *observe* / *act*, the seam between the loop (and the tools) and the three container
+runtimes. ``spec.runtime`` picks the runtime: ``process`` (local processes), ``docker``
+(Docker containers) or ``kubernetes`` (a Deployment or StatefulSet). The Docker and
+Kubernetes runtimes are built only when a spec first needs them, and connect only then, so
+a machine without Docker or a cluster runs process-only specs, and a spec whose engine or
+cluster cannot be reached fails alone (an error for that resource), not the controller.
 """
 
 from __future__ import annotations
@@ -16,35 +16,56 @@ from typing import Any
 
 from driftmend.drivers.base import EventSink, StartFailureSink
 from driftmend.drivers.docker import DockerRuntime
+from driftmend.drivers.kubernetes import KubernetesRuntime
 from driftmend.drivers.process import ProcessRuntime
+from driftmend.errors import RefusedError
 from driftmend.model import Observation
+from driftmend.settings import Settings
 from driftmend.spec import Container
+
+Runtime = ProcessRuntime | DockerRuntime | KubernetesRuntime
 
 
 class RuntimeRouter:
     """Implements ``ContainerRuntime`` by dispatching on ``container.spec.runtime``.
 
-    Also serves ``set_limits`` and ``down`` of both runtimes. ``docker_factory`` builds the
-    Docker runtime on first use (tests pass their own; the default needs no engine to build).
+    Also serves ``set_limits``, ``rollback`` and ``down``. ``docker_factory`` and
+    ``kubernetes_factory`` build those runtimes on first use (tests pass their own; the
+    defaults need no engine or cluster to build).
     """
 
     def __init__(
         self,
         process: ProcessRuntime,
         docker_factory: Callable[[], DockerRuntime],
+        kubernetes_factory: Callable[[], KubernetesRuntime] | None = None,
     ) -> None:
         self.process = process
         self._docker_factory = docker_factory
+        self._kubernetes_factory = kubernetes_factory or (
+            lambda: KubernetesRuntime(process.state_dir)
+        )
         self._docker: DockerRuntime | None = None
+        self._kubernetes: KubernetesRuntime | None = None
         self._sink: EventSink | None = None
         self._started = False
 
     @classmethod
-    def for_state_dir(cls, state_dir: Path, base_dir: Path) -> RuntimeRouter:
-        """Both runtimes keeping their state under ``state_dir``."""
+    def for_state_dir(
+        cls, state_dir: Path, base_dir: Path, settings: Settings | None = None
+    ) -> RuntimeRouter:
+        """Every runtime keeping its state under ``state_dir``; the cluster of the
+        ``kubernetes`` runtime is ``settings``' (kubeconfig, context, metrics server)."""
+        kube = settings or Settings()
         return cls(
             ProcessRuntime(state_dir, base_dir=base_dir),
             lambda: DockerRuntime(state_dir),
+            lambda: KubernetesRuntime(
+                state_dir,
+                kubeconfig=kube.kubeconfig,
+                context=kube.kube_context,
+                metrics_url=kube.kube_metrics_url,
+            ),
         )
 
     @property
@@ -56,9 +77,20 @@ class RuntimeRouter:
                 self._docker.set_event_sink(self._sink)
         return self._docker
 
-    async def _runtime(self, container: Container) -> ProcessRuntime | DockerRuntime:
+    @property
+    def kubernetes(self) -> KubernetesRuntime:
+        """The Kubernetes runtime, built on first use (building it does not reach the cluster)."""
+        if self._kubernetes is None:
+            self._kubernetes = self._kubernetes_factory()
+            if self._sink is not None:
+                self._kubernetes.set_event_sink(self._sink)
+        return self._kubernetes
+
+    async def _runtime(self, container: Container) -> Runtime:
         if container.spec.runtime == "process":
             return self.process
+        if container.spec.runtime == "kubernetes":
+            return self.kubernetes
         docker = self.docker
         if self._started:
             await docker.start()  # idempotent: remembers the loop for the event thread
@@ -72,6 +104,8 @@ class RuntimeRouter:
         self.process.set_event_sink(sink)
         if self._docker is not None:
             self._docker.set_event_sink(sink)
+        if self._kubernetes is not None:
+            self._kubernetes.set_event_sink(sink)
 
     def set_start_failure_sink(self, sink: StartFailureSink) -> None:
         """Replicas of the process runtime that fail to start are counted by ``sink``.
@@ -89,11 +123,13 @@ class RuntimeRouter:
             await self._docker.start()
 
     async def close(self) -> None:
-        """Close both runtimes; processes and containers keep running."""
+        """Close every runtime; processes, containers and workloads keep running."""
         self._started = False
         await self.process.close()
         if self._docker is not None:
             await self._docker.close()
+        if self._kubernetes is not None:
+            await self._kubernetes.close()
 
     # -- the ContainerRuntime Protocol -----------------------------------------------------
 
@@ -129,6 +165,8 @@ class RuntimeRouter:
         """The files the replicas' output goes to (Docker's log followers write them)."""
         if container.spec.runtime == "process":
             return self.process.log_files(container)
+        if container.spec.runtime == "kubernetes":
+            return self.kubernetes.log_files(container)
         return self.docker.log_files(container)
 
     # -- beyond the Protocol ---------------------------------------------------------------
@@ -138,6 +176,16 @@ class RuntimeRouter:
     ) -> dict[str, Any]:
         """Update CPU (cores) and memory (bytes) limits; the process runtime refuses."""
         return await (await self._runtime(container)).set_limits(container, cpu, memory)
+
+    async def rollback(self, container: Container) -> dict[str, Any]:
+        """Back to the previous revision (``kubectl rollout undo``): kubernetes only."""
+        runtime = await self._runtime(container)
+        if not isinstance(runtime, KubernetesRuntime):
+            raise RefusedError(
+                f"{container.key} runs on the {container.spec.runtime} runtime, which keeps no "
+                "revisions: container_rollback is for runtime kubernetes"
+            )
+        return await runtime.rollback(container)
 
     async def down(self, container: Container) -> dict[str, Any]:
         """Stop (process) or remove (Docker, containers driftmend created) for good."""

@@ -355,7 +355,7 @@ async def serve(
     for issue in loaded.issues:
         log.warning("%s", issue)
     resources: dict[str, Resource] = {r.key: r for r in loaded.resources}
-    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd())
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings)
     logs = LogAccumulator()
     ctx = ToolContext(runtime, PsycopgDriver(), RedisPyDriver(), logs, resources)
     _attach_logs(ctx, logs)

@@ -26,6 +26,7 @@ from driftmend.spec.container import (
     DockerSpec,
     HealthProbe,
     HttpProbe,
+    KubernetesSpec,
     Limits,
     ProcessSpec,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "HealingPolicySpec",
     "HealthProbe",
     "HttpProbe",
+    "KubernetesSpec",
     "Limits",
     "LoadResult",
     "Loaded",

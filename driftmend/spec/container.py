@@ -1,8 +1,10 @@
-"""The ``Container`` kind's spec: an app run as local processes or Docker containers.
+"""The ``Container`` kind's spec: an app run as local processes, Docker containers, or a
+Kubernetes Deployment or StatefulSet.
 
-Stage: *spec sources* (docs/ARCHITECTURE.md). The process and docker runtimes read these
-models; the validators refuse combinations a runtime could only misread (a docker block on
-the process runtime, more replicas than ``maxReplicas``).
+Stage: *spec sources* (docs/ARCHITECTURE.md). The process, docker and kubernetes runtimes
+read these models; the validators refuse combinations a runtime could only misread (a docker
+block on the process runtime, more replicas than ``maxReplicas``, a replica count for a
+workload whose replicas Kubernetes owns).
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from driftmend.spec.fields import ByteSize, Duration, FieldError, Model, PositiveDuration
+from driftmend.spec.fields import (
+    DNS_NAME,
+    ByteSize,
+    Duration,
+    FieldError,
+    Model,
+    PositiveDuration,
+)
 
 
 class ProcessSpec(Model):
@@ -204,14 +213,63 @@ class DockerSpec(Model):
         return self
 
 
+class KubernetesSpec(Model):
+    """Which Deployment or StatefulSet the ``kubernetes`` runtime heals: by name, or by the
+    labels of the workload itself (refused when two workloads match: driftmend will not guess).
+
+    Kubernetes owns the pods: driftmend watches them and acts through the workload (a rollout
+    restart, the scale subresource, the pod template's resources, a rollback).
+    """
+
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    name: str | None = Field(default=None, pattern=DNS_NAME, description="the workload's name")
+    selector: dict[str, str] | None = Field(
+        default=None,
+        min_length=1,
+        description="labels of the workload (metadata.labels), when it is not named",
+    )
+    namespace: str | None = Field(
+        default=None, pattern=DNS_NAME, description="the workload's namespace; default: this one's"
+    )
+    container: str | None = Field(
+        default=None,
+        description="the pod template's container that set_limits and the logs are about; "
+        "default: the first",
+    )
+
+    @model_validator(mode="after")
+    def _name_or_selector(self) -> KubernetesSpec:
+        if (self.name is None) == (self.selector is None):
+            raise FieldError(
+                "name",
+                "set exactly one of name (the workload's name) or selector (its labels)",
+            )
+        return self
+
+
+# What the kubernetes runtime reads from the workload itself, so declaring it here would only
+# be a second truth that drifts from the first.
+_WORKLOAD_OWNED = {
+    "replicas": "the workload's spec.replicas is the desired count (container_scale changes it)",
+    "port": "the pods' ports are the pod template's",
+    "port_env": "the pods' ports are the pod template's",
+    "health": "readiness is the pods' own readinessProbe, read from their Ready condition",
+}
+
+
 class ContainerSpec(Model):
     """Desired state of an app container or supervised process."""
 
-    runtime: Literal["process", "docker"] = Field(
-        default="process", description="process: local processes; docker: Docker containers"
+    runtime: Literal["process", "docker", "kubernetes"] = Field(
+        default="process",
+        description="process: local processes; docker: Docker containers; kubernetes: a "
+        "Deployment or StatefulSet",
     )
     process: ProcessSpec | None = Field(default=None, description="required by runtime: process")
     docker: DockerSpec | None = Field(default=None, description="required by runtime: docker")
+    kubernetes: KubernetesSpec | None = Field(
+        default=None, description="required by runtime: kubernetes"
+    )
     replicas: int = Field(default=1, ge=0, le=64)
     port: int | None = Field(
         default=None,
@@ -230,6 +288,14 @@ class ContainerSpec(Model):
     def _runtime_block(self) -> ContainerSpec:
         # The block matching the runtime is required; the other one is a mistake (most often
         # a forgotten `runtime: docker`), not something to ignore silently.
+        if self.runtime == "kubernetes":
+            return self._kubernetes_fields()
+        if self.kubernetes is not None:
+            raise FieldError(
+                "kubernetes",
+                f"kubernetes is set but runtime is {self.runtime}: add `runtime: kubernetes`, "
+                "or remove kubernetes",
+            )
         if self.runtime == "process":
             if self.docker is not None:
                 raise FieldError(
@@ -264,11 +330,44 @@ class ContainerSpec(Model):
                 )
         return self
 
+    def _kubernetes_fields(self) -> ContainerSpec:
+        for name, block in (("process", self.process), ("docker", self.docker)):
+            if block is not None:
+                raise FieldError(
+                    name,
+                    f"{name} is set but runtime is kubernetes: remove {name} (the pod template "
+                    f"says how the pods run), or set `runtime: {name}`",
+                )
+        if self.kubernetes is None:
+            raise FieldError(
+                "kubernetes",
+                "kubernetes is required when runtime is kubernetes: add "
+                "`kubernetes: {kind: Deployment, name: ...}`",
+            )
+        for field, why in _WORKLOAD_OWNED.items():
+            if field in self.model_fields_set:
+                raise FieldError(
+                    to_camel(field),
+                    f"{to_camel(field)} does not apply to runtime kubernetes: {why}; remove it",
+                )
+        for field in ("cpu", "memory"):
+            if field in self.limits.model_fields_set:
+                raise FieldError(
+                    f"limits.{field}",
+                    f"limits.{field} does not apply to runtime kubernetes: the limits are the pod "
+                    f"template's resources.limits; keep only limits.{field}Cap, the most "
+                    "container_set_limits may raise it to",
+                )
+        return self
+
     @property
     def declares_health(self) -> bool:
-        """True when a health check is declared: our HTTP probe or Docker's healthcheck."""
-        return self.health is not None or (
-            self.docker is not None and self.docker.healthcheck is not None
+        """True when a health check is declared: our HTTP probe, Docker's healthcheck, or a
+        Kubernetes workload's readiness (its pods' Ready condition)."""
+        return (
+            self.health is not None
+            or self.runtime == "kubernetes"
+            or (self.docker is not None and self.docker.healthcheck is not None)
         )
 
     @model_validator(mode="after")

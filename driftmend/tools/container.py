@@ -1,7 +1,7 @@
-"""Tools on ``Container`` resources: restart, stop, start, scale, limits, logs, stats.
+"""Tools on ``Container`` resources: restart, stop, start, scale, limits, rollback, logs, stats.
 
-Stage: *act*. They reach the replicas through ``ctx.runtime`` (the ``process`` or the
-``docker`` runtime), so the same tool works on every runtime.
+Stage: *act*. They reach the replicas through ``ctx.runtime`` (the ``process``, ``docker``
+or ``kubernetes`` runtime), so the same tool works on every runtime that can do it.
 """
 
 from __future__ import annotations
@@ -122,6 +122,14 @@ async def _set_limits(ctx: ToolContext, c: Container, p: LimitsParams) -> ToolRe
     return ToolResult.success(**await ctx.runtime.set_limits(c, p.cpu, memory))
 
 
+class RollbackParams(Params):
+    """No parameters: back to the revision before the current one."""
+
+
+async def _rollback(ctx: ToolContext, c: Container, p: RollbackParams) -> ToolResult:
+    return ToolResult.success(**await ctx.runtime.rollback(c))
+
+
 class StatsParams(Params):
     """No parameters: statistics of every replica."""
 
@@ -138,7 +146,9 @@ TOOLS: tuple[Tool[Any], ...] = (
             "when the process crashed, hangs, fails its health check, or leaks memory. "
             "Reversible: the process comes back with a fresh state; in-flight requests fail. "
             "Fails, with the exit and the last log lines, when a replica exits during its "
-            "first moments (a bad config, a port taken), so that the cause is seen at once."
+            "first moments (a bad config, a port taken), so that the cause is seen at once. "
+            "On Kubernetes: deletes the one failing pod when only one is bad, else a rollout "
+            "restart (as kubectl rollout restart), where old pods serve until new ones are ready."
         ),
         params=RestartParams,
         kinds=("Container",),
@@ -176,7 +186,8 @@ TOOLS: tuple[Tool[Any], ...] = (
     Tool(
         name="container_scale",
         description=(
-            "Run exactly N replicas of a Container, on consecutive ports, within its maxReplicas. "
+            "Run exactly N replicas of a Container, on consecutive ports (on Kubernetes: the "
+            "workload's scale subresource), within its maxReplicas. "
             "Use it when real load exceeds what the replicas can serve (high CPU with healthy "
             "processes). Reversible: scale back down later."
         ),
@@ -192,14 +203,32 @@ TOOLS: tuple[Tool[Any], ...] = (
             "limit needs a cap in its spec (limits.cpuCap, limits.memoryCap) and stays within "
             "it; lowering stops at a floor (0.1 cores; the memory in use now plus 25 %). "
             "Running replicas get the new limits live; a replica that is down (OOM-killed or "
-            "exited) is started again with them. Use it when a container is OOM-killed or "
-            "throttled under legitimate load. Docker runtime only. Reversible: set the old "
-            "limits back."
+            "exited) is started again with them; on Kubernetes the pod template's resources "
+            "change and the workload rolls its pods. Use it when a container is OOM-killed or "
+            "throttled under legitimate load. Docker and Kubernetes runtimes. Reversible: set "
+            "the old limits back."
         ),
         params=LimitsParams,
         kinds=("Container",),
         effect=Effect.REVERSIBLE,
         fn=_set_limits,
+    ),
+    Tool(
+        name="container_rollback",
+        description=(
+            "Roll a Kubernetes Deployment or StatefulSet back to its previous revision (as "
+            "kubectl rollout undo): the pod template of the revision before the current one "
+            "becomes the workload's again, and its controller rolls the pods. Use it when a "
+            "rollout is stalled (container.rollout_stalled) or the new revision crash-loops "
+            "or cannot pull its image while the previous one ran. Destructive: it undoes "
+            "whatever the last change to the template was (a new image, new config), so it "
+            "needs an operator's approval unless the policy says approval: auto. Kubernetes "
+            "runtime only."
+        ),
+        params=RollbackParams,
+        kinds=("Container",),
+        effect=Effect.DESTRUCTIVE,
+        fn=_rollback,
     ),
     Tool(
         name="container_logs",

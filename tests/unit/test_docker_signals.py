@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from driftmend.drivers.docker.limits import check_limits, wanted_limits
-from driftmend.drivers.docker.logs import LogFile, LogFollower, render
+from driftmend.drivers.docker.logs import LogFile, LogFollower
 from driftmend.drivers.docker.observation import Readings, facts_of, signals_of
 from driftmend.drivers.docker.probes import Probe, health
 from driftmend.drivers.docker.replicas import DockerReplica, group
 from driftmend.drivers.docker.state import DockerState
 from driftmend.drivers.docker.stats import CpuReading, Sample, cpu_percent, parse_stats
 from driftmend.errors import PermanentError
+from driftmend.log_lines import render
 from driftmend.logs import parse_line
 from driftmend.spec import Container, HealthProbe
 

@@ -74,7 +74,11 @@ def test_a_docker_container_validates(tmp_path: Path) -> None:
         ),
         (
             "  runtime: kubernetes\n  process: {command: [x]}\n",
-            "spec.runtime: must be one of process, docker; got 'kubernetes'",
+            "spec.process: process is set but runtime is kubernetes",
+        ),
+        (
+            "  runtime: podman\n  process: {command: [x]}\n",
+            "spec.runtime: must be one of process, docker, kubernetes; got 'podman'",
         ),
         (
             "  runtime: docker\n  docker: {image: x}\n  limits: {memory: 64Mi, memoryCap: 32Mi}\n",
@@ -95,10 +99,12 @@ def test_process_containers_are_unchanged(tmp_path: Path) -> None:
     assert issues(tmp_path, "  process: {command: [python3, -m, http.server]}\n") == []
 
 
-def test_the_crd_describes_both_runtimes() -> None:
+def test_the_crd_describes_every_runtime() -> None:
     crd = yaml.safe_load(crds_yaml()["containers.driftmend.dev.yaml"])
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert spec["properties"]["runtime"]["enum"] == ["process", "docker"]
+    assert spec["properties"]["runtime"]["enum"] == ["process", "docker", "kubernetes"]
+    kube = spec["properties"]["kubernetes"]["properties"]
+    assert {"kind", "name", "selector", "namespace", "container"} <= set(kube)
     assert spec["properties"]["process"]["nullable"] is True
     docker = spec["properties"]["docker"]["properties"]
     assert {"image", "containerName", "compose", "healthcheck", "volumes", "init"} <= set(docker)

@@ -590,7 +590,8 @@ def test_a_directory_without_yaml_is_a_warning(tmp_path: Path) -> None:
         ),
         (
             ("process: {command: [python3, -m, http.server]}", "runtime: dokcer"),
-            "spec.runtime: must be one of process, docker; got 'dokcer'; did you mean docker?",
+            "spec.runtime: must be one of process, docker, kubernetes; got 'dokcer'; did you mean "
+            "docker?",
         ),
         (
             ("process: {command: [python3, -m, http.server]}", "process: {}"),

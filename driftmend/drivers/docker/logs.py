@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -31,33 +29,13 @@ from typing import IO, Any
 from docker import errors as docker_errors  # type: ignore[import-untyped]  # no type information
 
 from driftmend.drivers.docker.replicas import DockerReplica, parse_time_ns
-from driftmend.logs import is_continuation, parse_line
+from driftmend.log_lines import render
 from driftmend.model import LogLine
 
 log = logging.getLogger(__name__)
 
 FIRST_TAIL = 200  # lines of history copied when nothing of a replica was copied before
 MAX_LOG_BYTES = 8 * 1024 * 1024  # replica-<i>.log is rotated past this size
-
-
-def _stamp(ns: int) -> str:
-    """Unix nanoseconds as Docker writes them: ``2026-11-25T04:54:06.598413247Z``."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
-
-
-def render(ns: int | None, text: str, previous: LogLine | None) -> tuple[str, LogLine | None]:
-    """The line to write for one line of output at Docker's time ``ns``, and its parse.
-
-    The parse is what the accumulator will see: pass it back as ``previous`` for the next line.
-    """
-    if not text.strip():
-        return text, previous  # blank: the accumulator skips it
-    own = parse_line(text, math.nan, previous=previous)
-    if ns is None or not math.isnan(own.at) or is_continuation(text, previous):
-        return text, own
-    line = LogLine(ns / 1e9, own.level, own.message)
-    return f"{_stamp(ns)} {line.level} - {line.message}", line
 
 
 class LogFile:

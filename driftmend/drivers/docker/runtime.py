@@ -38,7 +38,7 @@ from driftmend.drivers.docker.replicas import (
 from driftmend.drivers.docker.stats import Sampler
 from driftmend.drivers.docker.unit import DockerUnit
 from driftmend.drivers.state_files import log_paths, resource_dir
-from driftmend.errors import PermanentError
+from driftmend.errors import PermanentError, RefusedError
 from driftmend.model import Observation
 from driftmend.spec import Container
 
@@ -333,6 +333,13 @@ class DockerRuntime:
                     started.append(i)
             unit.save()
         return {"replicas": replicas, "started": started, "removed": removed, "stopped": stopped}
+
+    async def rollback(self, container: Container) -> dict[str, Any]:
+        """Refused: the docker runtime keeps no revisions to go back to."""
+        raise RefusedError(
+            f"{container.key} runs on the docker runtime, which keeps no revisions: "
+            "container_rollback is for runtime kubernetes"
+        )
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per replica: container, pid, port, CPU, memory and its limit, uptime, restarts."""

@@ -67,7 +67,8 @@ class ProcessRuntime:
     ) -> None:
         # Absolute: supervised processes run in their own working directories, and paths we
         # hand them (DRIFTMEND_STATE_DIR, log files) must mean the same thing there.
-        self._root = Path(state_dir).resolve() / "containers"
+        self.state_dir = Path(state_dir).resolve()
+        self._root = self.state_dir / "containers"
         self._base = Path(base_dir).resolve()
         self._placement = Placement(Path(work_root).resolve(), self._root.parent)
         self._clock = clock
@@ -303,6 +304,13 @@ class ProcessRuntime:
             unit.save()
             self._sync_probes(unit, container)
         return {"replicas": replicas, "started": started, "stopped": stopped}
+
+    async def rollback(self, container: Container) -> dict[str, Any]:
+        """Refused: the process runtime keeps no revisions to go back to."""
+        raise RefusedError(
+            f"{container.key} runs on the process runtime, which keeps no revisions: "
+            "container_rollback is for runtime kubernetes"
+        )
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per replica: pid, port, CPU, memory, uptime, restarts, last exit."""
