@@ -345,6 +345,10 @@ class ContainerSpec(Model):
                 "`kubernetes: {kind: Deployment, name: ...}`",
             )
         for field, why in _WORKLOAD_OWNED.items():
+            # replicas: 1 is the default the CRD writes into every stored object, so only
+            # another count is a user's wish that would be ignored.
+            if field == "replicas" and self.replicas == 1:
+                continue
             if field in self.model_fields_set:
                 raise FieldError(
                     to_camel(field),

@@ -37,8 +37,16 @@ CLUSTER_GRANTS: dict[tuple[str, str], set[str]] = {
        ("containers", "postgresdatabases", "rediscaches", "healingpolicies")},
     **{(f"{p}.driftmend.dev/status", ""): {"get", "patch"} for p in
        ("containers", "postgresdatabases", "rediscaches", "healingpolicies")},
-    ("events", ""): {"create", "patch"},
+    ("events", ""): {"create", "patch", "get", "list", "watch"},
     ("events.events.k8s.io", ""): {"create", "patch"},
+    # Healing workloads (issue 13): the ClusterRole driftmend-workloads.
+    **{(f"{p}.apps", ""): {"get", "list", "watch", "patch"} for p in
+       ("deployments", "statefulsets")},
+    **{(f"{p}.apps/scale", ""): {"get", "patch"} for p in ("deployments", "statefulsets")},
+    **{(f"{p}.apps", ""): {"get", "list"} for p in ("replicasets", "controllerrevisions")},
+    ("pods", ""): {"get", "list", "watch", "delete"},
+    ("pods/log", ""): {"get"},
+    ("pods.metrics.k8s.io", ""): {"get", "list"},
     ("validatingwebhookconfigurations.admissionregistration.k8s.io", ""): {
         "get", "list", "watch", "create", "patch",
     },
@@ -86,6 +94,7 @@ def test_the_base_renders_every_object(rendered: list[dict[str, Any]]) -> None:
     assert kinds == sorted(
         [("Namespace", "driftmend"), ("ServiceAccount", "driftmend"),
          ("ClusterRole", "driftmend"), ("ClusterRoleBinding", "driftmend"),
+         ("ClusterRole", "driftmend-workloads"), ("ClusterRoleBinding", "driftmend-workloads"),
          ("Role", "driftmend-leader-election"), ("RoleBinding", "driftmend-leader-election"),
          ("Deployment", "driftmend"), ("Service", "driftmend"), ("Service", "driftmend-webhook"),
          ("PodDisruptionBudget", "driftmend")]
@@ -327,7 +336,12 @@ def test_the_operator_may_do_exactly_what_the_plan_lists(rbac: ApiServer) -> Non
         (["create", "validatingwebhookconfigurations"], True),
         (["get", "secrets", "-n", "driftmend"], False),
         (["list", "secrets", "--all-namespaces"], False),
-        (["delete", "pods", "-n", "shop"], False),
+        (["delete", "pods", "-n", "shop"], True),  # one bad pod of a healed workload
+        (["patch", "deployments/scale", "-n", "shop"], True),
+        (["get", "pods/log", "-n", "shop"], True),
+        (["delete", "deployments", "-n", "shop"], False),
+        (["update", "deployments", "-n", "shop"], False),  # patches only, never a replace
+        (["create", "pods", "-n", "shop"], False),
         (["create", "deployments", "-n", "driftmend"], False),
         (["update", "containers.driftmend.dev", "-n", "shop"], False),  # a spec is the user's
         (["delete", "healingpolicies.driftmend.dev", "-n", "shop"], False),

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import ControllerRevision, Deployment, ReplicaSet, StatefulSet
@@ -289,8 +290,9 @@ class KubernetesRuntime:
                     for c in data.get("containers") or []
                 }
             result: tuple[Usage | None, str | None] = (usage, None)
-        except ApiError as exc:
-            result = (None, f"HTTP {exc.status.code}: {exc.status.message}")
+        except httpx2.HTTPStatusError as exc:  # ApiError too
+            code = exc.response.status_code
+            result = (None, f"HTTP {code}" + (" (no metrics-server)" if code == 404 else ""))
         except Exception as exc:
             result = (None, f"{type(exc).__name__}: {exc}")
         self._usage[container.key] = (now, *result)
