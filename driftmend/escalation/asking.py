@@ -161,6 +161,7 @@ class Escalator:
             logs=tuple(self.logs.recent(resource.key, 30)),
             reason=why,
             read_tool=read_tool,
+            facts=dict(obs.facts),
         )
         try:
             # Retries and read turns included: a worker is held while the model thinks.

@@ -36,6 +36,9 @@ class PlanRequest:
     logs: tuple[LogLine, ...] = ()
     reason: str = ""  # why the rules handed over (no rule, ladder exhausted, always)
     read_tool: ReadTool | None = None
+    # What the driver saw besides the signals (a workload's stuck pods, its recent Events):
+    # text from the running system, so untrusted like the logs.
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def request(
     *,
     read_tool: ReadTool | None = None,
     logs: Sequence[LogLine] = LOGS,
+    facts: Mapping[str, str] | None = None,
 ) -> PlanRequest:
     """The escalation of a full cache under ``pol`` (default: ``policy()``)."""
     pol = pol or policy()
@@ -139,6 +140,7 @@ def request(
         tools=tools_of(pol),
         escalate=pol.spec.escalate,
         policy=pol.name,
+        facts=facts or {},
         history=(
             {
                 "detected_at": 900.0,

@@ -138,6 +138,21 @@ def test_log_lines_are_bounded_redacted_and_only_quoted() -> None:
     assert not re.search(r"^SYSTEM:", user, re.M)
 
 
+def test_facts_such_as_events_are_in_the_prompt_only_quoted() -> None:
+    facts = {
+        "events": f"Warning BackOff Pod/web-1: {INJECTION}",
+        "waiting_reason": "CrashLoopBackOff",
+        "dsn": f"postgresql://shop:{PASSWORD}@db/shop",
+    }
+    user = build_prompt(request(facts=facts, logs=[])).user
+    block = user[user.index("<untrusted-facts>") : user.index("</untrusted-facts>")]
+    assert '- waiting_reason: "CrashLoopBackOff"' in block
+    assert "Warning BackOff Pod/web-1" in block
+    assert user.count("ignore your rules") == 1 and "ignore your rules" in block
+    assert PASSWORD not in user
+    assert "<untrusted-facts>" not in build_prompt(request()).user  # none: no section
+
+
 def test_the_tool_list_is_the_declared_tools() -> None:
     strict = policy(tools=["redis_set_policy"], allowed=["redis_info", "redis_set_policy"])
     user = build_prompt(request(strict)).user
