@@ -98,11 +98,11 @@ def latest_exit(pods: Sequence[Pod], now: float) -> Termination | None:
     return max(found, key=lambda t: t.finished_at or 0.0, default=None)
 
 
-def _health(pods: Sequence[Pod], now: float) -> bool | None:
+def _health(pods: Sequence[Pod], now: float, grace: float) -> bool | None:
     unready = [p for p in pods if p.running and not p.ready]
     if not unready:
         return True
-    if any(now - (p.ready_since or p.created_at or now) >= UNREADY_GRACE for p in unready):
+    if any(now - (p.ready_since or p.created_at or now) >= grace for p in unready):
         return False
     return None
 
@@ -129,8 +129,11 @@ def _ratios(
     )
 
 
-def signals_of(snap: Snapshot, now: float) -> dict[str, SignalValue]:
-    """The signals of the workload now (see the module's docstring for "running")."""
+def signals_of(
+    snap: Snapshot, now: float, unready_grace: float = UNREADY_GRACE
+) -> dict[str, SignalValue]:
+    """The signals of the workload now (see the module's docstring for "running"); a pod
+    unready for less than ``unready_grace`` leaves ``container.healthy`` unknown."""
     w = snap.workload
     if w is None:
         return {
@@ -154,7 +157,7 @@ def signals_of(snap: Snapshot, now: float) -> dict[str, SignalValue]:
         "container.restarts": sum(p.restarts for p in pods),
         "container.exit_code": last.exit_code if last is not None else None,
         "container.oom_killed": last is not None and last.reason == "OOMKilled",
-        "container.healthy": _health(pods, now),
+        "container.healthy": _health(pods, now, unready_grace),
         "container.crash_looping": bool(waiting & CRASH_LOOP),
         "container.image_pull_failing": bool(waiting & IMAGE_PULL),
         "container.config_error": bool(waiting & CONFIG_ERROR),

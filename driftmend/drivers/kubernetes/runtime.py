@@ -145,12 +145,14 @@ class KubernetesRuntime:
         context: str | None = None,
         metrics_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        unready_grace: float = UNREADY_GRACE,
     ) -> None:
         self._root = Path(state_dir).resolve() / "kubernetes"
         self._kubeconfig = kubeconfig
         self._context = context
         self._metrics_url = metrics_url
         self._clock = clock
+        self._unready_grace = unready_grace
         self._sink: EventSink = _no_sink
         self._client: AsyncClient | None = None
         self._metrics: AsyncClient | None = None
@@ -320,7 +322,7 @@ class KubernetesRuntime:
         return Observation(
             key=container.key,
             at=now,
-            signals=signals_of(snap, now),
+            signals=signals_of(snap, now, self._unready_grace),
             facts=facts_of(snap, now),
         )
 
@@ -337,7 +339,7 @@ class KubernetesRuntime:
         pod = (
             replica_pod(snap.pods, replica)
             if replica is not None
-            else one_bad_pod(snap.pods, desired(w), self._clock(), UNREADY_GRACE)
+            else one_bad_pod(snap.pods, desired(w), self._clock(), self._unready_grace)
         )
         if replica is not None and pod is None:
             raise PermanentError(
