@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx2
 from lightkube import AsyncClient, ConfigError, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import Cluster, User
 
 from driftmend.errors import PermanentError
 
@@ -49,4 +50,7 @@ def api_client(kubeconfig: Path | None, context: str | None) -> AsyncClient:
 def metrics_client(url: str) -> AsyncClient:
     """A client of a metrics.k8s.io server reached directly at ``url`` (not through the
     API server's aggregation layer), for clusters that serve it elsewhere, and for tests."""
-    return AsyncClient(config=KubeConfig.from_server(url), timeout=TIMEOUT, trust_env=False)
+    # An anonymous user, said explicitly: lightkube 1.0's KubeConfig.from_server leaves the
+    # user out, and its client then refuses to start ("Missing user").
+    config = KubeConfig.from_one(cluster=Cluster(server=url), user=User())
+    return AsyncClient(config=config, timeout=TIMEOUT, trust_env=False)
