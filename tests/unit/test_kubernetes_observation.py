@@ -10,6 +10,7 @@ from driftmend.drivers.kubernetes.observation import (
     EventLine,
     Snapshot,
     facts_of,
+    health_known_in,
     signals_of,
     stats_rows,
 )
@@ -101,6 +102,17 @@ def test_unready_is_unknown_at_first_then_unhealthy() -> None:
     s = signals_of(snap(deployment(replicas=1, ready=0), [stale]), NOW)
     assert s["container.healthy"] is False
     assert s["container.running"] is True  # running, but not serving
+
+
+def test_the_end_of_an_unready_grace_is_when_to_look_again() -> None:
+    # No API change marks the grace's end, so the runtime asks for a pass then.
+    dep = deployment(replicas=2, ready=1)
+    fresh = pod("web-a", ready=False, ready_since=NOW - 5)
+    fresher = pod("web-b", ready=False, ready_since=NOW - 2)
+    assert health_known_in(snap(dep, [fresh, fresher]), NOW, 30.0) == pytest.approx(25.0)
+    stale = pod("web-a", ready=False, ready_since=NOW - 31)
+    assert health_known_in(snap(dep, [stale, fresher]), NOW, 30.0) is None  # known: unhealthy
+    assert health_known_in(snap(dep, [pod("web-a"), pod("web-b")]), NOW, 30.0) is None
 
 
 def test_a_stalled_rollout_is_flagged_with_its_message() -> None:

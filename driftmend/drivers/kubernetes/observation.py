@@ -98,13 +98,33 @@ def latest_exit(pods: Sequence[Pod], now: float) -> Termination | None:
     return max(found, key=lambda t: t.finished_at or 0.0, default=None)
 
 
+def _unready_for(pods: Sequence[Pod], now: float) -> list[float]:
+    """How long each running pod that is not Ready has been so."""
+    return [now - (p.ready_since or p.created_at or now) for p in pods if p.running and not p.ready]
+
+
 def _health(pods: Sequence[Pod], now: float, grace: float) -> bool | None:
-    unready = [p for p in pods if p.running and not p.ready]
+    unready = _unready_for(pods, now)
     if not unready:
         return True
-    if any(now - (p.ready_since or p.created_at or now) >= grace for p in unready):
+    if max(unready) >= grace:
         return False
     return None
+
+
+def health_known_in(
+    snap: Snapshot, now: float, unready_grace: float = UNREADY_GRACE
+) -> float | None:
+    """Seconds until ``container.healthy`` stops being unknown with nothing else changing
+    (a pod's grace runs out), or None when it is known now.
+
+    Nothing in the API changes when a grace ends, so no watch event would bring the pass
+    that sees it: the runtime asks for one at this time.
+    """
+    unready = _unready_for(snap.pods, now)
+    if not unready or max(unready) >= unready_grace:
+        return None
+    return unready_grace - max(unready)
 
 
 def _ratios(

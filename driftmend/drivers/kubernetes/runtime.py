@@ -36,6 +36,7 @@ from driftmend.drivers.kubernetes.observation import (
     Usage,
     desired,
     facts_of,
+    health_known_in,
     signals_of,
     stats_rows,
 )
@@ -160,6 +161,7 @@ class KubernetesRuntime:
         self._specs: dict[str, Container] = {}
         self._usage: dict[str, tuple[float, Usage | None, str | None]] = {}
         self._logs: dict[str, dict[str, PodLog]] = {}
+        self._wakeups: dict[str, asyncio.TimerHandle] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -179,6 +181,9 @@ class KubernetesRuntime:
         await asyncio.gather(*(f.close() for pods in self._logs.values() for f in pods.values()))
         self._namespaces.clear()
         self._logs.clear()
+        for handle in self._wakeups.values():
+            handle.cancel()
+        self._wakeups.clear()
         for client in (self._client, self._metrics):
             if client is not None:
                 await client.close()
@@ -319,12 +324,23 @@ class KubernetesRuntime:
         snap = await self.snapshot(container)
         now = self._clock()
         self._follow_logs(container, snap)
+        self._wake_when_known(container.key, health_known_in(snap, now, self._unready_grace))
         return Observation(
             key=container.key,
             at=now,
             signals=signals_of(snap, now, self._unready_grace),
             facts=facts_of(snap, now),
         )
+
+    def _wake_when_known(self, key: str, delay: float | None) -> None:
+        """Report ``key`` changed once ``delay`` seconds passed (a pod's unready grace ends:
+        an event no watch sends); one wake-up per Container, the newest wins."""
+        old = self._wakeups.pop(key, None)
+        if old is not None:
+            old.cancel()
+        if delay is not None:
+            loop = asyncio.get_running_loop()
+            self._wakeups[key] = loop.call_later(delay + 0.05, self._sink, key, "unready-grace")
 
     async def restart(self, container: Container, replica: int | None = None) -> dict[str, Any]:
         """Delete the one failing pod (or replica ``replica``'s pod), else a rollout restart.
