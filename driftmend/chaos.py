@@ -5,7 +5,8 @@ It speaks SQL and RESP only through the drivers (``drivers/postgres.py``, ``driv
 whose errors arrive here as ``DriverError``.
 Every scenario targets resources by what the specs declare (the web Container, the first
 PostgresDatabase, the first RedisCache) and is undone by ``--stop`` where that means
-something. Faults that must outlive the command (held connections, long queries) run in a
+something. The ``workload-*`` scenarios break a web Container on the ``kubernetes`` runtime
+through the API (``drivers/kubernetes/chaos.py``). Faults that must outlive the command (held connections, long queries) run in a
 detached worker process (``python -m driftmend.chaos``) whose pid is kept under the state
 directory, so ``--stop`` can end it.
 """
@@ -29,8 +30,9 @@ import httpx2
 
 from driftmend.drivers import postgres_chaos as pg
 from driftmend.drivers import redis as rd
+from driftmend.drivers.kubernetes.chaos import FAULTS as WORKLOAD_FAULTS
 from driftmend.drivers.runtimes import RuntimeRouter
-from driftmend.errors import DriverError, PermanentError
+from driftmend.errors import DriftmendError, DriverError, PermanentError
 from driftmend.settings import Settings
 from driftmend.sources.files import FileSource
 from driftmend.spec import Container, PostgresDatabase, RedisCache, Resource
@@ -43,6 +45,7 @@ SCENARIOS = (
     "pool-exhaustion",
     "long-queries",
     "redis-memory-full",
+    *WORKLOAD_FAULTS,
 )
 CHAOS_ROLE = "driftmend_chaos"
 
@@ -54,17 +57,24 @@ class Stack:
     app: Container | None
     db: PostgresDatabase | None
     cache: RedisCache | None
+    workload: Container | None = None  # a Container on the kubernetes runtime
 
     @classmethod
     def of(cls, resources: Sequence[Resource], app_name: str = "shop") -> Stack:
-        """Pick the web app (by name, else label ``tier: web``), the database and the cache."""
+        """Pick the web app (by name, else label ``tier: web``), the database, the cache, and
+        the web workload (the first Container on the kubernetes runtime, ``tier: web`` first)."""
         containers = [r for r in resources if isinstance(r, Container)]
-        app = next((c for c in containers if c.name == app_name), None) or next(
-            (c for c in containers if c.labels.get("tier") == "web"), None
+        local = [c for c in containers if c.spec.runtime != "kubernetes"]
+        workloads = [c for c in containers if c.spec.runtime == "kubernetes"]
+        app = next((c for c in local if c.name == app_name), None) or next(
+            (c for c in local if c.labels.get("tier") == "web"), None
         )
         db = next((r for r in resources if isinstance(r, PostgresDatabase)), None)
         cache = next((r for r in resources if isinstance(r, RedisCache)), None)
-        return cls(app, db, cache)
+        workload = next((c for c in workloads if c.labels.get("tier") == "web"), None) or next(
+            iter(workloads), None
+        )
+        return cls(app, db, cache, workload)
 
 
 def _need(value: Any, what: str) -> Any:
@@ -278,6 +288,21 @@ async def redis_memory_full_stop(stack: Stack, settings: Settings) -> str:
     return f"{cache.key}: removed {removed} chaos keys, maxmemory settings restored"
 
 
+async def _workload_fault(stack: Stack, settings: Settings, scenario: str, undo: bool) -> str:
+    """Break (or mend) the web workload's pod template through the API."""
+    app: Container = _need(
+        stack.workload,
+        "Container on the kubernetes runtime (see manifests/examples/kubernetes/workloads.yaml)",
+    )
+    runtime = RuntimeRouter.for_state_dir(settings.state_dir, Path.cwd(), settings).kubernetes
+    try:
+        if undo:
+            return await runtime.revert_fault(app, scenario)
+        return await runtime.inject_fault(app, scenario)
+    finally:
+        await runtime.close()
+
+
 async def inject(scenario: str, stack: Stack, settings: Settings) -> str:
     """Start ``scenario``; returns one line saying what was done."""
     match scenario:
@@ -293,6 +318,8 @@ async def inject(scenario: str, stack: Stack, settings: Settings) -> str:
             return await long_queries(stack, settings)
         case "redis-memory-full":
             return await redis_memory_full(stack, settings)
+        case "workload-bad-image" | "workload-config-error":
+            return await _workload_fault(stack, settings, scenario, undo=False)
     raise PermanentError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
 
 
@@ -307,6 +334,8 @@ async def revert(scenario: str, stack: Stack, settings: Settings) -> str:
             return await asyncio.to_thread(_stop_pg, stack, settings, scenario)
         case "redis-memory-full":
             return await redis_memory_full_stop(stack, settings)
+        case "workload-bad-image" | "workload-config-error":
+            return await _workload_fault(stack, settings, scenario, undo=True)
     raise PermanentError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
 
 
@@ -320,6 +349,9 @@ async def run_chaos(
         line = await (revert if stop else inject)(scenario, stack, settings)
     except (DriverError, httpx2.HTTPError, OSError) as exc:
         print(f"chaos {scenario}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except DriftmendError as exc:  # what the stack or the cluster refused: said, no traceback
+        print(f"chaos {scenario}: {exc}", file=sys.stderr)
         return 1
     print(line)
     return 0

@@ -61,6 +61,7 @@ __all__ = [
     "make_planner",
     "private_stack",
     "run_eval",
+    "runnable",
 ]
 
 log = logging.getLogger("driftmend.eval")
@@ -76,10 +77,17 @@ TARGET = {
     "pool-exhaustion": "db",
     "long-queries": "db",
     "redis-memory-full": "cache",
+    "workload-bad-image": "workload",
+    "workload-config-error": "workload",
 }
 
 # The plans an operator would record for each scenario: the replay baseline.
-_KIND = {"app": "Container/*", "db": "PostgresDatabase/*", "cache": "RedisCache/*"}
+_KIND = {
+    "app": "Container/*",
+    "db": "PostgresDatabase/*",
+    "cache": "RedisCache/*",
+    "workload": "Container/*",
+}
 _Steps = list[dict[str, Any]]
 _RECORDED: tuple[tuple[str, str, _Steps], ...] = (
     ("app-crash", "the app exited: restart it", [{"tool": "container_restart"}]),
@@ -119,6 +127,16 @@ _RECORDED: tuple[tuple[str, str, _Steps], ...] = (
             {"tool": "redis_set_policy", "params": {"policy": "allkeys-lru"}},
         ],
     ),
+    (
+        "workload-bad-image",
+        "the new revision's image cannot be pulled and the rollout stalled: roll back",
+        [{"tool": "container_rollback"}],
+    ),
+    (
+        "workload-config-error",
+        "the new revision reads a Secret that does not exist: roll back to the one that ran",
+        [{"tool": "container_rollback"}],
+    ),
 )
 DEFAULT_REPLAYS: tuple[Recorded, ...] = tuple(
     Recorded(steps=tuple(steps), reasoning=why, scenario=scenario, key=_KIND[TARGET[scenario]])
@@ -136,14 +154,14 @@ def _free_port() -> int:
 
 
 def private_stack(specs: Path, root: Path) -> tuple[Path, Path]:
-    """Copy the YAML of ``specs`` under ``root`` with the example ports swapped for free
-    ones; returns (specs dir, state dir). ``root`` is made 755: PostgreSQL runs as the
+    """Copy the YAML of ``specs`` (a folder, or one file) under ``root`` with the example
+    ports swapped for free ones; returns (specs dir, state dir). ``root`` is made 755: PostgreSQL runs as the
     ``postgres`` user and must reach its data directory."""
     os.chmod(root, 0o755)
     out = root / "specs"
     out.mkdir()
     ports = {old: str(_free_port()) for old in EXAMPLE_PORTS}
-    for src in sorted(specs.glob("*.y*ml")):
+    for src in [specs] if specs.is_file() else sorted(specs.glob("*.y*ml")):
         text = src.read_text(encoding="utf-8")
         for old, new in ports.items():
             text = text.replace(old, new)
@@ -177,8 +195,12 @@ def armed(result: LoadResult, planner: str, catalogue: Catalogue) -> LoadResult:
                     "attempts": {"max": 1000, "window": "1h"},
                 }
             )
+            # Nor the approval: no operator is there to approve a destructive step (a
+            # rollback); the guard still holds the plan to the allowlist and the caps.
             doc = doc.model_copy(
-                update={"spec": doc.spec.model_copy(update={"escalate": escalate})}
+                update={
+                    "spec": doc.spec.model_copy(update={"escalate": escalate, "approval": "auto"})
+                }
             )
         docs.append(Loaded(doc, loaded.file, loaded.index))
     return LoadResult(docs, list(result.issues))
@@ -192,7 +214,7 @@ class EvalOptions:
     """What to evaluate and where."""
 
     planner: str = "replay"
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] | None = None  # None: every scenario the stack can run
     specs: Path = DEFAULT_SPECS
     replay_file: Path | None = None
     deadline_s: float = 90.0  # for the planner's outcome, and again for the stack to heal
@@ -222,7 +244,7 @@ async def run_eval(
     from driftmend.tools.catalogue import default_catalogue
     from driftmend.validate import tool_check
 
-    unknown = [s for s in options.scenarios if s not in SCENARIOS]
+    unknown = [s for s in options.scenarios or () if s not in SCENARIOS]
     if unknown:
         raise DriftmendError(
             f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}"
@@ -246,7 +268,7 @@ async def run_eval(
         await controller.start()
         try:
             await _healthy(controller, options.deadline_s)
-            for scenario in options.scenarios:
+            for scenario in options.scenarios or runnable(original):
                 log.info("eval %s: %s", planner.name, scenario)
                 if isinstance(planner, ReplayPlanner):
                     planner.scenario = scenario
@@ -273,6 +295,13 @@ async def run_eval(
         time.monotonic() - t0,
         results,
     )
+
+
+def runnable(result: LoadResult) -> tuple[str, ...]:
+    """The scenarios whose target the declared stack has: the local ones for the demo stack,
+    the ``workload-*`` ones for a Container on the kubernetes runtime."""
+    stack = Stack.of(result.resources)
+    return tuple(s for s in SCENARIOS if getattr(stack, TARGET[s]) is not None)
 
 
 async def _scenario(
@@ -441,7 +470,8 @@ def add_eval_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--planner", choices=PLANNERS, default="replay", help="default: replay")
     p.add_argument(
         "-s", "--scenario", action="append", choices=SCENARIOS,
-        help="a scenario to run (repeatable); default: all",
+        help="a scenario to run (repeatable); default: every one the stack can run "
+        "(the workload-* ones for a web Container on the kubernetes runtime)",
     )  # fmt: skip
     p.add_argument("-f", "--specs", default=str(DEFAULT_SPECS), help="the stack to copy")
     p.add_argument("--replay-file", help="recorded plans for --planner replay")
@@ -460,7 +490,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``driftmend eval``: run the scenarios, print the table, write the JSON report."""
     options = EvalOptions(
         planner=args.planner,
-        scenarios=tuple(args.scenario or SCENARIOS),
+        scenarios=tuple(args.scenario) if args.scenario else None,
         specs=Path(args.specs),
         replay_file=Path(args.replay_file) if args.replay_file else None,
         deadline_s=args.deadline,

@@ -12,10 +12,11 @@ the same signals where they mean the same and a few of its own (``container.cras
 - ``views.py``        workloads and pods as small frozen values, label selectors
 - ``observation.py``  signals, facts and stats rows from a snapshot
 - ``rollout.py``      the patches of a restart, a scale, new limits and a rollback
+- ``chaos.py``        the patches of ``driftmend chaos``'s workload faults and their undoing
 - ``quantities.py``   ``250m``, ``128Mi`` and back
 
-Only this package imports lightkube. ``views.py``, ``observation.py``, ``rollout.py`` and
-``quantities.py`` are pure (tests/unit/test_kubernetes_*.py); the rest does I/O.
+Only this package imports lightkube. ``views.py``, ``observation.py``, ``rollout.py``,
+``chaos.py`` and ``quantities.py`` are pure (tests/unit/test_kubernetes_*.py); the rest does I/O.
 """
 
 from driftmend.drivers.kubernetes.runtime import KubernetesRuntime

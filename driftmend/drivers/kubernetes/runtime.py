@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,16 @@ from lightkube.types import PatchType
 
 from driftmend.drivers.base import EventSink
 from driftmend.drivers.kubernetes.cache import WatchedCache
+from driftmend.drivers.kubernetes.chaos import (
+    CHAOS_ENV,
+    FAULTS,
+    MISSING_SECRET,
+    bad_image_patch,
+    config_error_patch,
+    missing_image,
+    remove_config_error_patch,
+    restore_image_patch,
+)
 from driftmend.drivers.kubernetes.connection import api_client, metrics_client
 from driftmend.drivers.kubernetes.logs import PodLog
 from driftmend.drivers.kubernetes.observation import (
@@ -51,7 +62,13 @@ from driftmend.drivers.kubernetes.rollout import (
     scale_patch,
     statefulset_rollback,
 )
-from driftmend.drivers.kubernetes.views import Workload, matches, parse_time, pods_of
+from driftmend.drivers.kubernetes.views import (
+    TemplateContainer,
+    Workload,
+    matches,
+    parse_time,
+    pods_of,
+)
 from driftmend.drivers.state_files import resource_dir
 from driftmend.errors import DriftmendError, DriverError, PermanentError, RefusedError
 from driftmend.model import Observation
@@ -499,8 +516,64 @@ class KubernetesRuntime:
         """Stop following the workload; the workload itself is Kubernetes' and stays."""
         for follower in self._logs.pop(container.key, {}).values():
             await follower.close()
+        self._wake_when_known(container.key, None)
         self._specs.pop(container.key, None)
         return {"removed": []}
+
+    # -- chaos (``driftmend chaos``; no tool calls these) ----------------------------------
+
+    async def inject_fault(self, container: Container, fault: str) -> str:
+        """Break the workload's pod template as ``fault`` says (``chaos.FAULTS``); the
+        original image is kept under the state directory for ``revert_fault``."""
+        w, current, _ = await self._template(container)
+        if fault == "workload-bad-image":
+            saved = self._dir(container) / "chaos-image.json"
+            if not saved.exists():  # a second injection keeps the first original
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                saved.write_text(json.dumps({"image": current.image}), encoding="utf-8")
+            await self._patch(w, bad_image_patch(current), PatchType.STRATEGIC, "chaos")
+            return f"{container.key}: {w.ref} now runs {missing_image(current.image)}"
+        if fault == "workload-config-error":
+            await self._patch(w, config_error_patch(current), PatchType.STRATEGIC, "chaos")
+            return f"{container.key}: {w.ref} reads {CHAOS_ENV} from the missing Secret {MISSING_SECRET}"
+        raise PermanentError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+
+    async def revert_fault(self, container: Container, fault: str) -> str:
+        """Undo ``inject_fault`` where the template still carries the fault."""
+        w, current, raw = await self._template(container)
+        patch: dict[str, Any] | None
+        if fault == "workload-bad-image":
+            saved = self._dir(container) / "chaos-image.json"
+            if not saved.exists():
+                return f"{container.key}: no bad image of driftmend's to undo"
+            image = str(json.loads(saved.read_text(encoding="utf-8"))["image"])
+            patch = restore_image_patch(current, image)
+            saved.unlink()
+        elif fault == "workload-config-error":
+            patch = remove_config_error_patch(current.name, raw.get("env") or [])
+        else:
+            raise PermanentError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        if patch is None:
+            return f"{container.key}: {w.ref} no longer carries {fault}: nothing to undo"
+        await self._patch(w, patch, PatchType.STRATEGIC, "chaos revert")
+        return f"{container.key}: {w.ref} template restored ({fault} undone)"
+
+    async def _template(
+        self, container: Container
+    ) -> tuple[Workload, TemplateContainer, dict[str, Any]]:
+        """The workload, and the template container the spec names as a view and as sent."""
+        snap = await self._require(container)
+        w = snap.workload
+        assert w is not None
+        current = w.container(_target(container).container)
+        if current is None:
+            raise PermanentError(f"{w.ref} has no container {_target(container).container!r}")
+        _, obj, _ = await self._workload(container)
+        pod_spec = (((obj or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        raw: dict[str, Any] = next(
+            (c for c in pod_spec.get("containers") or [] if c.get("name") == current.name), {}
+        )
+        return w, current, raw
 
     # -- helpers ---------------------------------------------------------------------------
 
