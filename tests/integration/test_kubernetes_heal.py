@@ -34,6 +34,7 @@ from driftmend.drivers.process import ProcessRuntime
 from driftmend.drivers.redis import RedisPyDriver
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import PermanentError, RefusedError
+from driftmend.eval import EvalOptions, run_eval
 from driftmend.logs import LogAccumulator
 from driftmend.metrics import Metrics
 from driftmend.planners.base import PlannerAnswer, PlanRequest
@@ -156,11 +157,16 @@ class AskedPlanner:
 
 @asynccontextmanager
 async def healing(
-    tmp: Path, cluster: ApiServer, result: LoadResult, metrics_url: str | None = None, **kw: Any
+    tmp: Path,
+    cluster: ApiServer,
+    result: LoadResult,
+    metrics_url: str | None = None,
+    resync: float = RESYNC,
+    **kw: Any,
 ) -> AsyncIterator[Controller]:
     """A started controller on ``result`` whose kubernetes runtime reaches ``cluster``."""
     settings = Settings(
-        state_dir=tmp / "state", resync_period=RESYNC, kubeconfig=cluster.kubeconfig
+        state_dir=tmp / "state", resync_period=resync, kubeconfig=cluster.kubeconfig
     )
     router = RuntimeRouter(
         ProcessRuntime(settings.state_dir, base_dir=REPO),
@@ -356,6 +362,122 @@ async def test_a_stalled_rollout_is_rolled_back_once_an_operator_approves(
     dep = deployment(cluster, ns)
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
     assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+
+
+async def test_a_pod_unready_for_long_is_replaced_while_the_others_serve(
+    tmp_path: Path, cluster: ApiServer, kubelet: FakeKubelet, ns: str
+) -> None:
+    # One pod of two runs but fails its readiness probe for good (a deadlock); its
+    # replacement is ready.
+    apply(cluster, example_workload("Deployment", ns))
+    first = await asyncio.to_thread(kubelet.wait_pods, ns, {"app": "storefront"}, 2)
+    bad = first[0]["metadata"]["uid"]
+    kubelet.behave(lambda pod: PodState(ready=pod["metadata"]["uid"] != bad))
+    result = load(
+        write_specs(tmp_path / "s.yaml", example_docs(ns, "unready", for_="1s", verify="60s"))
+    )
+    key = KEY_OF.format(ns=ns)
+    async with healing(tmp_path, cluster, result) as controller:
+        fix = await fix_of(controller, key, "replace-unready-pods")
+    assert fix["outcome"] == "fixed" and fix["verified"], fix
+    assert fix["signals_before"]["container.healthy"] is False
+    assert fix["signals_after"]["container.healthy"] is True
+    (step,) = fix["steps"]
+    assert step["result"]["data"]["how"] == "deleted-pod"  # the other pod kept serving
+    assert step["result"]["data"]["pod"] == first[0]["metadata"]["name"]
+    pods = kubelet.pods(ns, {"app": "storefront"})
+    assert bad not in {
+        p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")
+    }
+    assert first[1]["metadata"]["uid"] in {p["metadata"]["uid"] for p in pods}
+
+
+async def test_cpu_saturation_scales_out_within_the_cap(
+    tmp_path: Path, cluster: ApiServer, kubelet: FakeKubelet, metrics: MetricsServer, ns: str
+) -> None:
+    # Two pods at 0.9 of their 1-core limit; the same load over four pods is 0.45 each.
+    # metrics.k8s.io cannot be watched: the resync (1 s, the default) is what reads it.
+    apply(cluster, example_workload("Deployment", ns))
+    load_cores = 1.8
+
+    def spread() -> int:
+        pods = [p for p in kubelet.pods(ns, {"app": "storefront"})
+                if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+        for pod in pods:
+            labels = pod["metadata"]["labels"]
+            metrics.set_usage(ns, pod["metadata"]["name"], "web", load_cores / len(pods),
+                              200 * 2**20, labels)  # fmt: skip
+        return len(pods)
+
+    await asyncio.to_thread(kubelet.wait_pods, ns, {"app": "storefront"}, 2)
+    spread()
+    result = load(
+        write_specs(
+            tmp_path / "s.yaml", example_docs(ns, "cpu-saturation", for_="2s", verify="60s")
+        )
+    )
+    key = KEY_OF.format(ns=ns)
+    async with healing(
+        tmp_path, cluster, result, metrics_url=metrics.url, resync=1.0
+    ) as controller:
+        await eventually(lambda: deployment(cluster, ns)["spec"]["replicas"] == 4, deadline=60,
+                         what="the Deployment scaled out")  # fmt: skip
+
+        async def spread_over_four() -> bool:
+            return await asyncio.to_thread(spread) == 4
+
+        await eventually(spread_over_four, deadline=30, what="the load spread over four pods")
+        fix = await fix_of(controller, key, "scale-out")
+    assert fix["outcome"] == "fixed" and fix["verified"], fix
+    assert fix["signals_before"]["container.cpu_used_ratio"] == pytest.approx(0.9)
+    assert fix["signals_after"]["container.cpu_used_ratio"] == pytest.approx(0.45)
+    (step,) = fix["steps"]
+    assert step["tool"] == "container_scale" and step["result"]["data"]["replicas"] == 4
+    assert any(f"/namespaces/{ns}/pods" in path for path in metrics.requests)
+
+
+# --- driftmend eval on the cluster --------------------------------------------------------
+
+
+def real_kubelet(pod: Pod) -> PodState:
+    """What a kubelet makes of the two workload faults of ``driftmend chaos``."""
+    (web,) = pod["spec"]["containers"][:1]
+    if web["image"].endswith(":driftmend-chaos-missing"):
+        return PodState(phase="Pending", ready=False, waiting="ImagePullBackOff",
+                        waiting_message=f'Back-off pulling image "{web["image"]}"')  # fmt: skip
+    for env in web.get("env") or []:
+        ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+        if ref and ref["name"] == "driftmend-chaos-missing":
+            return PodState(phase="Pending", ready=False, waiting="CreateContainerConfigError",
+                            waiting_message=f'secret "{ref["name"]}" not found')  # fmt: skip
+    return PodState()
+
+
+async def test_eval_scores_the_replay_baseline_on_the_workload_faults(
+    tmp_path: Path, cluster: ApiServer, kubelet: FakeKubelet, ns: str
+) -> None:
+    # The examples as a platform engineer applies them, in this test's namespace; the eval
+    # breaks the storefront through the API, the planner's rollback heals it.
+    kubelet.behave(real_kubelet)
+    apply(cluster, example_workload("Deployment", ns, progressDeadlineSeconds=2),
+          example_workload("StatefulSet", ns))  # fmt: skip
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = (EXAMPLES / "workloads.yaml").read_text().replace("driftmend-demo", ns)
+    (specs / "workloads.yaml").write_text(text)
+    report = await run_eval(
+        EvalOptions(planner="replay", specs=specs, deadline_s=60),
+        Settings(kubeconfig=cluster.kubeconfig, state_dir=tmp_path / "state"),
+    )
+    by_name = {s.scenario: s for s in report.scenarios}
+    assert set(by_name) == {"workload-bad-image", "workload-config-error"}  # what it can run
+    for scenario in by_name.values():
+        assert scenario.fixed and scenario.outcome == "fixed", scenario
+        assert scenario.steps == ["container_rollback"] and scenario.controller_verified
+        assert scenario.key == f"Container/{ns}/storefront"
+    image = deployment(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == GOOD
+    assert report.overall()["verified_fix_rate"] == 1.0
 
 
 # --- the runtime alone: StatefulSets, selectors, refusals ---------------------------------
