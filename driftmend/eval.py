@@ -169,8 +169,11 @@ def private_stack(specs: Path, root: Path) -> tuple[Path, Path]:
     return out, root / "state"
 
 
-def armed(result: LoadResult, planner: str, catalogue: Catalogue) -> LoadResult:
-    """``result`` with every policy escalating to ``planner`` on every drift, in auto mode.
+def armed(
+    result: LoadResult, planner: str, catalogue: Catalogue, *, approve: bool = False
+) -> LoadResult:
+    """``result`` with every policy escalating to ``planner`` on every drift, in auto mode;
+    with ``approve``, destructive steps need no operator (``approval: auto``).
 
     The allowlist of each is every tool that some policy of its kind names, plus the read
     tools of the kind: whichever policy the controller escalates under, the planner gets
@@ -195,13 +198,12 @@ def armed(result: LoadResult, planner: str, catalogue: Catalogue) -> LoadResult:
                     "attempts": {"max": 1000, "window": "1h"},
                 }
             )
-            # Nor the approval: no operator is there to approve a destructive step (a
-            # rollback); the guard still holds the plan to the allowlist and the caps.
-            doc = doc.model_copy(
-                update={
-                    "spec": doc.spec.model_copy(update={"escalate": escalate, "approval": "auto"})
-                }
-            )
+            update: dict[str, Any] = {"escalate": escalate}
+            if approve:
+                # --approve: the eval is the operator who approves a destructive step (a
+                # rollback); the guard still holds the plan to the allowlist and the caps.
+                update["approval"] = "auto"
+            doc = doc.model_copy(update={"spec": doc.spec.model_copy(update=update)})
         docs.append(Loaded(doc, loaded.file, loaded.index))
     return LoadResult(docs, list(result.issues))
 
@@ -218,6 +220,7 @@ class EvalOptions:
     specs: Path = DEFAULT_SPECS
     replay_file: Path | None = None
     deadline_s: float = 90.0  # for the planner's outcome, and again for the stack to heal
+    approve: bool = False  # approve destructive steps; else they wait, scored "pending"
     keep: bool = False  # keep the temporary directory (its store holds every exchange)
 
 
@@ -294,6 +297,7 @@ async def run_eval(
         started,
         time.monotonic() - t0,
         results,
+        approved=options.approve,
     )
 
 
@@ -321,7 +325,7 @@ async def _scenario(
     store = controller.store
     last_fix = max((f["id"] for f in store.fix_records.fixes(limit=1)), default=0)
     last_llm = max((i["id"] for i in store.llm_records.llm_interactions(limit=1)), default=0)
-    controller.apply(armed(original, planner, controller.catalogue))
+    controller.apply(armed(original, planner, controller.catalogue, approve=options.approve))
     injected = time.time()
     try:
         detail = await inject(scenario, stack, settings)
@@ -479,6 +483,11 @@ def add_eval_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=90.0, help="seconds per wait (default 90)")
     p.add_argument("--keep", action="store_true", help="keep the temporary stack directory")
     p.add_argument(
+        "--approve", action="store_true",
+        help="approve the planner's destructive steps (a rollback) as an operator would; "
+        "without it they wait and score as pending",
+    )  # fmt: skip
+    p.add_argument(
         "--min-fix-rate", type=float, default=0.0,
         help="exit 1 when the verified-fix rate is below this (0..1)",
     )  # fmt: skip
@@ -495,6 +504,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         replay_file=Path(args.replay_file) if args.replay_file else None,
         deadline_s=args.deadline,
         keep=args.keep,
+        approve=args.approve,
     )
     settings = Settings()
     try:

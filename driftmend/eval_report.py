@@ -40,6 +40,7 @@ class EvalReport:
     started_at: float
     duration_s: float
     scenarios: list[ScenarioResult]
+    approved: bool = False  # destructive steps ran without an operator (eval --approve)
 
     def overall(self) -> dict[str, Any]:
         """Verified-fix rate, time to recover, steps, tokens and cost over every scenario."""
@@ -66,18 +67,19 @@ class EvalReport:
             "model": self.model,
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 2),
+            "destructive_steps_approved": self.approved,
             "overall": self.overall(),
             "scenarios": [asdict(s) for s in self.scenarios],
         }
 
     def table(self) -> str:
         """A short table for the terminal."""
-        head = f"{'scenario':<20} {'fixed':<6} {'outcome':<10} {'ttr_s':>6} {'steps':>5} {'tokens':>7} {'cost_usd':>9}"
+        head = f"{'scenario':<22} {'fixed':<6} {'outcome':<10} {'ttr_s':>6} {'steps':>5} {'tokens':>7} {'cost_usd':>9}"
         rows = [head, "-" * len(head)]
         for s in self.scenarios:
             ttr = f"{s.time_to_recover_s:.1f}" if s.time_to_recover_s is not None else "-"
             rows.append(
-                f"{s.scenario:<20} {'yes' if s.fixed else 'no':<6} {s.outcome:<10} {ttr:>6} "
+                f"{s.scenario:<22} {'yes' if s.fixed else 'no':<6} {s.outcome:<10} {ttr:>6} "
                 f"{len(s.steps):>5} {s.tokens_in + s.tokens_out:>7} {s.cost_usd:>9.4f}"
             )
         o = self.overall()
@@ -88,5 +90,6 @@ class EvalReport:
             f"({o['verified_fix_rate']:.0%}), median time to recover "
             f"{'-' if median is None else f'{median:.1f}s'}, {o['steps']} steps, "
             f"{o['tokens_in'] + o['tokens_out']} tokens, ${o['cost_usd']:.4f}"
+            + (", destructive steps approved (--approve)" if self.approved else "")
         )
         return "\n".join(rows)

@@ -465,9 +465,18 @@ async def test_eval_scores_the_replay_baseline_on_the_workload_faults(
     specs.mkdir()
     text = (EXAMPLES / "workloads.yaml").read_text().replace("driftmend-demo", ns)
     (specs / "workloads.yaml").write_text(text)
+    settings = Settings(kubeconfig=cluster.kubeconfig, state_dir=tmp_path / "state")
+    # Without --approve, the rollback (destructive) waits for an operator, as in production.
+    waiting = await run_eval(
+        EvalOptions(planner="replay", specs=specs, deadline_s=60,
+                    scenarios=("workload-bad-image",)),
+        settings,
+    )  # fmt: skip
+    (scenario,) = waiting.scenarios
+    assert (scenario.outcome, scenario.fixed) == ("pending", False), scenario
+    assert scenario.steps == ["container_rollback"]
     report = await run_eval(
-        EvalOptions(planner="replay", specs=specs, deadline_s=60),
-        Settings(kubeconfig=cluster.kubeconfig, state_dir=tmp_path / "state"),
+        EvalOptions(planner="replay", specs=specs, deadline_s=60, approve=True), settings
     )
     by_name = {s.scenario: s for s in report.scenarios}
     assert set(by_name) == {"workload-bad-image", "workload-config-error"}  # what it can run
@@ -478,6 +487,7 @@ async def test_eval_scores_the_replay_baseline_on_the_workload_faults(
     image = deployment(cluster, ns)["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == GOOD
     assert report.overall()["verified_fix_rate"] == 1.0
+    assert report.to_json()["destructive_steps_approved"] is True
 
 
 # --- the runtime alone: StatefulSets, selectors, refusals ---------------------------------
