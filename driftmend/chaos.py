@@ -6,9 +6,9 @@ whose errors arrive here as ``DriverError``.
 Every scenario targets resources by what the specs declare (the web Container, the first
 PostgresDatabase, the first RedisCache) and is undone by ``--stop`` where that means
 something. The ``workload-*`` scenarios break a web Container on the ``kubernetes`` runtime
-through the API (``drivers/kubernetes/chaos.py``). Faults that must outlive the command (held connections, long queries) run in a
-detached worker process (``python -m driftmend.chaos``) whose pid is kept under the state
-directory, so ``--stop`` can end it.
+through the API (``drivers/kubernetes/chaos.py``). Faults that must outlive the command
+(held connections, long queries) run in a detached worker process (``python -m
+driftmend.chaos``) whose pid is kept under the state directory, so ``--stop`` can end it.
 """
 
 from __future__ import annotations

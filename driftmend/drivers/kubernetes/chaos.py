@@ -10,7 +10,8 @@ Deployment or StatefulSet controller rolls them out and the old revision keeps s
   (``CreateContainerConfigError``).
 
 Pure: the patches (strategic merge, merged by container name) and the check of whether a
-template still carries a fault. ``KubernetesRuntime.patch_template`` sends them.
+template still carries a fault; ``KubernetesRuntime.inject_fault`` and ``revert_fault``
+send them.
 """
 
 from __future__ import annotations
