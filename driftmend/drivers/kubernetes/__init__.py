@@ -8,6 +8,7 @@ the same signals where they mean the same and a few of its own (``container.cras
 - ``runtime.py``      ``KubernetesRuntime``, the facade the router and the tools call
 - ``connection.py``   the clients: kubeconfig and context, in-cluster, metrics.k8s.io
 - ``cache.py``        list-then-watch copies of one kind of object in one namespace
+- ``background.py``   the one task a cache or a log follower runs, started and closed
 - ``logs.py``         following pods' logs into ``pod-<name>.log``
 - ``views.py``        workloads and pods as small frozen values, label selectors
 - ``observation.py``  signals, facts and stats rows from a snapshot

@@ -10,12 +10,13 @@ has listed once, ``ready`` is unset and the runtime reads the API directly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from lightkube import AsyncClient
+
+from driftmend.drivers.kubernetes.background import Background
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ Change = Callable[[str, dict[str, Any]], None]
 """Called with (event type, object) for every ADDED, MODIFIED or DELETED object."""
 
 
-class WatchedCache:
-    """The objects of ``resource`` in ``namespace`` by name, kept current by a watch."""
+class WatchedCache(Background):
+    """The objects of ``resource`` in ``namespace`` by name, kept current by a watch
+    (``start`` begins listing and watching, ``close`` stops)."""
 
     def __init__(
         self,
@@ -39,6 +41,7 @@ class WatchedCache:
         on_change: Change,
         keep: Callable[[dict[str, Any]], bool] = lambda obj: True,
     ) -> None:
+        super().__init__()
         self.items: dict[str, dict[str, Any]] = {}
         self.ready = asyncio.Event()
         self.lists = 0  # how often it listed: more than once means the watch broke
@@ -48,25 +51,11 @@ class WatchedCache:
         self._namespace = namespace
         self._on_change = on_change
         self._keep = keep
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def what(self) -> str:
         """``pods in shop``, for logs."""
         return f"{self._resource._api_info.plural} in {self._namespace}"
-
-    def start(self) -> None:
-        """Begin listing and watching, in a task of the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.what)
-
-    async def close(self) -> None:
-        """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
 
     async def _run(self) -> None:
         wait = BACKOFF[0]

@@ -11,7 +11,6 @@ line is written once; a container that has not started yet is asked again after 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from lightkube import AsyncClient
 
+from driftmend.drivers.kubernetes.background import Background
 from driftmend.log_lines import render
 from driftmend.model import LogLine
 
@@ -40,12 +40,13 @@ def split_stamp(line: str) -> tuple[int | None, str]:
     return int(seconds) * 1_000_000_000 + int((frac or "0")[:9].ljust(9, "0")), text
 
 
-class PodLog:
-    """Follows one pod's container log into ``path`` until ``close``."""
+class PodLog(Background):
+    """Follows one pod's container log into ``path`` from ``start`` until ``close``."""
 
     def __init__(
         self, client: AsyncClient, namespace: str, pod: str, container: str | None, path: Path
     ) -> None:
+        super().__init__()
         self.path = path
         self._client = client
         self._namespace = namespace
@@ -53,22 +54,11 @@ class PodLog:
         self._container = container
         self._newest: int | None = None  # nanoseconds of the newest line written
         self._previous: LogLine | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Begin following, in a task of the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"log {self._namespace}/{self._pod}"
-            )
-
-    async def close(self) -> None:
-        """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+    @property
+    def what(self) -> str:
+        """``log of pod shop/web-5d9c-abcde``."""
+        return f"log of pod {self._namespace}/{self._pod}"
 
     async def _run(self) -> None:
         wait = RETRY[0]
@@ -80,7 +70,7 @@ class PodLog:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.debug("log of pod %s/%s: %s", self._namespace, self._pod, exc)
+                log.debug("%s: %s", self.what, exc)
             await asyncio.sleep(wait)
             wait = min(wait * 2, RETRY[1])
 

@@ -115,11 +115,9 @@ class _Namespace:
     """The watched copies of one namespace."""
 
     def __init__(self, client: AsyncClient, name: str, on_change: Callable[..., None]) -> None:
-        cut = time.time() - EVENT_WINDOW
-
         def recent(obj: dict[str, Any]) -> bool:
             at = parse_time(obj.get("lastTimestamp") or obj.get("eventTime"))
-            return at is None or at >= cut
+            return at is None or at >= time.time() - EVENT_WINDOW
 
         self.caches = {
             "Deployment": WatchedCache(client, Deployment, name, on_change),
@@ -366,9 +364,7 @@ class KubernetesRuntime:
         the pod template, so the workload's controller replaces the pods one surge at a time
         and the old ones serve until the new are ready. Returns what was done.
         """
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None  # _require
+        snap, w = await self._require(container)
         pod = (
             replica_pod(snap.pods, replica)
             if replica is not None
@@ -396,18 +392,14 @@ class KubernetesRuntime:
 
     async def stop(self, container: Container) -> dict[str, Any]:
         """Scale the workload to 0, keeping its replica count for ``start_replicas``."""
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        snap, w = await self._require(container)
         keep = desired(w)
         await self._patch(w, scale_patch(0, stopped_from=keep), PatchType.MERGE, "stop")
         return {"workload": w.ref, "stopped": [p.name for p in snap.pods], "replicas_before": keep}
 
     async def start_replicas(self, container: Container) -> dict[str, Any]:
         """Scale back to the count ``stop`` kept; a workload that was not stopped is left."""
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        _, w = await self._require(container)
         if w.stopped_replicas is None:
             return {"workload": w.ref, "started": []}
         await self._patch(w, scale_patch(w.stopped_replicas), PatchType.MERGE, "start")
@@ -421,9 +413,7 @@ class KubernetesRuntime:
                 f"cannot scale {container.key} to {replicas}: allowed 0..{cap} "
                 "(raise spec.maxReplicas to allow more)"
             )
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        _, w = await self._require(container)
         if w.stopped_replicas is not None:  # a scale ends a stop
             await self._patch(w, {"metadata": {"annotations": {
                 "driftmend.dev/stopped-replicas": None}}}, PatchType.MERGE, "scale")  # fmt: skip
@@ -444,9 +434,7 @@ class KubernetesRuntime:
     ) -> dict[str, Any]:
         """Patch the resources of one template container (``kubernetes.container``, else the
         first) within the spec's caps; the workload's controller rolls the pods."""
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        snap, w = await self._require(container)
         name = _target(container).container
         current = w.container(name)
         if current is None:
@@ -468,9 +456,7 @@ class KubernetesRuntime:
 
     async def rollback(self, container: Container) -> dict[str, Any]:
         """``kubectl rollout undo``: back to the workload's previous revision."""
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        _, w = await self._require(container)
         try:
             obj = (await self.client.get(KINDS[w.kind], w.name, namespace=w.namespace)).to_dict()
             if w.kind == "Deployment":
@@ -561,15 +547,16 @@ class KubernetesRuntime:
     async def _template(
         self, container: Container
     ) -> tuple[Workload, TemplateContainer, dict[str, Any]]:
-        """The workload, and the template container the spec names as a view and as sent."""
-        snap = await self._require(container)
-        w = snap.workload
-        assert w is not None
+        """The workload, and the template container the spec names as a view and as sent
+        (read from the watched copy: no pods, usage or Events needed)."""
+        _, obj, missing = await self._workload(container)
+        if obj is None:
+            raise PermanentError(f"{container.key}: {missing}")
+        w = Workload.of(_target(container).kind, obj)
         current = w.container(_target(container).container)
         if current is None:
             raise PermanentError(f"{w.ref} has no container {_target(container).container!r}")
-        _, obj, _ = await self._workload(container)
-        pod_spec = (((obj or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+        pod_spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
         raw: dict[str, Any] = next(
             (c for c in pod_spec.get("containers") or [] if c.get("name") == current.name), {}
         )
@@ -577,11 +564,12 @@ class KubernetesRuntime:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _require(self, container: Container) -> Snapshot:
+    async def _require(self, container: Container) -> tuple[Snapshot, Workload]:
+        """The snapshot and its workload; a ``PermanentError`` saying why when it is absent."""
         snap = await self.snapshot(container)
         if snap.workload is None:
             raise PermanentError(f"{container.key}: {snap.missing}")
-        return snap
+        return snap, snap.workload
 
     async def _patch(self, w: Workload, body: Any, how: PatchType, what: str) -> None:
         try:
