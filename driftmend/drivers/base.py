@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from driftmend.errors import RefusedError
 from driftmend.model import LogLine, Observation
 from driftmend.spec import Container, PostgresDatabase, RedisCache
 
@@ -136,3 +137,11 @@ class LogSource(Protocol):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def no_revisions(container: Container) -> RefusedError:
+    """``rollback``'s refusal by a runtime that keeps no revisions (process, docker)."""
+    return RefusedError(
+        f"{container.key} runs on the {container.spec.runtime} runtime, which keeps no "
+        "revisions: container_rollback is for runtime kubernetes"
+    )

@@ -18,7 +18,6 @@ from driftmend.drivers.base import EventSink, StartFailureSink
 from driftmend.drivers.docker import DockerRuntime
 from driftmend.drivers.kubernetes import KubernetesRuntime
 from driftmend.drivers.process import ProcessRuntime
-from driftmend.errors import RefusedError
 from driftmend.model import Observation
 from driftmend.settings import Settings
 from driftmend.spec import Container
@@ -178,14 +177,9 @@ class RuntimeRouter:
         return await (await self._runtime(container)).set_limits(container, cpu, memory)
 
     async def rollback(self, container: Container) -> dict[str, Any]:
-        """Back to the previous revision (``kubectl rollout undo``): kubernetes only."""
-        runtime = await self._runtime(container)
-        if not isinstance(runtime, KubernetesRuntime):
-            raise RefusedError(
-                f"{container.key} runs on the {container.spec.runtime} runtime, which keeps no "
-                "revisions: container_rollback is for runtime kubernetes"
-            )
-        return await runtime.rollback(container)
+        """Back to the previous revision (``kubectl rollout undo``); the process and docker
+        runtimes refuse, keeping no revisions."""
+        return await (await self._runtime(container)).rollback(container)
 
     async def down(self, container: Container) -> dict[str, Any]:
         """Stop (process) or remove (Docker, containers driftmend created) for good."""

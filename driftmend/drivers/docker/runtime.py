@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from driftmend.drivers.base import EventSink
+from driftmend.drivers.base import EventSink, no_revisions
 from driftmend.drivers.docker.engine import Engine
 from driftmend.drivers.docker.events import PlannedStops, news_of, reason_of
 from driftmend.drivers.docker.limits import check_limits, override_limits
@@ -38,7 +38,7 @@ from driftmend.drivers.docker.replicas import (
 from driftmend.drivers.docker.stats import Sampler
 from driftmend.drivers.docker.unit import DockerUnit
 from driftmend.drivers.state_files import log_paths, resource_dir
-from driftmend.errors import PermanentError, RefusedError
+from driftmend.errors import PermanentError
 from driftmend.model import Observation
 from driftmend.spec import Container
 
@@ -336,10 +336,7 @@ class DockerRuntime:
 
     async def rollback(self, container: Container) -> dict[str, Any]:
         """Refused: the docker runtime keeps no revisions to go back to."""
-        raise RefusedError(
-            f"{container.key} runs on the docker runtime, which keeps no revisions: "
-            "container_rollback is for runtime kubernetes"
-        )
+        raise no_revisions(container)
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per replica: container, pid, port, CPU, memory and its limit, uptime, restarts."""

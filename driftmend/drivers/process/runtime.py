@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftmend.drivers.base import EventSink, StartFailureSink
+from driftmend.drivers.base import EventSink, StartFailureSink, no_revisions
 from driftmend.drivers.process.access import DEFAULT_WORK_ROOT, work_dir
 from driftmend.drivers.process.probes import sync_probes
 from driftmend.drivers.process.spawn import Placement, SpawnError, process_spec, spawn
@@ -307,10 +307,7 @@ class ProcessRuntime:
 
     async def rollback(self, container: Container) -> dict[str, Any]:
         """Refused: the process runtime keeps no revisions to go back to."""
-        raise RefusedError(
-            f"{container.key} runs on the process runtime, which keeps no revisions: "
-            "container_rollback is for runtime kubernetes"
-        )
+        raise no_revisions(container)
 
     async def stats(self, container: Container) -> dict[str, Any]:
         """Per replica: pid, port, CPU, memory, uptime, restarts, last exit."""
