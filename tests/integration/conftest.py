@@ -1,4 +1,6 @@
-"""Fixtures shared by the integration tests: the Docker engine, started once per module."""
+"""Fixtures shared by the integration tests, each started once per module: the Docker engine,
+and a Kubernetes control plane with a fake kubelet for the workload tests (a module may
+override ``cluster``, as the operator's tests do with the plain API server)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.docker_harness import Engine, engine_session, remove_test_containers
+from tests.integration.kubelet import FakeKubelet
+from tests.k8s import ApiServer, start_apiserver
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +26,18 @@ def engine(engine_once: Engine) -> Iterator[Engine]:
     remove_test_containers(engine_once.api)
     yield engine_once
     remove_test_containers(engine_once.api)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ApiServer]:
+    """An API server with the controller manager (a Deployment makes its ReplicaSets and
+    pods), or a skip where ``../shared`` is absent."""
+    yield from start_apiserver(controller_manager=True)
+
+
+@pytest.fixture(scope="module")
+def kubelet(cluster: ApiServer) -> Iterator[FakeKubelet]:
+    """The fake kubelet of node ``kubelet-0``, for every namespace; it saw no error."""
+    with FakeKubelet(cluster.kubeconfig) as k:
+        yield k
+    assert not k.errors, k.errors

@@ -13,6 +13,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from driftmend.controller import Controller
+from driftmend.drivers.base import ContainerRuntime
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
 from driftmend.drivers.redis import RedisPyDriver
@@ -62,14 +63,15 @@ def load(path: Path) -> LoadResult:
     return result
 
 
-def build(state_dir: Path, **settings: Any) -> Controller:
-    """A controller with every real driver, its own store and a fresh registry."""
+def build(state_dir: Path, runtime: ContainerRuntime | None = None, **settings: Any) -> Controller:
+    """A controller with every real driver, its own store and a fresh registry; the process
+    runtime unless ``runtime`` is given."""
     extra = {k: settings.pop(k) for k in ("planners", "unconfigured_planners") if k in settings}
     s = Settings(state_dir=state_dir, resync_period=settings.pop("resync_period", 2.0), **settings)
     return Controller(
         **extra,
         settings=s,
-        runtime=ProcessRuntime(state_dir, base_dir=REPO),
+        runtime=runtime or ProcessRuntime(state_dir, base_dir=REPO),
         postgres=PsycopgDriver(),
         redis=RedisPyDriver(),
         logs=LogAccumulator(),

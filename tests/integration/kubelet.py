@@ -29,7 +29,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -794,14 +794,3 @@ class FakeKubelet:
     def append_log(self, namespace: str, pod: str, line: str) -> None:
         """The pod's containers print ``line`` (seen by ``kubectl logs``, and ``-f``)."""
         self._book.append(namespace, pod, [line])
-
-
-@contextlib.contextmanager
-def fake_kubelet(kubeconfig: Path | str, **options: Any) -> Iterator[FakeKubelet]:
-    """A started ``FakeKubelet``, stopped on exit."""
-    kubelet = FakeKubelet(kubeconfig, **options)
-    kubelet.start()
-    try:
-        yield kubelet
-    finally:
-        kubelet.stop()

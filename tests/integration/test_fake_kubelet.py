@@ -19,24 +19,10 @@ import pytest
 
 from tests.integration.kubelet import FakeKubelet, PodState, is_ready
 from tests.integration.metrics_server import MetricsServer, cpu_quantity, memory_quantity
-from tests.k8s import ApiServer, start_apiserver
+from tests.k8s import ApiServer
 from tests.services import poll_until
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ApiServer]:
-    """One API server with the controller manager for this module."""
-    yield from start_apiserver(controller_manager=True)
-
-
-@pytest.fixture(scope="module")
-def kubelet(cluster: ApiServer) -> Iterator[FakeKubelet]:
-    """The fake kubelet of node ``kubelet-0``, for every namespace."""
-    with FakeKubelet(cluster.kubeconfig) as k:
-        yield k
-    assert not k.errors, k.errors
 
 
 @pytest.fixture

@@ -24,28 +24,21 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from driftmend.controller import Controller
 from driftmend.drivers.docker import DockerRuntime
 from driftmend.drivers.kubernetes import KubernetesRuntime
-from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
-from driftmend.drivers.redis import RedisPyDriver
 from driftmend.drivers.runtimes import RuntimeRouter
 from driftmend.errors import PermanentError, RefusedError
 from driftmend.eval import EvalOptions, run_eval
-from driftmend.logs import LogAccumulator
-from driftmend.metrics import Metrics
 from driftmend.planners.base import PlannerAnswer, PlanRequest
 from driftmend.settings import Settings
 from driftmend.spec import Container, LoadResult
-from driftmend.store import Store
-from driftmend.tools.catalogue import default_catalogue
-from tests.integration.harness import eventually, load, write_specs
-from tests.integration.kubelet import FakeKubelet, Pod, PodState, fake_kubelet
+from tests.integration.harness import eventually, load, running, write_specs
+from tests.integration.kubelet import FakeKubelet, Pod, PodState
 from tests.integration.metrics_server import MetricsServer
-from tests.k8s import ApiServer, start_apiserver
+from tests.k8s import ApiServer
 
 pytestmark = pytest.mark.integration
 
@@ -55,18 +48,6 @@ KEY_OF = "Container/{ns}/storefront"
 RESYNC = 60.0  # longer than any wait: the watch, not the resync, drives these passes
 GOOD = "registry.example.com/storefront:1.4.2"  # the example's image
 _names = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[ApiServer]:
-    """An API server with the controller manager, for this module."""
-    yield from start_apiserver(controller_manager=True)
-
-
-@pytest.fixture(scope="module")
-def kubelet(cluster: ApiServer) -> Iterator[FakeKubelet]:
-    with fake_kubelet(cluster.kubeconfig) as k:
-        yield k
 
 
 @pytest.fixture(scope="module")
@@ -165,37 +146,18 @@ async def healing(
     **kw: Any,
 ) -> AsyncIterator[Controller]:
     """A started controller on ``result`` whose kubernetes runtime reaches ``cluster``."""
-    settings = Settings(
-        state_dir=tmp / "state", resync_period=resync, kubeconfig=cluster.kubeconfig
-    )
+    state = tmp / "state"
     router = RuntimeRouter(
-        ProcessRuntime(settings.state_dir, base_dir=REPO),
-        lambda: DockerRuntime(settings.state_dir),
+        ProcessRuntime(state, base_dir=REPO),
+        lambda: DockerRuntime(state),
         lambda: KubernetesRuntime(
-            settings.state_dir,
-            kubeconfig=cluster.kubeconfig,
-            metrics_url=metrics_url,
-            unready_grace=1.0,
+            state, kubeconfig=cluster.kubeconfig, metrics_url=metrics_url, unready_grace=1.0
         ),
     )
-    controller = Controller(
-        settings=settings,
-        runtime=router,
-        postgres=PsycopgDriver(),
-        redis=RedisPyDriver(),
-        logs=LogAccumulator(),
-        store=Store(settings.store_path),
-        metrics=Metrics(CollectorRegistry()),
-        catalogue=default_catalogue(),
-        **kw,
-    )
-    controller.apply(result)
-    await controller.start()
-    try:
+    async with running(
+        state, result, runtime=router, resync_period=resync, kubeconfig=cluster.kubeconfig, **kw
+    ) as controller:
         yield controller
-    finally:
-        await controller.stop()
-        controller.store.close()
 
 
 async def fix_of(
