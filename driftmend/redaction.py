@@ -9,9 +9,12 @@ planner's own keys, before anything leaves the machine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 REDACTED = "[REDACTED]"
+MAX_TEXT = 1000  # one string of tool output, a reasoning, a history message
+MAX_ITEMS = 100  # items of one list in tool output or a spec
 
 # Each pattern keeps what says *what* the secret is and replaces the secret itself.
 SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -60,12 +63,28 @@ SECRET_NAME = re.compile(
 )
 
 
+# The secrets this process has read from a ``SecretRef`` (``passwordFrom``, an env
+# ``valueFrom``): removed verbatim from all text ``redact`` sees, as CI systems mask theirs,
+# so an app that prints its DSN does not show it on the dashboard. Process-wide on purpose:
+# the driver that reads a secret and the log reader that meets it share nothing else.
+_REMEMBERED: set[str] = set()
+_SHORTEST_REMEMBERED = 6  # shorter values are words, and masking them would shred logs
+
+
+def remember_secret(value: str) -> None:
+    """Have ``redact`` remove ``value`` verbatim from now on (values under 6 characters are
+    not remembered: masking a word like ``admin`` everywhere would hide more than it saves)."""
+    if len(value) >= _SHORTEST_REMEMBERED:
+        _REMEMBERED.add(value)
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with credentials replaced by ``[REDACTED]``; ``secrets`` are removed verbatim.
+    """``text`` with credentials replaced by ``[REDACTED]``; ``secrets`` and every remembered
+    secret (``remember_secret``) are removed verbatim.
 
     Pattern-based, so it errs towards hiding: a harmless ``token=abc`` is hidden too.
     """
-    for secret in secrets:
+    for secret in (*secrets, *_REMEMBERED):
         if len(secret) >= 4:  # a shorter "secret" would shred ordinary text
             text = text.replace(secret, REDACTED)
     for pattern, replacement in SECRET_PATTERNS:
@@ -76,3 +95,76 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 # A private key spans lines; a log reader sees them one at a time (see LogAccumulator).
 PRIVATE_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 PRIVATE_KEY_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY-----")
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
+
+
+def redact_data(
+    value: Any, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT, items: int = MAX_ITEMS
+) -> Any:
+    """JSON-ready ``value`` with every string redacted and cut to ``limit`` characters, every
+    list cut to ``items``, and values of keys whose name says secret (``password``,
+    ``api_key``, ...) replaced whole.
+
+    Bounded as well as redacted: what an outside caller sends is stored and shown this way,
+    so a 2 MiB argument costs a kilobyte, not 2 MiB per call.
+    """
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return truncate(redact(value, secrets), limit)
+    if isinstance(value, Mapping):
+        kept = {
+            truncate(str(k), limit): REDACTED
+            if SECRET_NAME.search(str(k)) and isinstance(v, str | int | float) and v != ""
+            else redact_data(v, secrets, limit=limit, items=items)
+            for k, v in list(value.items())[:items]
+        }
+        if len(value) > items:
+            kept["[cut]"] = f"{len(value) - items} more keys"
+        return kept
+    if isinstance(value, list | tuple):
+        cut = [redact_data(v, secrets, limit=limit, items=items) for v in value[:items]]
+        if len(value) > items:
+            cut.append(f"[{len(value) - items} more items cut]")
+        return cut
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return truncate(redact(str(value), secrets), limit)
+
+
+# The spec fields whose every value is hidden, whatever its name: a process's or container's
+# environment is where DSNs and tokens are put, under names no pattern can know
+# (``DATABASE``, ``UPSTREAM``). A ``valueFrom`` reference is kept: it names, not holds.
+_HIDDEN_MAPS = frozenset({"env"})
+
+
+def redact_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A resource or policy document (``model_dump(mode="json", by_alias=True)``) as it may be
+    shown or stored: every ``env`` value hidden, secret-named fields hidden, credentials in
+    any string (a DSN in a command line) redacted.
+
+    Where a spec leaves the controller's memory (the store, the API, pages, an LLM prompt),
+    it goes through here: a secret put in a spec is used, never shown.
+    """
+    shown: dict[str, Any] = redact_data(_hide_env(doc), limit=4 * MAX_TEXT, items=10 * MAX_ITEMS)
+    return shown
+
+
+def _hide_env(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            k: (
+                {name: v if isinstance(v, Mapping) else REDACTED for name, v in value.items()}
+                if k in _HIDDEN_MAPS and isinstance(value, Mapping)
+                else _hide_env(value)
+            )
+            for k, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_hide_env(v) for v in node]
+    return node

@@ -35,7 +35,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from driftmend.drivers.base import Clock
-from driftmend.errors import ConfigurationError, DriverError
+from driftmend.drivers.secret_refs import read_secret
+from driftmend.errors import DriverError
 from driftmend.model import Observation
 from driftmend.signals import SignalValue
 from driftmend.spec import PostgresDatabase
@@ -100,8 +101,8 @@ class _Target:
 class PsycopgDriver:
     """``PostgresDriver`` on psycopg 3, one short-lived connection per call.
 
-    ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to the
-    password; ``clock`` stamps observations; ``connect_timeout`` bounds each connection
+    ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to its
+    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations; ``connect_timeout`` bounds each connection
     attempt (libpq counts whole seconds, at least 2).
     """
 
@@ -121,12 +122,7 @@ class PsycopgDriver:
         password: str | None = None
         ref = db.spec.password_from
         if ref is not None:
-            password = self._secrets(ref.env)
-            if password is None:
-                raise ConfigurationError(
-                    f"{db.key}: spec.passwordFrom.env names {ref.env}, which is not set "
-                    "in the controller's environment"
-                )
+            password = read_secret(ref, f"{db.key}: spec.passwordFrom", self._secrets)
         return _Target(db.spec.host, db.spec.port, db.spec.database, db.spec.user, password)
 
     @asynccontextmanager

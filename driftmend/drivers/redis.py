@@ -28,7 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from driftmend.drivers.base import Clock
-from driftmend.errors import ConfigurationError, DriverError
+from driftmend.drivers.secret_refs import read_secret
+from driftmend.errors import DriverError
 from driftmend.model import Observation
 from driftmend.signals import SignalValue
 from driftmend.spec import RedisCache
@@ -63,8 +64,8 @@ class _Target:
 class RedisPyDriver:
     """``RedisDriver`` on ``redis.asyncio``, one small client per cache.
 
-    ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to the
-    password; ``clock`` stamps observations; ``timeout`` bounds connecting and each reply,
+    ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to its
+    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations; ``timeout`` bounds connecting and each reply,
     so a hung server costs a reconcile pass about a second, never a stuck worker.
     """
 
@@ -85,12 +86,7 @@ class RedisPyDriver:
         password: str | None = None
         ref = cache.spec.password_from
         if ref is not None:
-            password = self._secrets(ref.env)
-            if password is None:
-                raise ConfigurationError(
-                    f"{cache.key}: spec.passwordFrom.env names {ref.env}, which is not set "
-                    "in the controller's environment"
-                )
+            password = read_secret(ref, f"{cache.key}: spec.passwordFrom", self._secrets)
         return _Target(cache.spec.host, cache.spec.port, cache.spec.db, password)
 
     async def _client(self, cache: RedisCache) -> tuple[_Target, aredis.Redis]:

@@ -44,9 +44,9 @@ from driftmend.mcp.auth import (
     BearerTokens,
     Caller,
     http_caller,
-    redact,
 )
 from driftmend.model import ToolResult
+from driftmend.redaction import redact_data, truncate
 from driftmend.settings import Settings
 from driftmend.spec import Container, PostgresDatabase, RedisCache, Resource
 from driftmend.tools.base import Catalogue, Effect, Tool, ToolContext
@@ -260,7 +260,12 @@ class _Handlers:
         found = self.catalogue.get(tool)
         if result.status.value == "refused":
             action = "mcp_refused"
-            log.info("refused %s to %s: %s", tool, caller.name, result.error)
+            log.info(
+                "refused %s to %s: %s",
+                tool[:AUDIT_TEXT],
+                caller.name,
+                truncate(result.error or "", 4 * AUDIT_TEXT),
+            )
         elif found is not None and found.effect is not Effect.READ:
             action = "mcp_call"
             log.info("%s called %s on %s: %s", caller.name, tool, key, result.status.value)
@@ -268,16 +273,24 @@ class _Handlers:
             return
         if self.store is None:
             return
+        # Bounded as well as redacted: a caller whose calls are all refused must not be
+        # able to grow the store (or the actions page) by what it sends.
         detail = {
-            "tool": tool,
-            "arguments": redact(args),
+            "tool": tool[:AUDIT_TEXT],
+            "arguments": redact_data(args, limit=AUDIT_TEXT, items=AUDIT_ITEMS),
             "status": result.status.value,
-            "error": result.error,
+            "error": truncate(result.error, 4 * AUDIT_TEXT) if result.error else result.error,
         }
         try:
             self.store.record_action(key, action, caller.name, detail, self.clock())
         except Exception:  # the audit trail failing must not turn a result into a crash
             log.exception("could not record the %s of %s", action, tool)
+
+
+# What an audit row keeps of an outside caller's call: strings cut to this many characters,
+# lists and mappings to this many items; a refused 2 MiB call costs about a kilobyte.
+AUDIT_TEXT = 200
+AUDIT_ITEMS = 20
 
 
 def _key_of(args: Mapping[str, Any]) -> str | None:

@@ -29,16 +29,14 @@ from typing import Any, Protocol
 from driftmend.model import PlanSource, ToolResult
 from driftmend.planners.base import PlannerAnswer, PlanRequest
 from driftmend.planners.prompt import (
-    MAX_TEXT,
     Prompt,
     ToolCall,
     is_read_call,
     plan_of,
     read_params,
     tool_output,
-    truncate,
 )
-from driftmend.redaction import REDACTED
+from driftmend.redaction import MAX_TEXT, REDACTED, truncate
 from driftmend.tools.base import Effect, Tool
 
 log = logging.getLogger("driftmend.planners")

@@ -29,7 +29,7 @@ from typing import Any
 
 from driftmend.model import Drift, LogLine, Plan, PlanSource, PlanStep, ToolResult
 from driftmend.planners.base import PlanRequest
-from driftmend.redaction import REDACTED, SECRET_NAME, redact
+from driftmend.redaction import MAX_TEXT, redact, redact_data, redact_spec, truncate
 from driftmend.signals import SignalValue
 from driftmend.spec import Resource
 from driftmend.tools.base import Effect, Tool
@@ -39,42 +39,8 @@ MAX_LOG_LINES = 40
 MAX_LOG_CHARS = 300
 MAX_SIGNALS = 60
 MAX_HISTORY = 10
-MAX_TEXT = 1000  # one string of tool output, a reasoning, a history message
-MAX_ITEMS = 100  # items of one list in tool output or a spec
 MAX_TOOL_OUTPUT = 6000  # one tool result as the model sees it, JSON-encoded
 TARGET_ARG = "target"  # an argument a model may add to name the resource a step acts on
-
-# --- redaction (see driftmend/redaction.py) ---------------------------------------------
-
-
-def redact_data(value: Any, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -> Any:
-    """JSON-ready ``value`` with every string redacted and truncated, and values of keys
-    whose name says secret (``password``, ``api_key``, ...) replaced whole."""
-    secrets = tuple(secrets)
-    if isinstance(value, str):
-        return truncate(redact(value, secrets), limit)
-    if isinstance(value, Mapping):
-        return {
-            str(k): REDACTED
-            if SECRET_NAME.search(str(k)) and isinstance(v, str | int | float) and v != ""
-            else redact_data(v, secrets, limit=limit)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        kept = [redact_data(v, secrets, limit=limit) for v in value[:MAX_ITEMS]]
-        if len(value) > MAX_ITEMS:
-            kept.append(f"[{len(value) - MAX_ITEMS} more items cut]")
-        return kept
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return truncate(redact(str(value), secrets), limit)
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... [{len(text) - limit} more characters cut]"
 
 
 def quote(text: str, limit: int = MAX_LOG_CHARS) -> str:
@@ -195,10 +161,8 @@ def _fmt_log(line: LogLine) -> str:
 
 
 def resource_spec(resource: Resource) -> dict[str, Any]:
-    """The resource as declared, with secret-looking values redacted."""
-    doc = resource.model_dump(mode="json", by_alias=True, exclude_none=True)
-    redacted: dict[str, Any] = redact_data(doc)
-    return redacted
+    """The resource as declared, with its environment and secret-looking values redacted."""
+    return redact_spec(resource.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 def build_prompt(request: PlanRequest, tools: Sequence[Tool[Any]] | None = None) -> Prompt:

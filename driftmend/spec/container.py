@@ -9,9 +9,9 @@ workload whose replicas Kubernetes owns).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 from pydantic.alias_generators import to_camel
 
 from driftmend.spec.fields import (
@@ -22,6 +22,29 @@ from driftmend.spec.fields import (
     Model,
     PositiveDuration,
 )
+from driftmend.spec.metadata import SecretRef
+
+
+class EnvVarSource(Model):
+    """An environment variable whose value is a secret, read when a replica starts: from
+    an environment variable of the controller or a file (``valueFrom: {env: SHOP_DSN}``).
+    The spec, the store and the dashboard hold the reference, never the value."""
+
+    value_from: SecretRef
+
+
+def _env_value_kind(value: object) -> str:
+    return "valueFrom" if isinstance(value, dict | EnvVarSource) else "value"
+
+
+# A literal value, or where to read a secret one from. Every literal is hidden wherever a
+# spec is shown (``redaction.redact_spec``), but stays in the file: secrets go in valueFrom.
+# Told apart by shape, so a bad reference gets one message about itself, not a second one
+# saying it is not a string.
+EnvValue = Annotated[
+    Annotated[str, Tag("value")] | Annotated[EnvVarSource, Tag("valueFrom")],
+    Discriminator(_env_value_kind),
+]
 
 
 class ProcessSpec(Model):
@@ -35,7 +58,10 @@ class ProcessSpec(Model):
     working_dir: str | None = Field(
         default=None, description="relative to the directory driftmend runs in"
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="a value, or {valueFrom: {env: VAR}} / {valueFrom: {file: path}} for a secret",
+    )
     user: str | None = Field(
         default=None,
         description="run as this user when the controller runs as root (PostgreSQL refuses root)",
@@ -161,7 +187,10 @@ class DockerSpec(Model):
     compose: ComposeService | None = None
     command: list[str] | None = Field(default=None, description="argv; the image's CMD if unset")
     entrypoint: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="a value, or {valueFrom: {env: VAR}} / {valueFrom: {file: path}} for a secret",
+    )
     user: str | None = Field(
         default=None, description="uid:gid by number when the image has no /etc/passwd of its own"
     )

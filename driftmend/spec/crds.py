@@ -12,6 +12,7 @@ subset of OpenAPI v3.0, and refuses a CRD that breaks it. ``_structural`` transl
 - ``anyOf: [X, {type: null}]`` (an optional field) becomes ``X`` with ``nullable: true``; an
   ``anyOf`` of two types (a condition's flag-or-number value) has no structural type, so it
   becomes ``x-kubernetes-preserve-unknown-fields`` and the admission webhook checks the rest;
+  so does a ``oneOf`` of different types (an env value: a string or a ``valueFrom``);
 - a numeric ``exclusiveMinimum: 0`` (2020-12) becomes ``minimum: 0, exclusiveMinimum: true``
   (OpenAPI 3.0's boolean), and likewise ``exclusiveMaximum``;
 - ``const: x`` becomes ``enum: [x]``; an ``enum`` of a nullable field also lists ``null``,
@@ -187,6 +188,11 @@ def _structural(node: Any, defs: Mapping[str, Any]) -> Any:
             merged: dict[str, Any] = {**_structural(non_null[0], defs), **_structural(rest, defs)}
             return _nullable(merged) if len(non_null) != len(any_of) else merged
         # A flag-or-number (a condition's value) has no structural type: allow any value.
+        return {**_structural(rest, defs), "x-kubernetes-preserve-unknown-fields": True}
+    one_of = node.get("oneOf")
+    if one_of is not None and len({s.get("type") for s in one_of}) > 1:
+        # A string-or-mapping (an env value or its valueFrom) has no structural type either.
+        rest = {k: v for k, v in node.items() if k != "oneOf"}
         return {**_structural(rest, defs), "x-kubernetes-preserve-unknown-fields": True}
     out: dict[str, Any] = {}
     for key, value in node.items():

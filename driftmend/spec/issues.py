@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from driftmend.spec.fields import API_VERSION, DNS_NAME, ENV_NAME, FieldError, did_you_mean, shown
 
@@ -83,10 +83,14 @@ def _model_field(model: type[BaseModel], name: str) -> Any:
 
 
 def _union_member(tp: Any, tag: str) -> Any:
-    """The member of a union that pydantic's location ``tag`` names (its type or kind)."""
+    """The member of a union that pydantic's location ``tag`` names (its type or kind, or
+    the ``Tag`` of a discriminated union such as an env value)."""
     for member in get_args(tp):
         inner = _unwrap(member)
-        if getattr(inner, "__name__", None) == tag:
+        tags = get_args(member)[1:] if get_origin(member) is Annotated else ()
+        if getattr(inner, "__name__", None) == tag or any(
+            isinstance(t, Tag) and t.tag == tag for t in tags
+        ):
             return inner
     return Any
 

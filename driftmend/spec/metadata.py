@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from driftmend.spec.fields import DNS_NAME, ENV_NAME, Model
+from driftmend.spec.fields import DNS_NAME, ENV_NAME, FieldError, Model
 
 
 class Metadata(Model):
@@ -21,10 +21,33 @@ class Metadata(Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+# Read when it is used (drivers/secret_refs.py), not when the spec loads, so a rotated
+# secret is picked up by the next connection or replica start.
 class SecretRef(Model):
-    """Where a secret comes from: an environment variable of the controller, never the file."""
+    """A secret's source: a variable of the controller's environment, or a file; never the spec."""
 
-    env: str = Field(pattern=ENV_NAME, description="environment variable name")
+    env: str | None = Field(
+        default=None, pattern=ENV_NAME, description="environment variable of the controller"
+    )
+    file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="file holding the secret (a trailing newline is dropped); relative to the "
+        "directory driftmend runs in",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise FieldError(
+                "env",
+                "give exactly one of env (an environment variable of the controller) "
+                "or file (a file it can read)",
+            )
+        return self
+
+    def __str__(self) -> str:
+        return f"env {self.env}" if self.env is not None else f"file {self.file}"
 
 
 class RuntimeRef(Model):

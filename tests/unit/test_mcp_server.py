@@ -24,6 +24,7 @@ from driftmend.mcp.client import (
 )
 from driftmend.mcp.server import OUTPUT_SCHEMA, build_server, input_schema
 from driftmend.model import LogLine, Observation, ToolResult, ToolStatus
+from driftmend.redaction import REDACTED
 from driftmend.spec import Container, RedisCache
 from driftmend.store import Store
 from driftmend.tools.base import Catalogue, ToolContext
@@ -250,7 +251,7 @@ async def test_destructive_without_approval_is_refused(ctx: ToolContext, store: 
     assert ctx.redis.keys  # type: ignore[attr-defined]
     details = [a["detail"] for a in store.audit_records.actions()]
     assert all(a["action"] == "mcp_refused" for a in store.audit_records.actions())
-    assert {"resource": "RedisCache/cache", "approval_token": "***"} in [
+    assert {"resource": "RedisCache/cache", "approval_token": REDACTED} in [
         d["arguments"] for d in details
     ]
 

@@ -18,10 +18,9 @@ from driftmend.planners.prompt import (
     parameters_schema,
     plan_of,
     quote,
-    redact_data,
     tool_output,
 )
-from driftmend.redaction import REDACTED, redact
+from driftmend.redaction import REDACTED, redact, redact_data
 from tests.fakes.escalation import (
     CATALOGUE,
     INJECTION,

@@ -24,6 +24,7 @@ from driftmend.drivers.docker.replicas import (
     expected_name,
     stop_timeout,
 )
+from driftmend.drivers.secret_refs import resolve_env
 from driftmend.spec import Container
 
 
@@ -59,7 +60,7 @@ def create_config(
     """
     docker = docker_spec(container)
     spec = container.spec
-    env = dict(docker.env)
+    env = resolve_env(docker.env, f"{container.key}: spec.docker.env")
     if spec.port_env and spec.port is not None:
         env[spec.port_env] = str(spec.port + index)
     host_config = HostConfig(

@@ -34,6 +34,7 @@ from driftmend.drivers.process.access import (
     work_dir,
 )
 from driftmend.drivers.process.unit import Replica, Unit
+from driftmend.drivers.secret_refs import resolve_env
 from driftmend.drivers.state_files import write_json
 from driftmend.errors import DriverError, PermanentError
 from driftmend.spec import Container, ProcessSpec
@@ -111,6 +112,8 @@ async def spawn(
     port = spec.port + index if spec.port is not None else None
     argv = resolve_argv(container, base)
     cwd = resolve_cwd(container, base)
+    # Read before anything is created: a secret that cannot be read is the operator's to fix.
+    spec_env = resolve_env(proc_spec.env, f"{container.key}: spec.process.env")
     who: RunAs | None = None
     if proc_spec.user and os.geteuid() == 0:
         who = RunAs.named(proc_spec.user, container.key)
@@ -130,7 +133,7 @@ async def spawn(
         argv[0], own = _reachable(unit, container, who, Path(argv[0]), placement)
     env = {
         **child_environment(os.environ),
-        **proc_spec.env,
+        **spec_env,
         "DRIFTMEND_STATE_DIR": str(own),
     }
     if spec.port_env and port is not None:
@@ -210,7 +213,8 @@ def resolve_argv(container: Container, base: Path) -> list[str]:
             )
         command[0] = str(path)
         return command
-    env_path = process_spec(container).env.get("PATH", os.environ.get("PATH", os.defpath))
+    declared = process_spec(container).env.get("PATH")
+    env_path = declared if isinstance(declared, str) else os.environ.get("PATH", os.defpath)
     found = shutil.which(exe, path=env_path)
     if found is None:
         raise SpawnError(
