@@ -29,6 +29,7 @@ from driftmend.planners.factory import configured_planners
 from driftmend.settings import Settings
 from driftmend.sources.files import FileSource
 from driftmend.spec import Container, LoadResult
+from driftmend.state_dir import prepare_state_dir
 from driftmend.store import open_store
 from driftmend.tools.catalogue import default_catalogue
 
@@ -51,7 +52,7 @@ def build_controller(settings: Settings, registry: CollectorRegistry | None = No
     """
     from driftmend.mcp.client import McpInvoker, external_servers
 
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    prepare_state_dir(settings.state_dir)
     planners, unconfigured = configured_planners(settings)
     controller = Controller(
         settings=settings,

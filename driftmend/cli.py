@@ -27,6 +27,7 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 from driftmend import __version__
 from driftmend.errors import DriftmendError, SettingError
 from driftmend.settings import Settings
+from driftmend.state_dir import private_umask
 
 DEFAULT_SPECS = "manifests/examples/local"
 # The settings a subcommand's flags may override; each flag is --<name with dashes>.
@@ -235,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from driftmend.app import run_controller
 
     settings = _settings(args)
+    private_umask()  # the state directory's files are the controller's only
     # A fatal signal (SIGSEGV, or SIGBUS from a mapped file) leaves at least a traceback
     # on the real stderr, where a silent death left nothing.
     if not faulthandler.is_enabled() and sys.__stderr__ is not None:
@@ -252,6 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     """``driftmend operator``: kopf over the driftmend.dev CRDs, with this controller behind."""
+    private_umask()  # the state directory's files are the controller's only
     import kopf
 
     from driftmend.operator import runtime
@@ -290,6 +293,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 def cmd_chaos(args: argparse.Namespace) -> int:
     """``driftmend chaos SCENARIO``: break the demo stack in one of the known ways."""
+    private_umask()  # the state directory's files are the controller's only
     from driftmend.chaos import run_chaos
 
     return asyncio.run(
@@ -300,6 +304,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     """``driftmend down``: stop the controller running on the state directory, then every
     process the ``process`` runtime supervises."""
+    private_umask()  # the state directory's files are the controller's only
     from driftmend.app import down
 
     return asyncio.run(

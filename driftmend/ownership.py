@@ -77,7 +77,7 @@ def _read_pid(fd: int) -> int | None:
 def _open(state_dir: Path) -> int:
     try:
         Path(state_dir).mkdir(parents=True, exist_ok=True)
-        return os.open(_lock_path(state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(_lock_path(state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise PermanentError(
             f"cannot open {_lock_path(state_dir)}: {exc.strerror or exc}; "

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from driftmend.errors import ConfigurationError
-from driftmend.redaction import remember_secret
+from driftmend.redaction import SECRET_NAME, remember_secret
 from driftmend.spec import EnvValue, SecretRef
 
 # Files written by hand or by ``echo`` end in a newline that is not part of the secret;
@@ -77,10 +77,17 @@ def resolve_env(
     env: Mapping[str, EnvValue], where: str, environ: Environ = os.environ.get
 ) -> dict[str, str]:
     """A replica's environment from its spec: literal values as they are, ``valueFrom``
-    values read now. ``where`` is the env field (``Container/shop: spec.process.env``)."""
-    return {
-        name: value
-        if isinstance(value, str)
-        else read_secret(value.value_from, f"{where}.{name}.valueFrom", environ)
-        for name, value in env.items()
-    }
+    values read now. ``where`` is the env field (``Container/shop: spec.process.env``).
+
+    A literal whose name says secret (``API_TOKEN``) is remembered for masking like a
+    ``valueFrom`` one: it should not have been in the spec, and is no less secret for it.
+    """
+    resolved: dict[str, str] = {}
+    for name, value in env.items():
+        if isinstance(value, str):
+            if SECRET_NAME.search(name):
+                remember_secret(value)
+            resolved[name] = value
+        else:
+            resolved[name] = read_secret(value.value_from, f"{where}.{name}.valueFrom", environ)
+    return resolved

@@ -8,6 +8,7 @@ SQLite's dialect already, so nothing is translated but the errors.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,9 @@ class SqliteConnection:
             )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The owner's only, whatever the umask: SQLite gives its -wal and -shm files the
+            # mode of the database file, and the store holds what no other user should read.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans
             # exactly one public call and nothing is left open between calls.
             conn = sqlite3.connect(

@@ -38,6 +38,7 @@ from driftmend.drivers.secret_refs import resolve_env
 from driftmend.drivers.state_files import write_json
 from driftmend.errors import DriverError, PermanentError
 from driftmend.spec import Container, ProcessSpec
+from driftmend.state_dir import replica_umask
 
 # One logger for the whole runtime, as when it was one module: log settings name it.
 log = logging.getLogger("driftmend.drivers.process")
@@ -141,8 +142,9 @@ async def spawn(
     log_path = unit.dir / f"replica-{index}.log"
     kwargs: dict[str, Any] = {}
     try:
-        # Not world-readable: a replica's output may hold what it was given in its env.
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        # The controller's (or the replica user's) only: a replica's output may hold what
+        # its environment gave it.
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         log_offset = os.fstat(log_fd).st_size
     except OSError as exc:
         raise SpawnError(
@@ -162,6 +164,7 @@ async def spawn(
                 env=env,
                 cwd=cwd,
                 start_new_session=True,  # outlive the controller; signal the whole group
+                umask=replica_umask(),  # the app's own, not the controller's private one
                 **kwargs,
             )
         except OSError as exc:

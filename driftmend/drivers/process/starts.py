@@ -25,6 +25,7 @@ from driftmend.drivers.base import StartFailureSink
 from driftmend.drivers.process.state import START_REASONS, Exit, StartError, exit_reason
 from driftmend.drivers.process.unit import Replica, Unit
 from driftmend.errors import DriverError
+from driftmend.redaction import redact
 
 # One logger for the whole runtime, as when it was one module: log settings name it.
 log = logging.getLogger("driftmend.drivers.process")
@@ -57,7 +58,9 @@ class Starts:
     def failed(self, unit: Unit, index: int, reason: str, message: str, command: str) -> None:
         """Record that replica ``index`` of ``unit`` did not start, and say so."""
         reason = reason if reason in START_REASONS else "other"
-        message = message.removeprefix(f"{unit.key}: ")
+        # Redacted here, where they enter the state file, the store, the log and a prompt:
+        # an app that prints its DSN as it dies must not put it on the dashboard.
+        message, command = redact(message.removeprefix(f"{unit.key}: ")), redact(command)
         user = _user(unit)
         unit.state.start_errors[index] = StartError(reason, message, self.clock(), command, user)
         try:
