@@ -224,6 +224,25 @@ class Controller:
             for key in list(self.desired.resources):
                 self.queue.add(key)
 
+    async def _upkeep(self) -> None:
+        """Keep the store within its retention and measure it: at start (a store an older
+        driftmend let grow shrinks at once), then every ``retention_interval``. In a thread:
+        deleting a long history must not hold up the passes."""
+        while True:
+            try:
+                pruned = await asyncio.to_thread(self.store.prune, self.clock())
+                size = await asyncio.to_thread(self.store.size_bytes)
+            except (StoreError, OSError) as exc:
+                log.warning("could not prune or measure the store: %s", exc)
+            except Exception:  # a bug here must not end the upkeep for good
+                log.exception("store upkeep failed")
+            else:
+                self.metrics.store_upkept(size, pruned)
+                if pruned:
+                    rows = ", ".join(f"{n} from {t}" for t, n in sorted(pruned.items()))
+                    log.info("store retention deleted %s rows", rows)
+            await asyncio.sleep(self.settings.retention_interval)
+
     async def start(self) -> None:
         """Start the runtime watchers, the log reader, the resync ticker and the workers;
         first resume the fixes an earlier controller left unfinished (``_resume``)."""
@@ -251,6 +270,7 @@ class Controller:
             asyncio.create_task(self.logs.run(self.settings.log_poll_interval), name="logs")
         )
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self._tasks.append(asyncio.create_task(self._upkeep(), name="store upkeep"))
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"worker-{i}"))
 

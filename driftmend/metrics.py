@@ -119,6 +119,18 @@ class Metrics:
             registry=r,
         )
         self.store_writable.set(1)
+        self.store_size = Gauge(
+            "driftmend_store_size_bytes",
+            "Bytes the store takes: the SQLite file and its WAL, or the tables on PostgreSQL. "
+            "Bounded by the retention settings; measured each time the store is pruned.",
+            registry=r,
+        )
+        self.store_pruned = Counter(
+            "driftmend_store_pruned_rows",
+            "History rows deleted by retention (age, or beyond the newest rows kept), by table.",
+            ["table"],
+            registry=r,
+        )
         self.resource_health = Gauge(
             "driftmend_resource_health",
             "1 for the current health of a resource, 0 for the other states (a state set).",
@@ -198,6 +210,12 @@ class Metrics:
     def set_store_writable(self, writable: bool) -> None:
         """Whether the store's file takes writes."""
         self.store_writable.set(1 if writable else 0)
+
+    def store_upkept(self, size_bytes: int, pruned: Mapping[str, int]) -> None:
+        """The store's size after a pruning, and the rows it deleted per table."""
+        self.store_size.set(size_bytes)
+        for table, rows in pruned.items():
+            self.store_pruned.labels(table).inc(rows)
 
     def set_leader(self, identity: str, leading: bool) -> None:
         """Whether this controller (``identity`` on the lease) leads right now."""

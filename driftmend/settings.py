@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from driftmend.spec.fields import PositiveDuration
+
 # Tokens that guard actions are at least this long (a generated one is 32 characters).
 MIN_TOKEN_LENGTH = 12
 
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
     # A metrics.k8s.io server reached directly, not through the API server's aggregation
     # layer (unset: through the API server, where a metrics-server registers itself).
     kube_metrics_url: str | None = None
+    # Store retention (store/retention.py): history older than this, or beyond the newest
+    # rows of a table, is deleted, so the store has a size ceiling; LLM exchanges, which
+    # hold whole prompts, keep fewer rows. Checked every retention_interval.
+    retention_age: PositiveDuration = 30 * 86400.0
+    retention_rows: int = Field(default=100_000, ge=100)
+    retention_llm_rows: int = Field(default=2_000, ge=10)
+    retention_interval: PositiveDuration = 600.0
     # Token that dashboard actions (fix, approve, pause) require; reading is open on localhost.
     dashboard_token: SecretStr | None = None
 

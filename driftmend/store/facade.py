@@ -27,6 +27,7 @@ Every SQLite or PostgreSQL error reaches callers as a ``StoreError`` (``driftmen
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ from driftmend.store.llm import LlmRecords
 from driftmend.store.pending import PendingRecords
 from driftmend.store.reconciliations import ReconciliationRecords
 from driftmend.store.resources import ResourceRecords
+from driftmend.store.retention import Retention, prune
 from driftmend.store.signals import SignalRecords
 from driftmend.store.stats import FixStats
 
@@ -58,6 +60,7 @@ class Store:
 
     ``clock`` stamps the few rows whose time the caller does not pass (step start/finish).
     ``signal_retention_s`` bounds the signal history kept per resource for charts.
+    ``retention`` bounds every history table by age and rows (``prune``).
     ``busy_timeout_s`` is how long a write waits for another process's lock before it
     raises ``StoreBusyError``.
     """
@@ -70,10 +73,12 @@ class Store:
         clock: Callable[[], float] = time.time,
         signal_retention_s: float = 24 * 3600.0,
         busy_timeout_s: float = 5.0,
+        retention: Retention | None = None,
     ) -> None:
         if isinstance(dsn, SecretStr):
             dsn = dsn.get_secret_value()
         self._db = Database(path, dsn=dsn, busy_timeout_s=busy_timeout_s)
+        self.retention = retention or Retention()
         # The SQLite file (None on PostgreSQL), and the store's name for messages.
         self.path = self._db.path
         self.where = self._db.where
@@ -115,6 +120,32 @@ class Store:
         """Call ``listener(writable)`` now and whenever the file stops or starts taking writes."""
         self._db.on_writable(listener)
 
+    # -- upkeep: bounded history and its measure
+
+    def prune(self, now: float) -> dict[str, int]:
+        """Delete the history ``retention`` does not keep (``store/retention.py``); the rows
+        deleted per table. Seconds at most on a large store: call it from a thread."""
+        return prune(self._db, self.retention, now)
+
+    def size_bytes(self) -> int:
+        """The bytes the store takes: the SQLite file and its WAL, or on PostgreSQL the
+        store's tables with their indexes and TOAST."""
+        if self.path is not None:
+            return sum(
+                os.stat(p).st_size
+                for p in (self.path, Path(f"{self.path}-wal"))
+                if os.path.exists(p)
+            )
+        # Only the store's own tables: the database may hold others' too.
+        rows = self._db.read(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() "
+            f"AND c.relname IN ({', '.join('?' for _ in STORE_TABLES)})",
+            STORE_TABLES,
+        )
+        return int(rows[0][0])
+
     def schema_version(self) -> int:
         """The schema version of the open database."""
         return self._db.schema_version()
@@ -124,7 +155,19 @@ class Store:
         return self._db.journal_mode()
 
 
+STORE_TABLES = (
+    "schema_version", "resources", "operator_flags", "signal_samples", "reconciliations",
+    "reconcile_counts", "fixes", "fix_steps", "guard_decisions", "actions", "pending_plans",
+    "llm_interactions",
+)  # fmt: skip
+
+
 def open_store(settings: Settings) -> Store:
     """The store ``settings`` name: the PostgreSQL server of ``store_dsn`` when it is set
     (replicas share it), else the SQLite file ``store_path`` (the embedded default)."""
-    return Store(settings.store_path, dsn=settings.store_dsn)
+    retention = Retention(
+        max_age_s=settings.retention_age,
+        max_rows=settings.retention_rows,
+        max_llm_rows=settings.retention_llm_rows,
+    )
+    return Store(settings.store_path, dsn=settings.store_dsn, retention=retention)
