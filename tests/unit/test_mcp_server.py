@@ -5,6 +5,7 @@ The fakes sit at our own driver Protocols; the MCP client, server and store are 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -363,3 +364,24 @@ def test_a_status_field_of_another_server_is_its_data() -> None:
         is_error=True,
     )
     assert to_tool_result(ours) == ToolResult(ToolStatus.REFUSED, {}, "no")
+
+
+async def test_refused_calls_cost_the_store_a_bounded_row(ctx: ToolContext, store: Store) -> None:
+    huge = "x" * (2 * 1024 * 1024)
+    async with client(ctx, AccessRules(), LOCAL, store) as c:  # writes not allowed
+        for _ in range(5):
+            r = await c.call_tool(
+                "container_restart",
+                {"resource": "Container/shop", "note": huge, "many": list(range(10_000))},
+            )
+            assert r.structured_content["status"] == "refused"
+        unknown = await c.call_tool("y" * 100_000, {"a": huge})
+        assert unknown.structured_content["status"] == "refused"
+    actions = store.audit_records.actions()
+    assert len(actions) == 6
+    sizes = [len(json.dumps(a["detail"])) for a in actions]
+    assert max(sizes) < 4096, sizes  # 2 MiB arguments, a few hundred bytes kept
+    (args, *_) = [a["detail"]["arguments"] for a in actions if "note" in a["detail"]["arguments"]]
+    assert args["resource"] == "Container/shop"
+    assert args["note"].endswith("more characters cut]")
+    assert args["many"][-1] == "[9980 more items cut]"
