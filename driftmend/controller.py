@@ -350,6 +350,9 @@ class Controller:
             if closed:
                 log.warning("%d fix(es) in flight were closed as interrupted", closed)
         await self.runtime.close()
+        # Passes open the files they attach (``Observer``), with or without the log task
+        # running (``reconcile`` called directly, a pass finishing during shutdown).
+        self.logs.close()
         await self.escalator.close()
         await self.postgres.close()
         await self.redis.close()

@@ -86,6 +86,7 @@ def engine_or_skip() -> Engine:
     try:
         api.inspect_image(IMAGE)
     except docker.errors.ImageNotFound:
+        api.close()  # a skip must not leave the client's socket to the garbage collector
         pytest.skip(f"the engine has no {IMAGE} image: run scripts/docker-engine.sh")
     return Engine(api, api.version()["Version"])
 

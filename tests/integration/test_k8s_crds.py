@@ -123,12 +123,13 @@ def empty_string_refused(crds: ApiServer) -> bool:
         "apiVersion": "driftmend.dev/v1alpha1",
         "kind": "Container",
         "metadata": {"name": "empty-string-probe", "namespace": SCRATCH_NS},
-        "spec": {"process": {"command": ["true"], "env": {"EMPTY": ""}}},
+        # A typed string: an env value is not one any more (a string or a valueFrom).
+        "spec": {"process": {"command": ["true", ""]}},
     }
     done = crds.kubectl("create", "-f", "-", input=json.dumps(probe), check=False)
     if done.returncode == 0:
         return False
-    assert 'spec.process.env.EMPTY: Invalid value: "null"' in done.stderr, done.stderr
+    assert 'spec.process.command: Invalid value: "null"' in done.stderr, done.stderr
     return True
 
 
