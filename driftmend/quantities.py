@@ -14,8 +14,10 @@ int-or-string field holds integers only. Non-finite values (``.nan``, ``.inf``) 
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
+from decimal import Decimal
 
 # [0-9], not \d: Python's \d also matches other scripts' digits, the API server's does not.
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)?$"
@@ -59,6 +61,10 @@ def _shown(value: object) -> str:
     """``value`` as quoted in a message: its repr, cut short (a message is one line)."""
     if value is None:  # YAML's empty value, as in `for:` with nothing after it
         return "an empty value"
+    if isinstance(value, datetime.date):  # YAML's 2020-01-01: no Python repr in a message
+        return value.isoformat()
+    if isinstance(value, list | dict | set | bytes):  # their repr is Python's, not the file's
+        return {list: "a list", dict: "a mapping", set: "a set"}.get(type(value), "binary data")
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -101,14 +107,25 @@ def parse_positive_duration(value: object) -> float:
     return seconds
 
 
+def _plain(number: Decimal) -> str:
+    """``number``'s shortest digits without an exponent (``1000000``, ``0.0005``).
+
+    Not ``:g``: from a million on it writes ``1e+06``, which the duration pattern refuses,
+    and it keeps six digits only (1234567 s came back as 1234570 s).
+    """
+    text = format(number, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def format_duration(seconds: float) -> str:
     """The shortest exact spelling of ``seconds`` as a duration string."""
     if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+        # In decimal: 1e-07 * 1000 in floats is 9.999999999999999e-05.
+        return f"{_plain(Decimal(repr(seconds)) * 1000)}ms"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    return f"{_plain(Decimal(repr(seconds)))}s"
 
 
 def _misspelt_unit(number: str, unit: str) -> str | None:
