@@ -31,6 +31,7 @@ from driftmend.drivers.base import Clock
 from driftmend.drivers.secret_refs import read_secret
 from driftmend.errors import DriverError
 from driftmend.model import Observation
+from driftmend.quantities import format_bytes, human_bytes
 from driftmend.signals import SignalValue
 from driftmend.spec import RedisCache
 
@@ -161,8 +162,10 @@ class RedisPyDriver:
         facts = {
             "maxmemory_policy": policy,
             "version": str(info.get("redis_version", "")),
-            "used_memory_human": str(info.get("used_memory_human", "")),
-            "maxmemory_human": str(info.get("maxmemory_human", "")),
+            # Ours, not Redis' own used_memory_human: Redis writes 1.50M for 1.5 MiB, which
+            # our sizes (and Kubernetes) read as 1.5 million bytes if an LLM copies it back.
+            "used_memory_human": human_bytes(used),
+            "maxmemory_human": format_bytes(maxmemory),
             "keys": str(keys),
         }
         return Observation(key=cache.key, at=at, signals=signals, facts=facts)

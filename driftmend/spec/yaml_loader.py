@@ -70,6 +70,13 @@ class _SpecLoader(yaml.SafeLoader):
             raise ConstructorError(
                 None, None, f"cannot read this value ({reason})", node.start_mark
             ) from exc
+        except (AttributeError, KeyError, IndexError) as exc:
+            # An explicit tag on a scalar that is not of its type trips PyYAML's own code
+            # (`!!timestamp x`, `!!bool x`, `!!int ""`): its error says nothing to a reader.
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise ConstructorError(
+                None, None, f"cannot read this value as !!{tag}: remove the tag", node.start_mark
+            ) from exc
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         """A mapping, refusing a key given twice (PyYAML would let the last one win silently)."""

@@ -112,7 +112,8 @@ async def test_observe_a_healthy_cache(
     assert obs.get("redis.evicting_policy") is False
     assert obs.facts["maxmemory_policy"] == "noeviction"
     assert obs.facts["version"].split(".")[0].isdigit()
-    assert obs.facts["used_memory_human"].endswith(("K", "M"))
+    assert obs.facts["used_memory_human"].endswith(("Ki", "Mi"))
+    assert obs.facts["maxmemory_human"] == "16Mi"
     assert obs.facts["keys"] == "10"
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from driftmend.drivers.docker.replicas import DockerReplica, human_bytes
+from driftmend.drivers.docker.replicas import DockerReplica
 from driftmend.drivers.docker.state import DockerState
 from driftmend.errors import RefusedError
+from driftmend.quantities import human_bytes
 from driftmend.spec import Container
 
 MIN_MEMORY = 6 * 1024 * 1024  # Docker refuses memory limits below 6 MiB

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftmend.errors import PermanentError
+from driftmend.quantities import human_bytes
 from driftmend.spec import Container, DockerSpec
 
 LABEL_KEY = "driftmend.key"
@@ -238,14 +239,6 @@ def expected_name(container: Container, index: int, project: str | None = None) 
     # shop-prod/db's and shop/prod-db's). Containers named the older way are still theirs:
     # replicas are found by their labels, and keep their name until recreated.
     return f"driftmend-{container.resource_key.dirname}-{index}"
-
-
-def human_bytes(n: int) -> str:
-    """``64Mi``, ``1.5Gi``: the quantity form the specs use."""
-    for unit, size in (("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.4g}{unit}"
-    return f"{n}B"
 
 
 def exit_reason(rep: DockerReplica, stopped_by_us: bool) -> str:

@@ -32,7 +32,6 @@ from driftmend.drivers.docker.replicas import (
     Snapshot,
     docker_spec,
     exit_reason,
-    human_bytes,
     scaled_away,
 )
 from driftmend.drivers.docker.stats import Sampler
@@ -40,6 +39,7 @@ from driftmend.drivers.docker.unit import DockerUnit
 from driftmend.drivers.state_files import log_paths, resource_dir
 from driftmend.errors import PermanentError
 from driftmend.model import Observation
+from driftmend.quantities import format_bytes
 from driftmend.spec import Container
 
 log = logging.getLogger(__name__)
@@ -407,7 +407,7 @@ class DockerRuntime:
         return {
             "cpu": new[0],
             "memory": new[1],
-            "memory_human": human_bytes(new[1]) if new[1] else None,
+            "memory_human": format_bytes(new[1]) if new[1] else None,  # exact: a limit to reuse
             "previous": {"cpu": before[0], "memory": before[1]},
             "containers": updated,
             "started": started,
