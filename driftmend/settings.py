@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     retention_interval: PositiveDuration = 600.0
     # Token that dashboard actions (fix, approve, pause) require; reading is open on localhost.
     dashboard_token: SecretStr | None = None
+    # The largest request body the dashboard reads (bytes); its actions are small JSON. A
+    # larger Content-Length is answered 413 before the body is read, and a chunked body is
+    # cut off with 413 when it passes the limit.
+    dashboard_max_body: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     # MCP server (`driftmend mcp`): outside clients get read tools only unless writes are allowed.
     mcp_allow_writes: bool = False

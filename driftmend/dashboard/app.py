@@ -7,6 +7,9 @@ registry and the controller go on ``app.state`` and reach the routes through ``D
 holds the JSON routes, ``driftmend.dashboard.pages`` the HTML (``driftmend.dashboard.fragments``
 the pieces the script fetches), ``driftmend.dashboard.stream`` the server-sent events.
 
+Before any of that, ``driftmend.dashboard.intake`` checks an action's token on its headers
+and bounds every request's body, so no body is read for a request that will be refused.
+
 Every response but ``/metrics`` carries a strict Content-Security-Policy: scripts and styles
 come from ``/static`` only, so even a value that escaped escaping could not run. Everything
 but ``/healthz`` and ``/static`` passes the read gate, ``/metrics`` and the OpenAPI schema
@@ -41,6 +44,7 @@ from driftmend.dashboard.dependencies import (
     require_read,
 )
 from driftmend.dashboard.fragments import fragment_router
+from driftmend.dashboard.intake import Intake
 from driftmend.dashboard.jobs import JobBoard
 from driftmend.dashboard.pages import error_page, login_router, page_router, refusal_page
 from driftmend.dashboard.security import Access, Refusal
@@ -162,6 +166,8 @@ def create_app(
     app.include_router(fragment_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    # Added first, so it runs inside ``SecurityHeaders``: its refusals carry the headers too.
+    app.add_middleware(Intake, max_body=settings.dashboard_max_body)
     app.add_middleware(SecurityHeaders)
 
     def wants_html(request: Request) -> bool:

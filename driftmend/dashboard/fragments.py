@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from driftmend.dashboard.api import merged_resource
 from driftmend.dashboard.dependencies import OptionalOperationsDep, StoreDep, require_read
 from driftmend.dashboard.pages import chart_specs
+from driftmend.dashboard.record_ids import FixId
 from driftmend.dashboard.templating import TEMPLATES
 from driftmend.dashboard.views import fix_summary, signal_changes
 
@@ -41,7 +42,7 @@ async def tile(
 
 
 @fragment_router.get("/fixes/{fid}", response_class=HTMLResponse)
-def fix(fid: int, request: Request, store: StoreDep) -> HTMLResponse:
+def fix(fid: FixId, request: Request, store: StoreDep) -> HTMLResponse:
     """The parts of a fix's page that change while it runs: state, message, the Retry
     button, timeline, steps and the signals after."""
     found = store.fix_records.fix(fid)

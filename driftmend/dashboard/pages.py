@@ -25,6 +25,7 @@ from driftmend.dashboard.dependencies import (
     StoreDep,
     require_read,
 )
+from driftmend.dashboard.record_ids import FixId, InteractionId
 from driftmend.dashboard.security import READ_COOKIE, Refusal
 from driftmend.dashboard.stream import llm_rows, plan_summary
 from driftmend.dashboard.templating import TEMPLATES, render
@@ -264,7 +265,7 @@ def llm(request: Request, store: StoreDep) -> HTMLResponse:
 
 
 @page_router.get("/llm/{iid}", response_class=HTMLResponse)
-def llm_detail(iid: int, request: Request, store: StoreDep) -> HTMLResponse:
+def llm_detail(iid: InteractionId, request: Request, store: StoreDep) -> HTMLResponse:
     """One interaction: full prompt and response, the plan, what became of it, each result."""
     found = store.llm_records.llm_interaction(iid)
     if found is None:
@@ -306,7 +307,7 @@ def fixes(request: Request, store: StoreDep) -> HTMLResponse:
 
 
 @page_router.get("/fixes/{fid}", response_class=HTMLResponse)
-def fix(fid: int, request: Request, store: StoreDep) -> HTMLResponse:
+def fix(fid: FixId, request: Request, store: StoreDep) -> HTMLResponse:
     """One fix: why, what ran and what each step returned, before and after, how fast."""
     found = store.fix_records.fix(fid)
     if found is None:

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from driftmend.dashboard.api.common import read_router, resource_key
 from driftmend.dashboard.dependencies import JobsDep, OptionalOperationsDep, StoreDep
+from driftmend.dashboard.record_ids import JobId
 from driftmend.dashboard.stream import event_stream
 
 __all__ = ["get_job", "list_actions", "stream"]
@@ -31,7 +32,7 @@ def list_actions(
 
 
 @read_router.get("/jobs/{jid}", summary="A dashboard action started with 202")
-def get_job(jid: int, jobs: JobsDep) -> dict[str, Any]:
+def get_job(jid: JobId, jobs: JobsDep) -> dict[str, Any]:
     """Running, done (with the result) or error (with the message)."""
     job = jobs.get(jid)
     if job is None:

@@ -21,6 +21,7 @@ from driftmend.dashboard.api.common import (
     respond,
 )
 from driftmend.dashboard.dependencies import JobsDep, OperationsDep, StoreDep
+from driftmend.dashboard.record_ids import FixId
 from driftmend.dashboard.views import evaluations, resource_id, sanitize_actor
 
 __all__ = ["get_evaluations", "get_fix", "list_fixes", "retry_fix", "trigger_fix"]
@@ -56,7 +57,7 @@ def get_evaluations(
 
 
 @read_router.get("/fixes/{fid}", summary="One fix with its steps and their results")
-def get_fix(fid: int, store: StoreDep) -> dict[str, Any]:
+def get_fix(fid: FixId, store: StoreDep) -> dict[str, Any]:
     """The evaluation record: drifts, root cause, plan, each step's result, signals before and
     after, and the times to detect and to recover."""
     found = store.fix_records.fix(fid)
@@ -84,7 +85,7 @@ async def trigger_fix(
 
 @action_router.post("/fixes/{fid}/retry", summary="Retry a failed fix")
 async def retry_fix(
-    fid: int, body: ActionBody, store: StoreDep, controller: OperationsDep, jobs: JobsDep
+    fid: FixId, body: ActionBody, store: StoreDep, controller: OperationsDep, jobs: JobsDep
 ) -> JSONResponse:
     """Run the resource's ladder again now, as the Fix button does (level-triggered: the
     controller plans from what it observes now, not from the old plan)."""

@@ -19,6 +19,7 @@ from driftmend.dashboard.api.common import (
     respond,
 )
 from driftmend.dashboard.dependencies import JobsDep, OperationsDep, StoreDep
+from driftmend.dashboard.record_ids import InteractionId
 from driftmend.dashboard.stream import llm_rows
 from driftmend.dashboard.views import resource_id, sanitize_actor
 
@@ -41,7 +42,7 @@ def list_llm(
 
 
 @read_router.get("/llm/interactions/{iid}", summary="One LLM interaction, whole")
-def get_llm(iid: int, store: StoreDep) -> dict[str, Any]:
+def get_llm(iid: InteractionId, store: StoreDep) -> dict[str, Any]:
     """The full prompt and response, the parsed plan, the recorded outcome (``summary``) and
     the fix that ran it (``fix``, with each tool's result)."""
     found = store.llm_records.llm_interaction(iid)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
 
 from driftmend.dashboard.api.common import read_router, resource_key
 from driftmend.dashboard.dependencies import Operations, OptionalOperationsDep
@@ -32,7 +33,10 @@ async def _search_logs(
     try:
         min_level = normalize_level(level) if level else None
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        # As FastAPI's own 422, so the answer has the documented shape (a list of errors).
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "level"), "msg": str(exc), "input": level}]
+        ) from exc
     # Searched whole, then cut at ``until``: the window is bounded (2000 lines a resource).
     found = controller.logs.search(q or None, key, min_level, since, limit=1_000_000)
     if until is not None:

@@ -20,6 +20,7 @@ from driftmend.dashboard.api.common import (
     respond,
 )
 from driftmend.dashboard.dependencies import JobsDep, OperationsDep, StoreDep
+from driftmend.dashboard.record_ids import PlanId
 from driftmend.dashboard.stream import plan_summary
 from driftmend.dashboard.views import sanitize_actor
 from driftmend.errors import PermanentError
@@ -42,7 +43,7 @@ def list_plans(
 
 
 @read_router.get("/plans/{pid}", summary="One parked plan")
-def get_plan(pid: int, store: StoreDep) -> dict[str, Any]:
+def get_plan(pid: PlanId, store: StoreDep) -> dict[str, Any]:
     """The plan, why it waits, and who decided what."""
     found = store.pending_records.pending_plan(pid)
     if found is None:
@@ -52,7 +53,7 @@ def get_plan(pid: int, store: StoreDep) -> dict[str, Any]:
 
 @action_router.post("/plans/{pid}/approve", summary="Approve a parked plan and run it")
 async def approve(
-    pid: int, body: ActionBody, store: StoreDep, controller: OperationsDep, jobs: JobsDep
+    pid: PlanId, body: ActionBody, store: StoreDep, controller: OperationsDep, jobs: JobsDep
 ) -> JSONResponse:
     """The plan goes through the guard (as approved), runs and is verified, in the
     background; answers 202 with a job."""
@@ -71,7 +72,7 @@ async def approve(
 
 
 @action_router.post("/plans/{pid}/reject", summary="Reject a parked plan")
-async def reject(pid: int, body: ActionBody, controller: OperationsDep) -> dict[str, Any]:
+async def reject(pid: PlanId, body: ActionBody, controller: OperationsDep) -> dict[str, Any]:
     """The plan never runs; the resource stays with the operator."""
     try:
         controller.reject_plan(pid, sanitize_actor(body.actor))
