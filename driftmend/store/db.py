@@ -261,6 +261,10 @@ class Database:
             db = self._connection()
             try:
                 return db.execute(sql, args).fetchall()
+            except OverflowError:
+                # An argument beyond SQLite's 64-bit integers (an id typed into a URL or a
+                # command): no row can hold it, so the answer is no row, as on PostgreSQL.
+                return []
             except db.errors as exc:
                 raise db.translate(exc) from exc
 

@@ -579,3 +579,9 @@ def test_concurrent_writers_do_not_corrupt(store: Store) -> None:
         for n in range(4)
     )
     assert all(len(f["steps"]) == 1 for f in (store.fix_records.fix(i) for i in range(1, 201)) if f)
+
+
+def test_an_id_beyond_64_bits_finds_nothing(store: Store) -> None:
+    assert store.fix_records.fix(2**63) is None
+    assert store.fix_records.fix(-(2**70)) is None
+    assert store.pending_records.pending_plan(10**30) is None
