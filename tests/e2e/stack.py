@@ -14,26 +14,25 @@ to ask and what the rules cannot fix is recorded as the LLM would have fixed it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
-import uvicorn
 from fastapi import FastAPI
 from playwright.async_api import Browser, Playwright, async_playwright
 
 from driftmend.controller import Controller
-from driftmend.dashboard.app import close_streams, create_app
+from driftmend.dashboard.app import create_app
 from driftmend.planners.replay import ReplayPlanner
 from driftmend.spec import Container, LoadResult
-from tests.integration.harness import REPO, down_all, eventually, load, running, write_specs
+from tests.integration.harness import REPO, down_all, load, running, write_specs
+from tests.integration.harness import serving as harness_serving
 from tests.services import RedisServer, free_port, running_redis
 
 API = "driftmend.dev/v1alpha1"
@@ -137,14 +136,6 @@ def specs(web_port: int, redis_port: int) -> list[dict[str, Any]]:
     ]
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without signal handlers: pytest owns the process's signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class Stack:
     """What the browser tests reach for."""
@@ -191,19 +182,8 @@ def fill_redis(port: int) -> None:
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[str]:
     """``app`` on a free port of 127.0.0.1, on this event loop, until the block ends."""
-    port = free_port()
-    server = _QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve(), name="dashboard-http")
-    try:
-        await eventually(lambda: server.started, deadline=10, what="uvicorn started")
+    async with harness_serving(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        # Streams end within one poll; then uvicorn has nothing left to wait for.
-        close_streams(app)
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 @contextlib.asynccontextmanager

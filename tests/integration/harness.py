@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import uvicorn
 import yaml
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from driftmend.controller import Controller
+from driftmend.dashboard.app import close_streams
 from driftmend.drivers.base import ContainerRuntime
 from driftmend.drivers.postgres import PsycopgDriver
 from driftmend.drivers.process import ProcessRuntime
@@ -25,6 +29,7 @@ from driftmend.store import Store
 from driftmend.tools.catalogue import default_catalogue
 from driftmend.validate import tool_check
 from tests.demo_stack import DemoStack, demo_stack
+from tests.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -125,3 +130,30 @@ async def healthy_demo(**settings: Any) -> AsyncIterator[tuple[DemoStack, Contro
     finally:
         await down_all(stack.state, result)
         stack.cleanup()
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without signal handlers: pytest owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[int]:
+    """``app`` on a free port of 127.0.0.1 (yielded), on this event loop, until the block
+    ends, configured as ``driftmend run`` serves it."""
+    port = free_port()
+    server = _QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve(), name="dashboard-http")
+    try:
+        await eventually(lambda: server.started, deadline=10, what="uvicorn started")
+        yield port
+    finally:
+        # Streams end within one poll; then uvicorn has nothing left to wait for.
+        close_streams(app)
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

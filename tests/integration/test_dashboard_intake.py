@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from driftmend.dashboard.app import close_streams, create_app
+from driftmend.dashboard.app import create_app
 from driftmend.settings import Settings
 from driftmend.spec import LoadResult
-from tests.integration.harness import eventually, running
-from tests.services import free_port
+from tests.integration.harness import running, serving
 
 pytestmark = pytest.mark.integration
 
@@ -36,31 +33,6 @@ HUGE = 200 * 2**20
 # What "a small part" means: the socket buffers of loopback can hold a few MiB before a
 # writer blocks, so an answer within this many bytes was sent before the server read more.
 SMALL = 8 * 2**20
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without signal handlers: pytest owns the process's signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[int]:
-    """``app`` on a free port of 127.0.0.1, configured as ``driftmend run`` does."""
-    port = free_port()
-    server = _QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve(), name="dashboard-http")
-    try:
-        await eventually(lambda: server.started, deadline=10, what="uvicorn started")
-        yield port
-    finally:
-        close_streams(app)
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 @dataclass
