@@ -80,6 +80,14 @@ def _get(port: int, path: str) -> str:
         return str(answer.read().decode())
 
 
+def _listening(port: int) -> bool:
+    """Whether the controller's HTTP server answers yet (it starts after the replicas may)."""
+    try:
+        return _get(port, "/healthz") != ""
+    except OSError:  # URLError, ConnectionRefusedError
+        return False
+
+
 def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, user=NOBODY, group=NOBODY, extra_groups=[], capture_output=True, text=True,
@@ -92,6 +100,7 @@ def test_a_secret_in_a_spec_reaches_the_replica_and_no_answer_page_store_or_log(
     stack: Stack,
 ) -> None:
     controller = stack.start()
+    poll_until(lambda: _listening(controller.port), deadline_s=30, what="the HTTP server up")
     seen = stack.root / "seen"
     poll_until(lambda: seen.is_file() and seen.read_text().count("\n") == 4, deadline_s=30,
                what="the replica wrote what it was given")  # fmt: skip
