@@ -25,7 +25,7 @@ from driftmend.metrics import Metrics
 from driftmend.model import Health, Observation, Outcome, Plan
 from driftmend.observer import Observer
 from driftmend.planners.rules import root_cause
-from driftmend.redaction import redact_spec
+from driftmend.redaction import shown_spec
 from driftmend.spec import Resource
 from driftmend.store import Fix, Store
 from driftmend.tools.base import Catalogue
@@ -182,8 +182,7 @@ class Executor:
 
     def _healing(self, resource: Resource, obs: Observation, reasoning: str) -> None:
         """Record the resource as healing while a fix runs."""
-        # Stored and shown: secret values never leave memory (redaction.redact_spec).
-        spec_json = redact_spec(resource.model_dump(mode="json", by_alias=True))
+        spec_json = shown_spec(resource)  # secret values never leave memory
         self._store.resource_records.upsert_resource(
             resource.key, resource.kind, spec_json, Health.HEALING, obs.signals, obs.at, reasoning
         )

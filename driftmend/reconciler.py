@@ -48,7 +48,7 @@ from driftmend.model import (
 )
 from driftmend.observer import Observer
 from driftmend.planners.rules import root_cause
-from driftmend.redaction import redact_spec
+from driftmend.redaction import shown_spec
 from driftmend.spec import Container, Resource
 from driftmend.store import Store
 
@@ -344,8 +344,7 @@ class Reconciler:
         if health is Health.DRIFTING and self._store.resource_records.needs_operator(key):
             # A retry of an exhausted ladder that failed: still the operator's to look at.
             health = Health.NEEDS_OPERATOR
-        # Stored and shown: secret values never leave memory (redaction.redact_spec).
-        spec_json = redact_spec(resource.model_dump(mode="json", by_alias=True))
+        spec_json = shown_spec(resource)  # secret values never leave memory
         self._store.resource_records.upsert_resource(
             key, resource.kind, spec_json, health, obs.signals, obs.at, _row_message(ended, obs)
         )

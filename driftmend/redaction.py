@@ -9,8 +9,12 @@ planner's own keys, before anything leaves the machine.
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 REDACTED = "[REDACTED]"
 MAX_TEXT = 1000  # one string of tool output, a reasoning, a history message
@@ -153,6 +157,35 @@ def redact_spec(doc: Mapping[str, Any]) -> dict[str, Any]:
     """
     shown: dict[str, Any] = redact_data(_hide_env(doc), limit=4 * MAX_TEXT, items=10 * MAX_ITEMS)
     return shown
+
+
+# Specs are frozen: each model object is redacted once, not on every pass that stores it
+# (about 0.3 ms a resource, which at a thousand resources and a 1 s resync is a third of a
+# core). Keyed by the object's id, dropped when the object is (a reload makes new ones).
+_SHOWN: dict[int, dict[str, Any]] = {}
+_SHOWN_LOCK = threading.Lock()
+
+
+def shown_spec(model: BaseModel) -> dict[str, Any]:
+    """``redact_spec`` of a resource's or policy's document, computed once per model object.
+
+    What the store's resource row (hence the API and the pages) holds of a spec. The dict
+    is shared: callers must not change it.
+    """
+    ident = id(model)
+    with _SHOWN_LOCK:
+        cached = _SHOWN.get(ident)
+    if cached is None:
+        cached = redact_spec(model.model_dump(mode="json", by_alias=True))
+        with _SHOWN_LOCK:
+            _SHOWN[ident] = cached
+        weakref.finalize(model, _forget_shown, ident)
+    return cached
+
+
+def _forget_shown(ident: int) -> None:
+    with _SHOWN_LOCK:
+        _SHOWN.pop(ident, None)
 
 
 def _hide_env(node: Any) -> Any:

@@ -102,8 +102,9 @@ class PsycopgDriver:
     """``PostgresDriver`` on psycopg 3, one short-lived connection per call.
 
     ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to its
-    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations; ``connect_timeout`` bounds each connection
-    attempt (libpq counts whole seconds, at least 2).
+    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations;
+    ``connect_timeout`` bounds each connection attempt (libpq counts whole seconds, at
+    least 2).
     """
 
     def __init__(

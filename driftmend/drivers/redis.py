@@ -66,8 +66,9 @@ class RedisPyDriver:
     """``RedisDriver`` on ``redis.asyncio``, one small client per cache.
 
     ``secrets`` maps an environment variable name (``spec.passwordFrom.env``) to its
-    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations; ``timeout`` bounds connecting and each reply,
-    so a hung server costs a reconcile pass about a second, never a stuck worker.
+    value (a ``passwordFrom.file`` is read from disk); ``clock`` stamps observations;
+    ``timeout`` bounds connecting and each reply, so a hung server costs a reconcile pass
+    about a second, never a stuck worker.
     """
 
     def __init__(

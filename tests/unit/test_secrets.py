@@ -13,7 +13,7 @@ import pytest
 
 from driftmend.drivers.secret_refs import read_secret, resolve_env
 from driftmend.errors import ConfigurationError
-from driftmend.redaction import REDACTED, redact, redact_spec, remember_secret
+from driftmend.redaction import REDACTED, redact, redact_spec, remember_secret, shown_spec
 from driftmend.spec import Container, EnvVarSource, SecretRef, load_paths
 from tests.unit.test_spec import messages, write
 
@@ -126,3 +126,11 @@ def test_a_misspelt_reference_gets_one_message_about_itself(tmp_path: Path) -> N
         "spec.process.env.DSN.valueFrm: unknown field: did you mean valueFrom?" in m for m in out
     ), out
     assert not any("expected a string" in m for m in out), out
+
+
+def test_a_spec_is_redacted_once_per_model_object(tmp_path: Path) -> None:
+    container = _container(tmp_path)
+    shown = shown_spec(container)
+    assert shown == redact_spec(container.model_dump(mode="json", by_alias=True))
+    assert shown_spec(container) is shown  # the pass after does not redact it again
+    assert shown_spec(_container(tmp_path)) is not shown  # a reload is a new object
