@@ -6,6 +6,7 @@ models, by the error rewording in ``issues`` and by the CRD generation in ``crds
 
 from __future__ import annotations
 
+import datetime
 import difflib
 from collections.abc import Iterable
 from typing import Annotated
@@ -100,13 +101,40 @@ class FieldError(ValueError):
         self.path = path
 
 
+def _as_yaml(value: object) -> object:
+    """``value`` with YAML's dates, timestamps, ``!!binary`` and ``!!set`` as their YAML text."""
+    if isinstance(value, datetime.date):  # a datetime is a date too
+        return _Spelt(value.isoformat())
+    if isinstance(value, bytes | bytearray):
+        return _Spelt(f"!!binary ({len(value)} bytes)")
+    if isinstance(value, set | frozenset):
+        return [_as_yaml(v) for v in sorted(value, key=str)]
+    if isinstance(value, list):
+        return [_as_yaml(v) for v in value]
+    if isinstance(value, dict):
+        return {_as_yaml(k): _as_yaml(v) for k, v in value.items()}
+    return value
+
+
+class _Spelt(str):
+    """Text that is shown as is, unquoted (a YAML date reads 2020-01-01, not '2020-01-01')."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def shown(value: object, limit: int = 40) -> str:
-    """``value`` as quoted in a message: YAML spelling for flags and nulls, cut short."""
+    """``value`` as quoted in a message, spelt as the YAML it came from and cut short: flags
+    and nulls in YAML's words, dates as written (not ``datetime.date(2020, 1, 1)``),
+    ``!!binary`` by its size. The walk is of what validation refused, which the loader has
+    bounded (``MAX_VALUES``)."""
     if value is None:
         return "an empty value"
     if isinstance(value, bool):
         return str(value).lower()
-    text = repr(value)
+    text = repr(_as_yaml(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

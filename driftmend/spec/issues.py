@@ -7,7 +7,6 @@ as written in YAML and say how to fix it, instead of pydantic's own wording.
 
 from __future__ import annotations
 
-import datetime
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,8 +15,14 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from driftmend.spec.fields import API_VERSION, DNS_NAME, ENV_NAME, FieldError, did_you_mean
-from driftmend.spec.fields import shown as _python_shown
+from driftmend.spec.fields import (
+    API_VERSION,
+    DNS_NAME,
+    ENV_NAME,
+    FieldError,
+    did_you_mean,
+    shown,
+)
 
 
 def _one_line(text: str) -> str:
@@ -25,40 +30,6 @@ def _one_line(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
-
-
-def _as_yaml(value: object) -> object:
-    """``value`` with YAML's dates, timestamps, ``!!binary`` and ``!!set`` as their YAML text."""
-    if isinstance(value, datetime.date):  # a datetime is a date too
-        return _Spelt(value.isoformat())
-    if isinstance(value, bytes | bytearray):
-        return _Spelt(f"!!binary ({len(value)} bytes)")
-    if isinstance(value, set | frozenset):
-        return [_as_yaml(v) for v in sorted(value, key=str)]
-    if isinstance(value, list):
-        return [_as_yaml(v) for v in value]
-    if isinstance(value, dict):
-        return {_as_yaml(k): _as_yaml(v) for k, v in value.items()}
-    return value
-
-
-class _Spelt(str):
-    """Text that is shown as is, unquoted (a YAML date reads 2020-01-01, not '2020-01-01')."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def shown(value: object, limit: int = 40) -> str:
-    """``value`` as quoted in a message, spelt as the YAML it came from.
-
-    ``fields.shown`` quotes Python's repr, which for YAML's dates, timestamps and
-    ``!!binary`` reads ``datetime.date(2020, 1, 1)`` or ``b'...'``: Python, not the file.
-    The walk is of what validation refused, which the loader has bounded (``MAX_VALUES``).
-    """
-    return _python_shown(_as_yaml(value), limit)
 
 
 @dataclass(frozen=True)

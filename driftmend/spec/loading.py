@@ -25,8 +25,8 @@ from driftmend.spec.documents import (
     RedisCache,
     Resource,
 )
-from driftmend.spec.fields import did_you_mean
-from driftmend.spec.issues import SpecIssue, describe_errors, shown
+from driftmend.spec.fields import did_you_mean, shown
+from driftmend.spec.issues import SpecIssue, describe_errors
 from driftmend.spec.yaml_loader import (
     UnsafeDocument,
     check_shape,
