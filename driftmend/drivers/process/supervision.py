@@ -25,7 +25,9 @@ from typing import Any
 import psutil
 
 from driftmend.drivers.base import EventSink
+from driftmend.drivers.process.exits import exited
 from driftmend.drivers.process.state import Exit, ProcessState
+from driftmend.drivers.process.tree import descendants
 from driftmend.drivers.process.unit import Replica, Unit, alive
 from driftmend.drivers.state_files import read_json
 from driftmend.errors import DriverError
@@ -82,9 +84,11 @@ class Supervisor:
 
     async def _watch_adopted(self, unit: Unit, r: Replica) -> None:
         """Poll a process that is not our child (adopted): its exit code cannot be known."""
-        # Not our child: no wait() to await, so poll (pid and create time, zombie or not).
-        while alive(r.ps):  # noqa: ASYNC110 - there is no event to wait on
-            await asyncio.sleep(self.poll)
+        # Not our child: no wait() to await. The kernel says when it exits (a pidfd);
+        # without pidfds, poll (pid and create time, zombie or not).
+        if not await exited(r.pid, lambda: alive(r.ps)):
+            while alive(r.ps):  # noqa: ASYNC110 - there is no event to wait on
+                await asyncio.sleep(self.poll)
         self.on_exit(unit, r, None)
 
     def reap_adopted(self, unit: Unit) -> None:
@@ -269,7 +273,7 @@ def process_tree(ps: psutil.Process | None) -> list[psutil.Process]:
         return []
     assert ps is not None
     try:
-        return [ps, *ps.children(recursive=True)]
+        return [ps, *descendants(ps)]
     except psutil.Error:
         return [ps]
 

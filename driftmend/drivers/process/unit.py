@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from driftmend.drivers.process.state import Exit, ProcessState
+from driftmend.drivers.process.tree import descendant_pids
 from driftmend.drivers.state_files import write_json
 from driftmend.spec import Container, HealthProbe
 
@@ -68,19 +69,16 @@ class Replica:
         if self.ps is None:
             return
         yield self.ps
-        try:
-            current = self.ps.children(recursive=True)
-        except psutil.Error:
-            return
         fresh: dict[int, psutil.Process] = {}
-        for child in current:
-            cached = self.children.get(child.pid)
+        for pid in descendant_pids(self.ps):
+            child = self.children.get(pid)
             try:
-                if cached is not None and cached.create_time() == child.create_time():
-                    child = cached
+                # A cached process that is not running means the pid was reused.
+                if child is None or not child.is_running():
+                    child = psutil.Process(pid)
             except psutil.Error:
-                pass
-            fresh[child.pid] = child
+                continue  # exited since the walk
+            fresh[pid] = child
         self.children = fresh
         yield from fresh.values()
 
