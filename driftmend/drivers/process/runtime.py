@@ -23,6 +23,7 @@ from typing import Any
 
 from driftmend.drivers.base import EventSink, StartFailureSink, no_revisions
 from driftmend.drivers.process.access import DEFAULT_WORK_ROOT, work_dir
+from driftmend.drivers.process.exits import use_pidfd_child_watcher
 from driftmend.drivers.process.probes import sync_probes
 from driftmend.drivers.process.spawn import Placement, SpawnError, process_spec, spawn
 from driftmend.drivers.process.starts import Starts, start_facts
@@ -93,6 +94,7 @@ class ProcessRuntime:
         if self._started:
             return
         self._started = True
+        use_pidfd_child_watcher()  # no thread per replica (Python 3.11)
         if not self._root.is_dir():
             return
         for state_file in sorted(self._root.glob("*/state.json")):

@@ -1,0 +1,119 @@
+"""Watching real processes cheaply: descendants without a ``/proc`` scan, exits without a
+thread (``drivers/process/tree.py``, ``drivers/process/exits.py``, issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import psutil
+import pytest
+
+from driftmend.drivers.process.exits import exited, pidfds_work, use_pidfd_child_watcher
+from driftmend.drivers.process.tree import descendant_pids
+
+needs_pidfds = pytest.mark.skipif(not pidfds_work(), reason="this kernel has no pidfd_open")
+
+
+def _until(check: object, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.01)
+    raise AssertionError("not within the deadline")
+
+
+def test_descendants_are_found_in_every_session() -> None:
+    # sh -> sleep, and sh -> setsid -> sleep in a session of its own (PostgreSQL's backends).
+    tree = subprocess.Popen(["sh", "-c", "setsid sleep 60 & sleep 60 & wait"])
+    try:
+        ps = psutil.Process(tree.pid)
+        _until(lambda: len(ps.children(recursive=True)) >= 2)
+        expected = {p.pid for p in ps.children(recursive=True)}
+        assert set(descendant_pids(ps)) == expected
+        assert any(os.getsid(pid) != os.getsid(tree.pid) for pid in expected)
+    finally:
+        for p in psutil.Process(tree.pid).children(recursive=True):
+            p.kill()
+        tree.kill()
+        tree.wait()
+
+
+def test_a_process_without_children_has_no_descendants() -> None:
+    leaf = subprocess.Popen(["sleep", "60"])
+    try:
+        assert descendant_pids(psutil.Process(leaf.pid)) == []
+    finally:
+        leaf.kill()
+        leaf.wait()
+
+
+@needs_pidfds
+async def test_children_are_waited_for_without_a_thread_each() -> None:
+    assert use_pidfd_child_watcher()
+    before = threading.active_count()
+    procs = [await asyncio.create_subprocess_exec("sleep", "60") for _ in range(30)]
+    try:
+        assert threading.active_count() < before + 5  # the threaded watcher: one per child
+        procs[0].send_signal(signal.SIGKILL)
+        procs[1].terminate()
+        assert await asyncio.wait_for(procs[0].wait(), 10) == -signal.SIGKILL
+        assert await asyncio.wait_for(procs[1].wait(), 10) == -signal.SIGTERM
+        assert procs[2].returncode is None
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 10)
+    ok = await asyncio.create_subprocess_exec("sh", "-c", "exit 3")
+    assert await asyncio.wait_for(ok.wait(), 10) == 3
+
+
+@needs_pidfds
+def test_a_child_whose_loop_closed_is_reaped_by_the_next_loop() -> None:
+    async def start() -> int:
+        use_pidfd_child_watcher()
+        return (await asyncio.create_subprocess_exec("sleep", "60")).pid
+
+    orphan = asyncio.run(start())  # its loop is closed: nobody awaits it any more
+
+    async def next_loop() -> None:
+        other = await asyncio.create_subprocess_exec("true")  # takes the orphan over
+        await asyncio.wait_for(other.wait(), 10)
+        os.kill(orphan, signal.SIGKILL)
+        end = time.monotonic() + 10
+        while psutil.pid_exists(orphan):  # reaped, not left a zombie
+            assert time.monotonic() < end, f"pid {orphan} was never reaped"
+            await asyncio.sleep(0.01)
+
+    asyncio.run(next_loop())
+
+
+@needs_pidfds
+async def test_the_exit_of_a_process_that_is_not_our_child_is_an_event() -> None:
+    # The shell exits at once: its sleep is re-parented, as an adopted replica is.
+    shell = await asyncio.create_subprocess_exec(
+        "sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await shell.communicate()
+    pid = int(out)
+    ps = psutil.Process(pid)
+    assert ps.ppid() != os.getpid()
+    waiting = asyncio.create_task(exited(pid, ps.is_running))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    os.kill(pid, signal.SIGKILL)
+    assert await asyncio.wait_for(waiting, 10) is True
+    # Gone already, or a pid that is no longer the process meant: no wait at all.
+    assert await asyncio.wait_for(exited(pid, ps.is_running), 1) is True
+    leaf = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        assert await asyncio.wait_for(exited(leaf.pid, lambda: False), 1) is True
+    finally:
+        leaf.kill()
+        await leaf.wait()
