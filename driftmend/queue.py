@@ -3,7 +3,9 @@
 Stage: *queue* in docs/ARCHITECTURE.md, in client-go's manner: a key is queued at most once;
 a key added while a worker holds it is queued again when the worker is done, so no event is
 lost and no resource is reconciled twice at once. Delayed adds keep only the earliest due
-time. ``add_rate_limited`` is the backoff after a failed fix: the delay doubles with each
+time. An urgent add (a runtime's event: an exit, a failed probe) goes ahead of the keys the
+resync queued, so that at 1,000 resources an exit is not served after a second of resyncs.
+``add_rate_limited`` is the backoff after a failed fix: the delay doubles with each
 failure in a row (capped, with jitter so a fleet that failed together does not retry in
 step) and holds the key back, events included, until it has passed; ``forget`` ends it.
 """
@@ -49,19 +51,26 @@ class WorkQueue:
         self._jitter = jitter
         self._failures: dict[str, int] = {}
         self._not_before: dict[str, float] = {}  # loop time until which a key is held back
+        # Two lines: events ahead of resyncs. A key in both (queued, then made urgent) is
+        # served from the first it reaches; ``_queued`` says which entry is live.
+        self._urgent: deque[str] = deque()
         self._ready: deque[str] = deque()
-        self._queued: set[str] = set()
+        self._queued: dict[str, bool] = {}  # key -> queued as urgent
         self._processing: set[str] = set()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, bool] = {}  # added while processing -> urgent
         self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
         self._wakeup = asyncio.Event()
         self._closed = False
 
     def __len__(self) -> int:
-        return len(self._ready)
+        return len(self._queued)
 
-    def add(self, key: str, delay: float = 0.0) -> None:
-        """Queue ``key`` now, or after ``delay`` seconds (the earliest request wins)."""
+    def add(self, key: str, delay: float = 0.0, *, urgent: bool = False) -> None:
+        """Queue ``key`` now, or after ``delay`` seconds (the earliest request wins).
+
+        ``urgent`` puts it ahead of every key queued without it (an event, not a resync);
+        a delayed add is never urgent when it comes due.
+        """
         if self._closed:
             return
         held = self.held_back(key)
@@ -78,12 +87,13 @@ class WorkQueue:
             self._timers[key] = (due, loop.call_at(due, self._fire, key))
             return
         if key in self._processing:
-            self._dirty.add(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
             return
-        if key in self._queued:
+        queued = self._queued.get(key)
+        if queued is not None and (queued or not urgent):
             return
-        self._queued.add(key)
-        self._ready.append(key)
+        self._queued[key] = urgent
+        (self._urgent if urgent else self._ready).append(key)
         self._wakeup.set()
 
     def _fire(self, key: str) -> None:
@@ -92,22 +102,26 @@ class WorkQueue:
 
     async def get(self) -> str | None:
         """The next key to reconcile; None once the queue is closed."""
-        while not self._ready:
+        while True:
+            while self._urgent or self._ready:
+                urgent = bool(self._urgent)
+                key = (self._urgent if urgent else self._ready).popleft()
+                if self._queued.get(key) is not urgent:
+                    continue  # the other line's entry of a key made urgent, or served
+                del self._queued[key]
+                self._processing.add(key)
+                return key
             if self._closed:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
-        key = self._ready.popleft()
-        self._queued.discard(key)
-        self._processing.add(key)
-        return key
 
     def done(self, key: str) -> None:
         """A worker finished ``key``; requeue it if it was added meanwhile."""
         self._processing.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+        urgent = self._dirty.pop(key, None)
+        if urgent is not None:
+            self.add(key, urgent=urgent)
 
     def add_rate_limited(self, key: str) -> float:
         """Count one more failure of ``key`` and queue it after its backoff; returns the delay.

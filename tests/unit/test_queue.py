@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from driftmend.queue import WorkQueue, backoff_delay
 
@@ -88,3 +89,36 @@ async def test_discard_drops_delayed_adds_of_a_deleted_key() -> None:
     q.discard("a")
     await asyncio.sleep(0.1)
     assert len(q) == 0
+
+
+async def test_an_event_goes_ahead_of_the_resync() -> None:
+    q = WorkQueue()
+    for key in ("a", "b", "c", "d"):
+        q.add(key)  # a resync
+    q.add("c", urgent=True)  # an exit on c
+    q.add("e", urgent=True)
+    served = [await q.get() for _ in range(len(q))]
+    assert served == ["c", "e", "a", "b", "d"]  # c once, and first
+    assert len(q) == 0 and q._urgent == deque() and q._ready == deque()
+
+
+async def test_an_event_during_a_pass_runs_the_key_again_ahead() -> None:
+    q = WorkQueue()
+    q.add("a")
+    assert await q.get() == "a"
+    q.add("b")
+    q.add("a", urgent=True)  # the exit came while a's pass ran
+    q.done("a")
+    assert await q.get() == "a"
+    assert await q.get() == "b"
+
+
+async def test_a_resync_does_not_demote_an_urgent_key() -> None:
+    q = WorkQueue()
+    q.add("a")
+    q.add("b", urgent=True)
+    q.add("b")
+    assert [await q.get(), await q.get()] == ["b", "a"]
+    q.done("b")
+    q.add("b")  # queued again after being served: one entry, the new one
+    assert await q.get() == "b" and len(q) == 0
