@@ -120,7 +120,8 @@ class Controller:
         self.reconciler = Reconciler(
             desired=self.desired, runtime=runtime, observer=self.observer, store=store,
             metrics=metrics, admission=admission, executor=executor, escalation=escalation,
-            backoff=self.queue, resync_period=settings.resync_period, clock=clock,
+            backoff=self.queue, resync_period=settings.resync_period,
+            record_interval=settings.record_interval, clock=clock,
         )  # fmt: skip
         self.operations = Operations(
             desired=self.desired, store=store, queue=self.queue, reconciler=self.reconciler,
@@ -168,9 +169,10 @@ class Controller:
         self.reconciler.event_at[key] = self.clock()
         log.info("event %s on %s", reason, key)
         self.observer.changed(key)  # a verification waiting on it looks again now
-        self.queue.add(key)
+        # Ahead of the resync's keys: at 1,000 resources an exit must not wait its turn.
+        self.queue.add(key, urgent=True)
         for dep in self.observer.dependents(key):
-            self.queue.add(dep)
+            self.queue.add(dep, urgent=True)
 
     def tool_facts(self) -> Mapping[str, ToolFacts]:
         """What the guard knows of every tool: the catalogue's, plus external MCP tools."""
@@ -192,7 +194,7 @@ class Controller:
 
     def _after_fix(self, key: str, fixed: bool) -> None:
         # A fix ends the diff's timing of the old fault; a good one ends the backoff too.
-        self.reconciler.memory.pop(key, None)
+        self.reconciler.fix_ended(key)
         if fixed:
             self.queue.forget(key)
 
@@ -203,6 +205,9 @@ class Controller:
             key = await self.queue.get()
             if key is None:
                 return
+            # A pass in sync may never wait on anything: without this, workers would run
+            # passes back to back and starve HTTP, events and timers (issue 15).
+            await asyncio.sleep(0)
             self._busy += 1
             self.metrics.set_workers_busy(self._busy)
             requeue: float | None = 5.0
@@ -343,12 +348,19 @@ class Controller:
         # The workers are gone: a fix still open was cut short by this shutdown. Say so now
         # rather than leave it `running` until the next start.
         try:
+            self.reconciler.flush_counts()
+        except StoreError as exc:
+            log.warning("could not write the counts of the last passes: %s", exc)
+        try:
             closed = self.store.fix_records.mark_interrupted(self.clock(), SHUT_DOWN)
         except StoreError as exc:
             log.warning("could not close the fixes in flight: %s", exc)
         else:
             if closed:
                 log.warning("%d fix(es) in flight were closed as interrupted", closed)
+        close_invoker = getattr(self.invoker, "close", None)
+        if callable(close_invoker):  # the MCP session the fixes shared
+            await close_invoker()
         await self.runtime.close()
         # Passes open the files they attach (``Observer``), with or without the log task
         # running (``reconcile`` called directly, a pass finishing during shutdown).

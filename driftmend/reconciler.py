@@ -6,6 +6,11 @@ pure code (``decision.triage``, ``decision.after_guard``), carries out the one s
 (escalate, park, dry-run, execute), and writes its outcome once at the end, with the time
 the pass took. It reads the world afresh every time, so a lost event costs latency, never
 correctness. Queueing, workers and resync are the controller's (``controller.py``).
+
+A quiet pass (in sync, as the one before) costs no store read and, most of the time, no
+write: its row and signal sample are written when they change and otherwise once per
+``record_interval`` (``pacing.py``), and its count is added up in memory and written with
+the others every ``COUNT_FLUSH`` seconds (issue 15: 1,000 resources at a 1 s resync).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from driftmend.model import (
     ReconcileResult,
 )
 from driftmend.observer import Observer
+from driftmend.pacing import Pacer, state_of
 from driftmend.planners.rules import root_cause
 from driftmend.redaction import shown_spec
 from driftmend.spec import Container, Resource
@@ -57,6 +63,7 @@ log = logging.getLogger("driftmend.reconciler")
 __all__ = ["Backoff", "Reconciler"]
 
 HISTORY_LIMIT = 200  # enough fixes for any attempts window; a pass reads no more
+COUNT_FLUSH = 5.0  # seconds between two writes of the quiet passes' counts
 
 
 class Backoff(Protocol):
@@ -96,6 +103,7 @@ class Reconciler:
         escalation: EscalationHandler,
         backoff: Backoff,
         resync_period: float,
+        record_interval: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._desired = desired
@@ -111,6 +119,12 @@ class Reconciler:
         self._clock = clock
         self.memory: dict[str, Mapping[str, float]] = {}
         self.event_at: dict[str, float] = {}
+        self.pacer = Pacer(record_interval)
+        # Keys whose last pass was in sync with no operator flag and no plan to supersede:
+        # the next in-sync pass has nothing to clear, so it reads nothing.
+        self._quiet: set[str] = set()
+        self._counts: dict[tuple[str, Outcome], tuple[int, float]] = {}
+        self._counts_at = time.monotonic()
 
     def history(self, key: str) -> list[FixAttempt]:
         """Earlier fixes of ``key``, as the planners and the guard see them.
@@ -137,6 +151,31 @@ class Reconciler:
         """Drop what the reconciler remembers of ``key`` (removed, or fixed)."""
         self.memory.pop(key, None)
         self.event_at.pop(key, None)
+        self.fix_ended(key)
+        for counted in [c for c in self._counts if c[0] == key]:
+            del self._counts[counted]
+
+    def fix_ended(self, key: str) -> None:
+        """A fix of ``key`` ended (it wrote the row): the next pass writes and reads afresh,
+        and the diff's timing of the old fault is over."""
+        self.memory.pop(key, None)
+        self.pacer.forget(key)
+        self._quiet.discard(key)
+
+    def flush_counts(self) -> None:
+        """Write the counts of the quiet passes added up since the last flush.
+
+        Kept for the next flush when the store cannot take them; the controller calls this
+        once more when it stops."""
+        counts, self._counts = self._counts, {}
+        self._counts_at = time.monotonic()
+        try:
+            self._store.reconciliation_records.count_reconciliations(counts)
+        except StoreError:
+            for k, (n, at) in counts.items():
+                m, last = self._counts.get(k, (0, at))
+                self._counts[k] = (n + m, max(at, last))
+            raise
 
     async def reconcile(self, key: str, *, by_operator: bool = False) -> ReconcileResult:
         """One pass over one resource: observe, diff, maybe fix. Never raises.
@@ -176,8 +215,9 @@ class Reconciler:
                 log.warning("the pass over %s could not be recorded: %s", key, exc)
             else:
                 log.exception("bug while recording the pass over %s", key)
-            if ended.requeue_after is None:
-                ended = _Ended(ended.outcome, ended.message, 5.0, ended.drifts, ended.fix_id)
+            retry = exc.delay if isinstance(exc, StoreBusyError) else 5.0
+            if ended.requeue_after is None or ended.requeue_after > retry:
+                ended = _Ended(ended.outcome, ended.message, retry, ended.drifts, ended.fix_id)
         return ReconcileResult(key, ended.outcome, ended.message, ended.requeue_after, ended.fix_id)
 
     # --- the pass: read, decide, act -----------------------------------------------------
@@ -197,7 +237,6 @@ class Reconciler:
         result = diff(resource, self._desired.policies, obs, self.memory.get(key))
         self.memory[key] = result.pending
         self._metrics.set_signals(key, obs.signals)
-        self._store.signal_records.record_signals(key, obs.at, obs.signals)
         if result.in_sync:
             self._in_sync(key, obs.at)
             return obs, _Ended(Outcome.IN_SYNC, "in sync")
@@ -303,9 +342,13 @@ class Reconciler:
         """Back in sync: end the backoff, clear the operator flag, supersede parked plans.
 
         A plan proposed for an incident that is over must not be approved later; one an
-        operator asked for waits for them.
+        operator asked for waits for them. Flags and parked plans come from passes that
+        found a drift (which end the key's quiet) or are an operator's own (kept), so a key
+        in sync since its last pass has nothing here to clear.
         """
         self._backoff.forget(key)
+        if key in self._quiet:
+            return
         if self._store.resource_records.needs_operator(key):
             self._store.resource_records.set_needs_operator(key, None)
         for stale in self._store.pending_records.pending_plans(key=key):
@@ -318,6 +361,7 @@ class Reconciler:
                 self._escalation.plan_decided(
                     stale["id"], LlmDecision.SUPERSEDED, "the drift is over"
                 )
+        self._quiet.add(key)
 
     # --- the one write at the end --------------------------------------------------------
 
@@ -332,6 +376,9 @@ class Reconciler:
         """Record how the pass ended: the resource's row, and one reconciliation row for a
         pass that found something (a counter for the quiet ones)."""
         key = resource.key
+        eventful = bool(ended.drifts) or ended.outcome is not Outcome.IN_SYNC
+        if eventful:  # it may have flagged or parked: the next in-sync pass reads again
+            self._quiet.discard(key)
         if obs is None:  # the pass broke before it could observe: record the error alone
             self._store.reconciliation_records.record_reconciliation(
                 key, resource.kind, started, duration, ended.outcome, [], {}, ended.message
@@ -344,18 +391,27 @@ class Reconciler:
         if health is Health.DRIFTING and self._store.resource_records.needs_operator(key):
             # A retry of an exhausted ladder that failed: still the operator's to look at.
             health = Health.NEEDS_OPERATOR
-        spec_json = shown_spec(resource)  # secret values never leave memory
-        self._store.resource_records.upsert_resource(
-            key, resource.kind, spec_json, health, obs.signals, obs.at, _row_message(ended, obs)
-        )
         self._metrics.set_health(key, resource.kind, health)
-        if ended.drifts or ended.outcome is not Outcome.IN_SYNC:
+        message = _row_message(ended, obs)
+        # The spec object itself (compared by identity first): an edited spec is a new one.
+        signature = (health, message, resource, state_of(obs.signals))
+        if eventful or self.pacer.due(key, signature, obs.at):
+            spec_json = shown_spec(resource)  # secret values never leave memory
+            self._store.resource_records.upsert_resource(
+                key, resource.kind, spec_json, health, obs.signals, obs.at, message
+            )
+            self._store.signal_records.record_signals(key, obs.at, obs.signals)
+            self.pacer.written(key, signature, obs.at)
+        if eventful:
             self._store.reconciliation_records.record_reconciliation(
                 key, resource.kind, obs.at, duration, ended.outcome, list(ended.drifts),
                 obs.signals,
             )  # fmt: skip
-        else:
-            self._store.reconciliation_records.count_reconciliation(key, ended.outcome, obs.at)
+            return
+        n, _ = self._counts.get((key, ended.outcome), (0, obs.at))
+        self._counts[(key, ended.outcome)] = (n + 1, obs.at)
+        if time.monotonic() - self._counts_at >= COUNT_FLUSH:
+            self.flush_counts()
 
 
 def _row_message(ended: _Ended, obs: Observation) -> str:

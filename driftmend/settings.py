@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # health changes are events and come at once; drifts seen only in signals (CPU, memory,
     # connections, queries) are seen within this period.
     resync_period: float = Field(default=1.0, gt=0)
+    # A resource in sync has its row and a signal sample written when they change (health,
+    # message, spec, a state signal such as container.running), else once per this period:
+    # charts get a point, the store is spared a write per resource per resync.
+    record_interval: PositiveDuration = 30.0
     # Backoff after a failed fix: base * 2^(failures-1), capped (seconds).
     backoff_base: float = Field(default=1.0, gt=0)
     backoff_cap: float = Field(default=60.0, gt=0)

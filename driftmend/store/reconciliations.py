@@ -91,6 +91,17 @@ class ReconciliationRecords:
         with self._db.write() as db:
             _count(db, key, outcome, at)
 
+    def count_reconciliations(
+        self, counts: Mapping[tuple[str, Outcome], tuple[int, float]]
+    ) -> None:
+        """Count many uneventful passes in one transaction: ``(key, outcome) -> (passes,
+        time of the last)``. The reconciler adds its quiet passes up between two calls."""
+        if not counts:
+            return
+        with self._db.write() as db:
+            for (key, outcome), (n, at) in counts.items():
+                _count(db, key, outcome, at, n)
+
     def reconciliation_counts(self, key: str | None = None) -> dict[str, int]:
         """Passes per outcome, for one resource or all."""
         if key is None:
@@ -126,16 +137,16 @@ class ReconciliationRecords:
         ]
 
 
-def _count(db: Recorder, key: str, outcome: Outcome, at: float) -> None:
-    """Count one pass of ``key`` with ``outcome`` inside the caller's transaction ``db``.
+def _count(db: Recorder, key: str, outcome: Outcome, at: float, n: int = 1) -> None:
+    """Count ``n`` passes of ``key`` with ``outcome`` inside the caller's transaction ``db``.
 
     The later of the two times by CASE, not ``MAX(a, b)``: SQLite's two-argument MAX is
     PostgreSQL's GREATEST, and this statement runs on both."""
     db.execute(
-        """INSERT INTO reconcile_counts (key, outcome, count, last_at) VALUES (?, ?, 1, ?)
+        """INSERT INTO reconcile_counts (key, outcome, count, last_at) VALUES (?, ?, ?, ?)
            ON CONFLICT (key, outcome) DO UPDATE SET
-               count = reconcile_counts.count + 1,
+               count = reconcile_counts.count + excluded.count,
                last_at = CASE WHEN excluded.last_at > reconcile_counts.last_at
                               THEN excluded.last_at ELSE reconcile_counts.last_at END""",
-        (key, str(outcome), at),
+        (key, str(outcome), n, at),
     )

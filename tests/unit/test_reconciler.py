@@ -8,6 +8,7 @@ the fakes of ``controller_fakes``. Integration tests cover the same paths on rea
 from __future__ import annotations
 
 import itertools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +343,7 @@ async def test_the_llm_sees_earlier_fixes_with_their_time_and_tools(tmp_path: Pa
 
 
 async def test_a_store_that_cannot_be_written_ends_the_pass_without_raising(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     r = rig(tmp_path)
     r.apply([container()], [policy()])
@@ -352,9 +353,13 @@ async def test_a_store_that_cannot_be_written_ends_the_pass_without_raising(
 
     monkeypatch.setattr(r.store.signal_records, "record_signals", full)
     monkeypatch.setattr(r.store.reconciliation_records, "record_reconciliation", full)
-    result = await r.controller.reconcile(KEY)
-    assert result.outcome is Outcome.ERROR and "disk is full" in result.message
-    assert result.requeue_after == 5.0  # looked at again soon, not only at the next resync
+    with caplog.at_level(logging.WARNING, "driftmend.reconciler"):
+        result = await r.controller.reconcile(KEY)
+    # The pass itself went well: it says so, and is looked at again soon (not only at the
+    # next resync) so that its record is written once the disk has room.
+    assert result.outcome is Outcome.IN_SYNC
+    assert result.requeue_after == 5.0
+    assert "could not be recorded: the store's disk is full" in caplog.text
 
 
 async def test_a_busy_store_is_retried_after_its_delay(
@@ -368,7 +373,7 @@ async def test_a_busy_store_is_retried_after_its_delay(
 
     monkeypatch.setattr(r.store.signal_records, "record_signals", locked)
     result = await r.controller.reconcile(KEY)
-    assert result.outcome is Outcome.ERROR and result.requeue_after == 0.5
+    assert result.requeue_after == 0.5
 
 
 async def test_a_flag_set_before_the_first_recorded_pass_is_honoured(tmp_path: Path) -> None:
@@ -407,3 +412,79 @@ async def test_fixes_a_stop_interrupted_are_no_attempts(tmp_path: Path) -> None:
     result = await r.controller.reconcile(KEY)
     assert result.outcome is Outcome.FIXED
     assert r.store.fix_records.fixes(key=KEY)[0].plan["trigger"] == "ladder"
+
+
+# --- quiet passes: no reads, paced writes (issue 15) -------------------------------------------
+
+
+async def test_quiet_passes_read_nothing_and_are_written_once_per_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig(tmp_path, record_interval=30.0)
+    r.apply([container()], [policy()])
+    assert (await r.controller.reconcile(KEY)).outcome is Outcome.IN_SYNC
+    first = state(r).observed_at
+
+    def no_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a quiet pass read the store")
+
+    records = r.store.resource_records
+    monkeypatch.setattr(records, "needs_operator", no_reads)
+    monkeypatch.setattr(r.store.pending_records, "pending_plans", no_reads)
+    for _ in range(10):
+        r.clock.advance(1.0)
+        assert (await r.controller.reconcile(KEY)).outcome is Outcome.IN_SYNC
+    monkeypatch.undo()
+    assert state(r).observed_at == first  # ten passes, no write
+    assert len(r.store.signal_records.signal_history(KEY, None, 0.0)) == 1
+    r.clock.advance(20.0)  # 30 s after the first write
+    await r.controller.reconcile(KEY)
+    assert state(r).observed_at == first + 30.0
+    assert len(r.store.signal_records.signal_history(KEY, None, 0.0)) == 2
+    # Every pass is counted, the quiet ones added up in memory until a flush.
+    r.controller.reconciler.flush_counts()
+    counts = r.store.reconciliation_records.reconciliation_counts(KEY)
+    assert counts == {"in-sync": 12}
+
+
+async def test_a_change_is_written_at_once_and_ends_the_quiet(tmp_path: Path) -> None:
+    r = rig(tmp_path, record_interval=30.0)
+    r.apply([container()], [policy()])
+    await r.controller.reconcile(KEY)
+    r.clock.advance(1.0)
+    await r.controller.reconcile(KEY)
+    crash(r)
+    r.clock.advance(1.0)
+    result = await r.controller.reconcile(KEY)  # drift: fixed through the policy
+    assert result.outcome is Outcome.FIXED
+    history = r.store.signal_records.signal_history(KEY, None, 0.0)
+    assert [s["signals"]["container.running"] for s in history][-1] is False
+    # A flag set while a drift lasts is cleared by the next in-sync pass: the drift ended the
+    # quiet, so that pass reads the flag again.
+    r.store.resource_records.set_needs_operator(KEY, "look at it")
+    r.clock.advance(1.0)
+    await r.controller.reconcile(KEY)
+    assert not r.store.resource_records.needs_operator(KEY)
+    assert state(r).observed_at == r.clock.now  # the row changed (health, message): written
+
+
+async def test_counts_the_store_refused_are_kept_for_the_next_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    for _ in range(3):
+        await r.controller.reconcile(KEY)
+    records = r.store.reconciliation_records
+    real = records.count_reconciliations
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnusableError("the store's disk is full")
+
+    monkeypatch.setattr(records, "count_reconciliations", full)
+    with pytest.raises(StoreUnusableError):
+        r.controller.reconciler.flush_counts()
+    monkeypatch.setattr(records, "count_reconciliations", real)
+    await r.controller.reconcile(KEY)
+    r.controller.reconciler.flush_counts()
+    assert records.reconciliation_counts(KEY) == {"in-sync": 4}
