@@ -8,14 +8,20 @@ declared in ``settings.mcp_servers`` by command or URL, are named
 call returns ``(ToolResult, mcp_call)``: the call made (server, transport, tool, redacted
 arguments, duration, isError), which ``act`` journals with the step.
 
-Each call opens its own session and closes it before returning. In memory that costs a few
-milliseconds and keeps every task's cancel scope where it was opened; for an external stdio
-server it costs a process start per call, which healing steps (seconds apart) can afford.
-Nothing raises out of ``invoke``: a transport or protocol error is a failed ``ToolResult``.
+Calls to our own server share one session, opened at the first call and kept until
+``close``: a session per call cost a handshake and a ``tools/list`` whose schemas enumerate
+every resource key, which at 1,000 resources and 50 fixes at once was most of a fix's time
+(issue 15). A task of its own enters and leaves it (anyio's cancel scopes must be left by
+the task that entered them); the fixes' tasks only send requests on it. A session that
+broke is dropped and the next call opens a new one. An external server gets a session per
+call: for a stdio server that is a process start, which healing steps (seconds apart) can
+afford. Nothing raises out of ``invoke``: a transport or protocol error is a failed
+``ToolResult``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -151,6 +157,12 @@ class McpInvoker:
     ) -> None:
         self._catalogue = catalogue
         self._server = build_server(catalogue, ctx, AccessRules(), caller=CONTROLLER)
+        # "legacy" frames every message as JSON-RPC over in-memory streams, as a stdio or
+        # HTTP client would; the SDK's default for an in-process server skips serialization,
+        # and then a plan could pass what no outside client can.
+        self._own = _SharedSession(
+            lambda: Client(self._server, mode="legacy", client_info=_CLIENT_INFO)
+        )
         self._externals = {e.name: e for e in externals}
         self._clock = clock
         self._external_facts: dict[str, ToolFacts] = {}
@@ -178,17 +190,17 @@ class McpInvoker:
                 server.name, server.transport, self._open(server), remote, dict(params)
             )
         arguments = {RESOURCE_ARG: resource.key, **params}
-        # "legacy" frames every message as JSON-RPC over in-memory streams, as a stdio or HTTP
-        # client would; the SDK's default for an in-process server skips serialization, and
-        # then a plan could pass what no outside client can.
-        client = Client(self._server, mode="legacy", client_info=_CLIENT_INFO)
-        return await self._call(SERVER_NAME, "memory", client, tool, arguments)
+        return await self._call(SERVER_NAME, "memory", self._own, tool, arguments)
+
+    async def close(self) -> None:
+        """End the session to our own server, if one is open (the controller stops)."""
+        await self._own.close()
 
     async def _call(
         self,
         server: str,
         transport: str,
-        client: AbstractAsyncContextManager[Client],
+        client: AbstractAsyncContextManager[Client] | _SharedSession,
         tool: str,
         arguments: dict[str, Any],
     ) -> tuple[ToolResult, dict[str, Any]]:
@@ -253,6 +265,62 @@ class McpInvoker:
     def tool_facts(self) -> dict[str, ToolFacts]:
         """What the guard knows of every tool: the catalogue's and the discovered external ones."""
         return {**tool_facts(self._catalogue), **self._external_facts}
+
+
+class _SharedSession:
+    """One long-lived client session, entered and left by a task of its own.
+
+    Used as ``async with shared as session``: entering waits for the session (opening it
+    the first time), leaving does nothing unless the call failed, which drops the session
+    so that the next call opens a fresh one.
+    """
+
+    def __init__(self, open_client: Callable[[], Client]) -> None:
+        self._open_client = open_client
+        self._ready: asyncio.Future[Client] | None = None
+        self._done: asyncio.Event | None = None
+        self._owner: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Client:
+        ready = self._ready
+        if ready is None or (ready.done() and (ready.cancelled() or ready.exception())):
+            self._start()
+        assert self._ready is not None
+        return await asyncio.shield(self._ready)
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, Exception):  # the session may be broken: the next call reopens
+            await self.close()
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ready, self._done = loop.create_future(), asyncio.Event()
+        self._owner = loop.create_task(
+            self._own(self._ready, self._done), name="MCP session to the controller's tools"
+        )
+
+    async def _own(self, ready: asyncio.Future[Client], done: asyncio.Event) -> None:
+        try:
+            async with self._open_client() as client:
+                ready.set_result(client)
+                await done.wait()
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            else:
+                log.warning("the MCP session to the controller's tools ended: %s", _describe(exc))
+        finally:
+            if not ready.done():  # cancelled before it was open
+                ready.cancel()
+
+    async def close(self) -> None:
+        """Leave the session (from its own task) and wait until it is left."""
+        owner, done = self._owner, self._done
+        self._ready = self._done = self._owner = None
+        if owner is None or done is None:
+            return
+        done.set()
+        await asyncio.wait([owner])  # its errors were logged by itself
 
 
 class _HttpClient:

@@ -5,11 +5,13 @@ The fakes sit at our own driver Protocols; the MCP client, server and store are 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types as types
 import pytest
 from mcp import Client
@@ -317,6 +319,43 @@ async def test_the_invoker_names_its_mcp_call(ctx: ToolContext) -> None:
     assert call["tool"] == "container_scale" and call["is_error"] is False
     assert call["arguments"] == {"resource": "Container/shop", "replicas": 1}
     assert call["duration_s"] >= 0
+    await invoker.close()
+
+
+async def test_the_invoker_keeps_one_session_and_reopens_a_broken_one(ctx: ToolContext) -> None:
+    invoker = McpInvoker(CATALOGUE, ctx)
+    shared = invoker._own
+    opened: list[Any] = []
+    open_client = shared._open_client
+
+    def counting() -> Any:
+        opened.append(open_client())
+        return opened[-1]
+
+    shared._open_client = counting
+    shop = ctx.resources["Container/shop"]
+    results = await asyncio.gather(
+        *(invoker.invoke("container_scale", shop, {"replicas": 1}) for _ in range(5))
+    )
+    assert [r.status for r, _ in results] == [ToolStatus.OK] * 5
+    assert len(opened) == 1  # five calls at once, one handshake
+    owner = shared._owner
+    assert owner is not None and not owner.done()
+
+    # The session breaks under a call: that call fails as a value, the next one reopens.
+    session = await shared.__aenter__()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise anyio.ClosedResourceError
+
+    session.call_tool = broken  # type: ignore[method-assign]
+    failed, call = await invoker.invoke("container_scale", shop, {"replicas": 1})
+    assert failed.status is ToolStatus.ERROR and call is not None and call["is_error"]
+    assert owner.done()  # left by its own task
+    again, _ = await invoker.invoke("container_scale", shop, {"replicas": 1})
+    assert again.status is ToolStatus.OK and len(opened) == 2
+    await invoker.close()
+    assert shared._owner is None
 
 
 async def test_the_invoker_passes_failures_through_as_values(ctx: ToolContext) -> None:
@@ -327,6 +366,7 @@ async def test_the_invoker_passes_failures_through_as_values(ctx: ToolContext) -
     assert call is not None and call["is_error"] is True
     missing, none = await invoker.invoke("external.nope/x", shop, {})
     assert missing.status is ToolStatus.REFUSED and none is None
+    await invoker.close()
 
 
 def test_external_names_and_effects() -> None:
