@@ -53,11 +53,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def _fill(disk: Path) -> Path:
     """Write a file until the disk is full; returns it."""
     filler = disk / "filler"
-    with filler.open("wb") as f:
+    # Unbuffered: a buffered file would try its last block again on close, and fail there.
+    with filler.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
