@@ -452,3 +452,43 @@ async def test_a_restart_that_dies_at_once_says_why(engine: Engine, rt: RuntimeR
     assert out["alive"] == [False]
     [death] = out["died"]
     assert death["replica"] == 0 and "code 3" in death["reason"], death
+
+
+async def test_quiet_observations_ask_the_engine_nothing(engine: Engine, tmp_path: Path) -> None:
+    """Issue 15: a pass over a Container nothing happened to reads its kept snapshot and its
+    cgroup; an outside change (a `docker stop`) is seen through the event stream."""
+    runtime = DockerRuntime(tmp_path / "state")
+    runtime.set_event_sink(lambda key, reason: None)
+    await runtime.start()
+    try:
+        web = container("web", command=["python3", "-u", "-c", "import time; time.sleep(3600)"])
+        await runtime.ensure(web)
+        await eventually(lambda: runtime._relay.live, what="the event stream")
+        await runtime.observe(web)
+        calls: list[str] = []
+        for name in ("snapshot", "sample"):
+            real = getattr(runtime._engine, name)
+
+            def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+                calls.append(_name)
+                return _real(*args)
+
+            setattr(runtime._engine, name, counted)
+        for _ in range(5):
+            await asyncio.sleep(0.3)
+            obs = await runtime.ensure(web), await runtime.observe(web)
+            signals = obs[1].signals
+            assert signals["container.running"] is True
+            assert isinstance(signals["container.memory_bytes"], int)
+            assert signals["container.memory_bytes"] > 1_000_000  # a Python process, in MB
+        assert calls == []  # neither a list/inspect nor a stats request in five passes
+
+        await asyncio.to_thread(engine.api.stop, "driftmend-default.web-0", timeout=1)
+
+        async def stopped() -> bool:
+            return (await runtime.observe(web)).signals["container.running"] is False
+
+        await eventually(stopped, what="the outside stop seen", deadline=10)
+        assert "snapshot" in calls  # the stop's event made the snapshot stale
+    finally:
+        await runtime.close()

@@ -32,9 +32,12 @@ log = logging.getLogger(__name__)
 
 # What the event stream carries: exits, OOM kills, health changes, restarts by Docker's own
 # policy, and removals (a removed container is a replica that is not running).
+# The events reported to the loop as news (a pass to run) ...
+REPORTED = ("die", "oom", "health_status", "restart", "destroy")
+# ... and those that only say a Container's snapshot is stale (snapshots.py).
 EVENT_FILTERS = {
     "type": ["container"],
-    "event": ["die", "oom", "health_status", "restart", "destroy"],
+    "event": [*REPORTED, "create", "start", "stop", "kill", "pause", "unpause", "update", "rename"],
 }
 RECONNECT_MIN = 0.1  # seconds before the first reconnect of the event stream ...
 RECONNECT_MAX = 2.0  # ... doubling up to this: a local engine restarts in a few seconds
@@ -104,6 +107,11 @@ def news_of(
     return News(key, action, str(attrs.get("name", cid[:12])))
 
 
+def reported(action: str) -> bool:
+    """Whether an event with ``action`` is news for the loop (not only a stale snapshot)."""
+    return action.split(":", 1)[0].strip() in REPORTED
+
+
 def reason_of(action: str) -> str:
     """The loop's word for an engine event: ``exit``, ``health``, ``oom``, ``restart``, ..."""
     if action == "die":
@@ -170,6 +178,11 @@ class EventStream:
         self._stream: Any = None
         self.connects = 0
         """How often the stream connected: more than once means it reconnected."""
+
+    @property
+    def live(self) -> bool:
+        """True while connected: no event is being missed."""
+        return self._stream is not None
 
     def ensure_running(self) -> None:
         """Start the thread unless one runs (safe from any thread: one thread at most)."""

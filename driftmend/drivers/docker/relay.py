@@ -47,6 +47,12 @@ class EventRelay:
         stream = self._stream
         return self._connects_before + (stream.connects if stream is not None else 0)
 
+    @property
+    def live(self) -> bool:
+        """True while the event stream is connected (events are not being missed)."""
+        stream = self._stream
+        return self.started and stream is not None and stream.live
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Create the stream, to be started by ``engine_connected``; events go to ``loop``."""
         self._loop = loop

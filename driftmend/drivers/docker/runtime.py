@@ -4,7 +4,9 @@ Stage: *observe* and *act*. The facade the router and the tools call: it keeps o
 Container (``unit.py``: its lock, state, probes, log followers), runs the engine's blocking
 calls (``engine.py``, ``provision.py``) in a small thread pool, and turns engine events
 (``events.py``, ``relay.py``) and probe transitions into events for the loop, on the loop's
-thread.
+thread. A pass asks the engine nothing while its events say nothing changed: snapshots are
+kept (``snapshots.py``) and CPU and memory are read from the cgroups of a local engine's
+containers (``cgroups.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from driftmend.drivers.base import EventSink, no_revisions
+from driftmend.drivers.docker.cgroups import CgroupReader
 from driftmend.drivers.docker.engine import Engine
-from driftmend.drivers.docker.events import PlannedStops, news_of, reason_of
+from driftmend.drivers.docker.events import PlannedStops, key_of, news_of, reason_of, reported
 from driftmend.drivers.docker.limits import check_limits, override_limits
 from driftmend.drivers.docker.observation import facts_of, signals_of, stats_rows
 from driftmend.drivers.docker.probes import Probe, sync_probes
@@ -34,7 +37,8 @@ from driftmend.drivers.docker.replicas import (
     exit_reason,
     scaled_away,
 )
-from driftmend.drivers.docker.stats import Sampler
+from driftmend.drivers.docker.snapshots import SnapshotCache
+from driftmend.drivers.docker.stats import Sample, Sampler
 from driftmend.drivers.docker.unit import DockerUnit
 from driftmend.drivers.state_files import log_paths, resource_dir
 from driftmend.errors import PermanentError
@@ -91,7 +95,9 @@ class DockerRuntime:
         self._planned = PlannedStops()
         self._engine = Engine(base_url, timeout, self._planned, self._on_engine_connect)
         self._relay = EventRelay(self._engine.connect_events, self._on_event, self._on_reconnect)
-        self._sampler = Sampler(self._engine.sample, self._call)
+        self._snapshots = SnapshotCache()
+        self._cgroups = CgroupReader()
+        self._sampler = Sampler(self._engine.sample, self._call, self._cgroup_sample)
 
     @property
     def event_stream_connects(self) -> int:
@@ -142,7 +148,7 @@ class DockerRuntime:
         unit = self._unit(container)
         done: list[str] = []
         async with unit.lock:
-            snap = await self._call(self._engine.snapshot, container)
+            snap = await self._snapshot(container)
             unit.adopt(snap)
             if docker_spec(container).image is not None and not unit.state.stopped:
                 for i in range(unit.desired(container)):
@@ -152,6 +158,7 @@ class DockerRuntime:
                         done.append(f"created {container.key} replica {i} ({rep.name})")
                 if done:
                     unit.save()
+                    self._snapshots.stale(container.key)
         return done
 
     async def observe(self, container: Container) -> Observation:
@@ -162,7 +169,7 @@ class DockerRuntime:
         several projects is a ``PermanentError``: driftmend will not guess which to watch.
         """
         unit = self._unit(container)
-        snap = await self._call(self._engine.snapshot, container)
+        snap = await self._snapshot(container)
         unit.adopt(snap)
         self._sync_followers(unit, snap)
         self._sync_probes(unit, container, snap)
@@ -187,7 +194,7 @@ class DockerRuntime:
         """
         unit = self._unit(container)
         desired = unit.desired(container)
-        async with unit.lock:
+        async with self._acting(unit):
             snap = await self._call(self._engine.snapshot, container)
             unit.adopt(snap)
             if (
@@ -238,7 +245,7 @@ class DockerRuntime:
         false, fact ``stopped``), which a policy heals unless healing is paused.
         """
         unit = self._unit(container)
-        async with unit.lock:
+        async with self._acting(unit):
             snap = await self._call(self._engine.snapshot, container)
             unit.state.stopped = True
             unit.save()
@@ -257,7 +264,7 @@ class DockerRuntime:
         """
         unit = self._unit(container)
         started: list[dict[str, Any]] = []
-        async with unit.lock:
+        async with self._acting(unit):
             snap = await self._call(self._engine.snapshot, container)
             unit.adopt(snap)
             unit.state.stopped = False
@@ -301,7 +308,7 @@ class DockerRuntime:
         started: list[int] = []
         removed: list[dict[str, Any]] = []
         stopped: list[dict[str, Any]] = []
-        async with unit.lock:
+        async with self._acting(unit):
             snap = await self._call(self._engine.snapshot, container)
             unit.adopt(snap)
             unit.state.scale, unit.state.scale_base = replicas, container.spec.replicas
@@ -376,7 +383,7 @@ class DockerRuntime:
         if cpu is None and memory is None:
             raise PermanentError("set_limits needs cpu (cores) or memory (bytes), or both")
         unit = self._unit(container)
-        async with unit.lock:
+        async with self._acting(unit):
             snap = await self._call(self._engine.snapshot, container)
             unit.adopt(snap)
             running = [r for r in snap.replicas.values() if r.running]
@@ -420,7 +427,7 @@ class DockerRuntime:
         """
         unit = self._unit(container)
         removed: list[str] = []
-        async with unit.lock:
+        async with self._acting(unit):
             if docker_spec(container).image is not None:
                 snap = await self._call(self._engine.snapshot, container)
                 for rep in [*snap.replicas.values(), *snap.extras]:
@@ -458,6 +465,33 @@ class DockerRuntime:
             restart_replica, self._engine, container, index, current, template, limits
         )
 
+    async def _snapshot(self, container: Container) -> Snapshot:
+        """The Container's containers, from the cache while the event stream says nothing
+        changed them (``snapshots.py``), else from the engine."""
+        key = container.key
+        if self._relay.live:
+            kept = self._snapshots.get(key)
+            if kept is not None:
+                return kept
+        token = self._snapshots.begin(key)
+        snap = await self._call(self._engine.snapshot, container)
+        self._snapshots.put(key, snap, token)
+        return snap
+
+    @contextlib.asynccontextmanager
+    async def _acting(self, unit: DockerUnit) -> AsyncIterator[None]:
+        """An action on ``unit`` under its lock; its snapshot is stale before and after."""
+        async with unit.lock:
+            self._snapshots.stale(unit.key)
+            try:
+                yield
+            finally:
+                self._snapshots.stale(unit.key)
+
+    def _cgroup_sample(self, rep: DockerReplica) -> Sample | None:
+        """A stats sample from the replica's cgroup when the engine is on this host."""
+        return self._cgroups.read(rep.id, rep.pid)
+
     # -- events (on the loop's thread) -----------------------------------------------------
 
     def _on_engine_connect(self) -> None:
@@ -465,12 +499,19 @@ class DockerRuntime:
         self._relay.engine_connected()
 
     def _on_reconnect(self) -> None:
+        self._snapshots.clear()  # events may have been lost while it was down
         for key in list(self._units):
             self._sink(key, "reconnect")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Map one engine event to the resource it concerns; report it unless it was ours."""
         specs = [u.spec for u in self._units.values() if u.spec is not None]
+        key = key_of((event.get("Actor") or {}).get("Attributes") or {}, specs)
+        if key is None:
+            return
+        self._snapshots.stale(key)
+        if not reported(str(event.get("Action") or event.get("status") or "")):
+            return  # a start, a create, an update: only the snapshot is stale
         news = news_of(event, specs, self._planned)
         if news is not None:
             log.info("%s: docker %s (%s)", news.key, news.action, news.container)
