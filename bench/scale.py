@@ -323,6 +323,7 @@ async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> 
                 "store_growth_mb_per_min": round((store1 - store0) / 2**20 / wall * 60, 2),
                 "http_s": {path: summary(v) for path, v in latencies.items()},
             }
+            print(json.dumps({"n": n, "steady": result["steady"]}), file=sys.stderr, flush=True)
             keys = sorted(run.replicas())
             random.seed(n)
             singles: list[dict[str, float]] = []
@@ -332,6 +333,7 @@ async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> 
                 m: summary([s[m] for s in singles]) for m in ("seen", "healed", "dated")
             }
             result["kill"]["fixed"] = sum(s["fixed"] for s in singles)
+            print(json.dumps({"n": n, "kill": result["kill"]}), file=sys.stderr, flush=True)
             t0 = time.monotonic()
             many = await healed(run, kill(run, random.sample(keys, min(burst, len(keys)))), 1800)
             result["burst"] = {
