@@ -221,14 +221,16 @@ class Run:
         return time.monotonic() - t0
 
 
-async def until(check: Callable[[], Awaitable[Any]], deadline: float, what: str) -> Any:
+async def until(
+    check: Callable[[], Awaitable[Any]], deadline: float, what: str, interval: float = 0.02
+) -> Any:
     """Poll ``check`` until it returns something true; TimeoutError after ``deadline``."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         value = await check()
         if value:
             return value
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(interval)
     raise TimeoutError(f"{what} not within {deadline:g}s")
 
 
@@ -287,7 +289,8 @@ async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> 
                 and len(run.query("SELECT key FROM resources WHERE health = 'healthy'")) >= n
             )
 
-        await until(all_running, 1800, f"{n} healthy resources")
+        # Polled once a second: reading N pid files shares the machine with the controller.
+        await until(all_running, 1800, f"{n} healthy resources", interval=1.0)
         result["all_healthy_after_s"] = round(time.monotonic() - t_start, 1)
         async with httpx2.AsyncClient(timeout=600, trust_env=False) as client:
             _, metrics_before = await run.get(client, "/metrics")
