@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.unit.controller_fakes import rig
+from tests.unit.controller_fakes import Rig, rig
 from tests.unit.factories import container, policy
 
 N = 300
+
+
+class Passes:
+    """The keys passed over, in order; ``reached(test)`` waits until ``test(keys)`` holds."""
+
+    def __init__(self, r: Rig) -> None:
+        self.keys: list[str] = []
+        self._waiting: list[tuple[Callable[[list[str]], bool], asyncio.Event]] = []
+        reconcile = r.controller.reconciler.reconcile
+
+        async def counted(key: str, *, by_operator: bool = False) -> object:
+            self.keys.append(key)
+            for test, event in self._waiting:
+                if test(self.keys):
+                    event.set()
+            return await reconcile(key, by_operator=by_operator)
+
+        r.controller.reconciler.reconcile = counted  # type: ignore[method-assign]
+
+    async def reached(self, test: Callable[[list[str]], bool]) -> None:
+        event = asyncio.Event()
+        if test(self.keys):
+            return
+        self._waiting.append((test, event))
+        await asyncio.wait_for(event.wait(), 10)
 
 
 async def test_passes_in_sync_leave_room_for_everything_else(tmp_path: Path) -> None:
@@ -16,23 +42,20 @@ async def test_passes_in_sync_leave_room_for_everything_else(tmp_path: Path) -> 
     # every queued pass before anything else on the loop got a turn.
     r = rig(tmp_path, workers=2, resync_period=3600)
     r.apply([container(f"c{i:03d}") for i in range(N)], [policy()])
-    passes: list[str] = []
-    reconcile = r.controller.reconciler.reconcile
-
-    async def counted(key: str, *, by_operator: bool = False) -> object:
-        passes.append(key)
-        return await reconcile(key, by_operator=by_operator)
-
-    r.controller.reconciler.reconcile = counted  # type: ignore[method-assign]
+    passes = Passes(r)
+    ran = asyncio.Event()
     ran_after: list[int] = []
+
+    def callback() -> None:
+        ran_after.append(len(passes.keys))
+        ran.set()
+
     await r.controller.start()
     try:
-        asyncio.get_running_loop().call_soon(lambda: ran_after.append(len(passes)))
-        while not ran_after:
-            await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(callback)
+        await asyncio.wait_for(ran.wait(), 10)
         assert ran_after[0] <= 4  # the callback ran after a pass or two per worker
-        while len(passes) < N:
-            await asyncio.sleep(0.01)
+        await passes.reached(lambda keys: len(keys) >= N)
     finally:
         await r.controller.stop()
 
@@ -40,24 +63,15 @@ async def test_passes_in_sync_leave_room_for_everything_else(tmp_path: Path) -> 
 async def test_an_exit_is_served_before_the_resync_queue(tmp_path: Path) -> None:
     r = rig(tmp_path, workers=1, resync_period=3600)
     r.apply([container(f"c{i:03d}") for i in range(N)], [policy()])
-    passes: list[str] = []
-    reconcile = r.controller.reconciler.reconcile
-
-    async def counted(key: str, *, by_operator: bool = False) -> object:
-        passes.append(key)
-        return await reconcile(key, by_operator=by_operator)
-
-    r.controller.reconciler.reconcile = counted  # type: ignore[method-assign]
+    passes = Passes(r)
     await r.controller.start()
     try:
-        while len(passes) < 3:
-            await asyncio.sleep(0)
+        await passes.reached(lambda keys: len(keys) >= 3)
         r.runtime.running["c250"] = False
         r.controller.on_event("Container/c250", "exit")
-        seen = len(passes)
-        while "Container/c250" not in passes:
-            await asyncio.sleep(0)
+        seen = len(passes.keys)
+        await passes.reached(lambda keys: "Container/c250" in keys)
         # Served next (one pass may have begun when the event came), not after 250 others.
-        assert passes.index("Container/c250") <= seen + 1
+        assert passes.keys.index("Container/c250") <= seen + 1
     finally:
         await r.controller.stop()
