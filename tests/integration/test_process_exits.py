@@ -1,5 +1,6 @@
 """Watching real processes cheaply: descendants without a ``/proc`` scan, exits without a
-thread (``drivers/process/tree.py``, ``drivers/process/exits.py``, issue 15)."""
+thread, strays of many Containers from one scan (``drivers/process/tree.py``,
+``exits.py``, ``strays.py``; issue 15)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from driftmend.drivers.process.exits import exited, pidfds_work, use_pidfd_child_watcher
+from driftmend.drivers.process.strays import StrayIndex
 from driftmend.drivers.process.tree import descendant_pids
 
 needs_pidfds = pytest.mark.skipif(not pidfds_work(), reason="this kernel has no pidfd_open")
@@ -117,3 +121,34 @@ async def test_the_exit_of_a_process_that_is_not_our_child_is_an_event() -> None
     finally:
         leaf.kill()
         await leaf.wait()
+
+
+def test_one_scan_finds_the_strays_of_many_containers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dirs = [tmp_path / name for name in ("a", "b", "c")]
+    procs = [
+        subprocess.Popen(["sleep", "60"], env={**os.environ, "DRIFTMEND_STATE_DIR": str(d)})
+        for d in dirs
+    ]
+    scans: list[int] = []
+    real = psutil.process_iter
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        scans.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(psutil, "process_iter", counted)
+    try:
+        index = StrayIndex(max_age=60.0)
+        assert [p.pid for p in index.find(dirs[0], set())] == [procs[0].pid]
+        procs[1].kill()
+        procs[1].wait()
+        assert index.find(dirs[1], set()) == []  # ended since the scan: left out
+        assert [p.pid for p in index.find(dirs[2], set())] == [procs[2].pid]
+        assert index.find(dirs[2], {procs[2].pid}) == []  # a pid file names it
+        assert len(scans) == 1
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()

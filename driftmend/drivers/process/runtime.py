@@ -28,7 +28,7 @@ from driftmend.drivers.process.probes import sync_probes
 from driftmend.drivers.process.spawn import Placement, SpawnError, process_spec, spawn
 from driftmend.drivers.process.starts import Starts, start_facts
 from driftmend.drivers.process.state import ProcessState, exit_reason
-from driftmend.drivers.process.strays import stop_strays
+from driftmend.drivers.process.strays import StrayIndex, stop_strays
 from driftmend.drivers.process.supervision import Supervisor, wait_exit
 from driftmend.drivers.process.unit import Replica, Unit, measure_usage
 from driftmend.drivers.state_files import log_paths, log_tail, read_json, resource_dir
@@ -78,6 +78,8 @@ class ProcessRuntime:
         self._supervisor.exited = self._starts.exited
         self._units: dict[str, Unit] = {}
         self._started = False
+        # One scan of the process table for a `down` of many Containers (strays.py).
+        self._strays = StrayIndex()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -379,15 +381,17 @@ class ProcessRuntime:
             for r in list(unit.replicas.values()):
                 r.cancel_tasks()
             strays = await stop_strays(
-                unit.key, unit.dir, set(), signal.Signals[spec.stop_signal], spec.stop_timeout
-            )
+                unit.key, unit.dir, set(), signal.Signals[spec.stop_signal], spec.stop_timeout,
+                self._strays,
+            )  # fmt: skip
             # A replica run as another user out of reach of unit.dir was given its own
             # directory under the work root instead (access.py): its strays carry that one.
             own = self._work_dir(unit) / "data"
             if own.is_dir():
                 strays += await stop_strays(
-                    unit.key, own, set(), signal.Signals[spec.stop_signal], spec.stop_timeout
-                )
+                    unit.key, own, set(), signal.Signals[spec.stop_signal], spec.stop_timeout,
+                    self._strays,
+                )  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 (unit.dir / "state.json").unlink()
             for pid_file in unit.dir.glob("replica-*.pid"):

@@ -15,6 +15,8 @@ import contextlib
 import logging
 import os
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -32,26 +34,69 @@ def _names(directory: Path) -> set[str]:
     return names
 
 
-def find_strays(directory: Path, known: set[int]) -> list[psutil.Process]:
-    """Live processes (not ``known``, not us) whose ``DRIFTMEND_STATE_DIR`` is ``directory``.
+class StrayIndex:
+    """Processes by the ``DRIFTMEND_STATE_DIR`` in their environment, from one scan of the
+    process table reused for ``max_age`` seconds.
 
-    Reading another user's environment needs root; as another user, only our own
-    processes are found, which are the only ones we could have started.
+    ``down`` of 1,000 Containers read the environment of every process on the machine once
+    per Container, a million reads and minutes (issue 15); one scan serves them all. A
+    process that ended since the scan is left out when asked for; none is started for a
+    Container being brought down (its controller was stopped first).
     """
-    names = _names(directory)
-    found: list[psutil.Process] = []
+
+    def __init__(self, max_age: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age = max_age
+        self._clock = clock
+        self._scanned_at: float | None = None
+        self._by_dir: dict[str, list[psutil.Process]] = {}
+
+    def find(self, directory: Path, known: set[int]) -> list[psutil.Process]:
+        """Live processes (not ``known``, not us) whose ``DRIFTMEND_STATE_DIR`` is
+        ``directory``.
+
+        Reading another user's environment needs root; as another user, only our own
+        processes are found, which are the only ones we could have started.
+        """
+        now = self._clock()
+        if self._scanned_at is None or now - self._scanned_at >= self.max_age:
+            self._by_dir = _scan()
+            self._scanned_at = now
+        found: dict[int, psutil.Process] = {}
+        for name in _names(directory):
+            for proc in self._by_dir.get(name, ()):
+                if proc.pid in known or proc.pid in found:
+                    continue
+                try:
+                    if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                        found[proc.pid] = proc
+                except psutil.Error:
+                    continue
+        return list(found.values())
+
+
+def _scan() -> dict[str, list[psutil.Process]]:
+    """Every process with ``DRIFTMEND_STATE_DIR`` set, by each spelling of its value."""
+    by_value: dict[str, list[psutil.Process]] = {}
     for proc in psutil.process_iter():
-        if proc.pid in known or proc.pid == os.getpid():
+        if proc.pid == os.getpid():
             continue
         try:
             value = proc.environ().get("DRIFTMEND_STATE_DIR")
-            if value is None or proc.status() == psutil.STATUS_ZOMBIE:
-                continue
         except psutil.Error:
             continue  # gone, or not ours to read
-        if value in names or _names(Path(value)) & names:
-            found.append(proc)
-    return found
+        if value is not None:
+            by_value.setdefault(value, []).append(proc)
+    by_dir: dict[str, list[psutil.Process]] = {}
+    for value, procs in by_value.items():
+        for name in _names(Path(value)):
+            by_dir.setdefault(name, []).extend(procs)
+    return by_dir
+
+
+def find_strays(directory: Path, known: set[int]) -> list[psutil.Process]:
+    """Live processes (not ``known``, not us) whose ``DRIFTMEND_STATE_DIR`` is ``directory``,
+    from a scan made now (see ``StrayIndex``)."""
+    return StrayIndex(max_age=0.0).find(directory, known)
 
 
 def _stop(procs: list[psutil.Process], sig: signal.Signals, grace: float) -> list[int]:
@@ -76,10 +121,17 @@ def _stop(procs: list[psutil.Process], sig: signal.Signals, grace: float) -> lis
 
 
 async def stop_strays(
-    key: str, directory: Path, known: set[int], sig: signal.Signals, grace: float
+    key: str,
+    directory: Path,
+    known: set[int],
+    sig: signal.Signals,
+    grace: float,
+    index: StrayIndex | None = None,
 ) -> list[dict[str, object]]:
-    """Stop every stray process of ``directory`` (see ``find_strays``): ``{"pid", "how"}`` each."""
-    procs = await asyncio.to_thread(find_strays, directory, known)
+    """Stop every stray process of ``directory`` (see ``StrayIndex``): ``{"pid", "how"}``
+    each. ``index`` is a scan shared by many calls (``down`` of every Container)."""
+    finder = index or StrayIndex(max_age=0.0)
+    procs = await asyncio.to_thread(finder.find, directory, known)
     if not procs:
         return []
     log.warning(
