@@ -11,6 +11,7 @@ again at once when its resource (or the Container hosting it) changes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from driftmend.desired import DesiredState
@@ -20,7 +21,9 @@ from driftmend.model import Observation
 from driftmend.spec import Container, PostgresDatabase, RedisCache, Resource
 from driftmend.tools.base import ToolContext
 
-__all__ = ["Observer"]
+__all__ = ["LOG_FILES_CHECK", "Observer"]
+
+LOG_FILES_CHECK = 5.0  # seconds between two listings of a resource's log files
 
 
 class Observer:
@@ -43,6 +46,7 @@ class Observer:
         self.logs = logs
         self._context = tool_context
         self._attached: set[tuple[str, str]] = set()
+        self._logs_checked: dict[str, float] = {}  # key -> when its log files were listed
         self._changes: dict[str, int] = {}  # events seen per key, to notice one between looks
         self._wake: dict[str, asyncio.Event] = {}
 
@@ -63,6 +67,7 @@ class Observer:
         """A runtime reported an event on ``key``: wake what waits on it and its dependents."""
         for k in (key, *self.dependents(key)):
             self._changes[k] = self._changes.get(k, 0) + 1
+            self._logs_checked.pop(k, None)
             wake = self._wake.pop(k, None)
             if wake is not None:
                 wake.set()
@@ -124,6 +129,14 @@ class Observer:
         return host.key if host_obs.get("container.running") is False else None
 
     def _attach_logs(self, resource: Resource) -> None:
+        # Listing a Container's log files is a directory glob: every LOG_FILES_CHECK
+        # seconds, and at once after an event, not on every pass (issue 15). A file found
+        # later is read from its last 64 KiB: a new replica's first seconds are in it.
+        now = time.monotonic()
+        checked = self._logs_checked.get(resource.key)
+        if checked is not None and now - checked < LOG_FILES_CHECK:
+            return
+        self._logs_checked[resource.key] = now
         host = resource if isinstance(resource, Container) else self.host_of(resource)
         if host is None:
             return
