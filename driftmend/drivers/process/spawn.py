@@ -33,7 +33,7 @@ from driftmend.drivers.process.access import (
     passable_dirs,
     work_dir,
 )
-from driftmend.drivers.process.unit import Replica, Unit
+from driftmend.drivers.process.unit import Replica, Unit, prime_cpu
 from driftmend.drivers.secret_refs import resolve_env
 from driftmend.drivers.state_files import write_json
 from driftmend.errors import DriverError, PermanentError
@@ -183,11 +183,11 @@ async def spawn(
     try:
         ps = psutil.Process(proc.pid)
         create_time = ps.create_time()
-        ps.cpu_percent(None)  # prime the CPU measurement
     except psutil.Error:
         # Already exited and reaped (a command that fails at once): the watcher records it.
         ps, create_time = None, time.time()
     r = Replica(index, proc.pid, create_time, port, started_at, argv, ps, proc=proc)
+    prime_cpu(r)
     r.log_offset = log_offset
     unit.replicas[index] = r
     unit.state.created.add(index)

@@ -28,7 +28,7 @@ from driftmend.drivers.base import EventSink
 from driftmend.drivers.process.exits import exited
 from driftmend.drivers.process.state import Exit, ProcessState
 from driftmend.drivers.process.tree import descendants
-from driftmend.drivers.process.unit import Replica, Unit, alive
+from driftmend.drivers.process.unit import Replica, Unit, alive, prime_cpu
 from driftmend.drivers.state_files import read_json
 from driftmend.errors import DriverError
 from driftmend.spec import ProcessSpec
@@ -237,11 +237,10 @@ def adopt(index: int, raw: dict[str, Any] | None) -> Replica | None:
             return None  # the pid was reused by another process
         if ps.status() == psutil.STATUS_ZOMBIE:
             return None
-        ps.cpu_percent(None)  # prime the CPU measurement
     except (KeyError, TypeError, ValueError, psutil.Error):
         return None
     port = raw.get("port")
-    return Replica(
+    r = Replica(
         index=index,
         pid=pid,
         create_time=recorded,
@@ -250,6 +249,8 @@ def adopt(index: int, raw: dict[str, Any] | None) -> Replica | None:
         argv=[str(a) for a in raw.get("argv", [])],
         ps=ps,
     )
+    prime_cpu(r)
+    return r
 
 
 async def wait_exit(r: Replica, within: float, *, unless: asyncio.Event | None = None) -> bool:

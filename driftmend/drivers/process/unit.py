@@ -50,6 +50,7 @@ class Replica:
     probed_ok: bool = False
     cpu_percent: float = 0.0  # the last CPU measurement ...
     cpu_at: float = field(default_factory=time.monotonic)  # ... and when (the priming call)
+    cpu_seen: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (when, CPU s)
     # Where this process's output begins in its log (None when adopted): an early exit
     # quotes its last lines from there, never an older process's.
     log_offset: int | None = None
@@ -138,18 +139,37 @@ def measure_usage(r: Replica) -> Usage:
     usage = Usage()
     now = time.monotonic()
     measure = now - r.cpu_at >= CPU_MIN_INTERVAL
+    seen: dict[int, tuple[float, float]] = {}
     for p in r.processes():
         try:
             with p.oneshot():
                 if measure:
-                    usage.cpu_percent += p.cpu_percent(None)
+                    # psutil's cpu_percent, without its CPU count on every call: CPU
+                    # seconds used since the last reading of this process, over the time.
+                    t = p.cpu_times()
+                    used = t.user + t.system
+                    last = r.cpu_seen.get(p.pid)
+                    if last is not None and now > last[0]:
+                        usage.cpu_percent += 100.0 * max(0.0, used - last[1]) / (now - last[0])
+                    seen[p.pid] = (now, used)
                 usage.rss += p.memory_info().rss
         except psutil.Error:
             continue  # exited or unreadable between listing and reading
     if measure:
-        r.cpu_at, r.cpu_percent = now, usage.cpu_percent
+        r.cpu_at, r.cpu_percent, r.cpu_seen = now, usage.cpu_percent, seen
     usage.cpu_percent = r.cpu_percent
     return usage
+
+
+def prime_cpu(r: Replica) -> None:
+    """Take the first CPU reading of ``r``'s process: the next measurement starts from it."""
+    if r.ps is None:
+        return
+    try:
+        t = r.ps.cpu_times()
+    except psutil.Error:
+        return
+    r.cpu_seen[r.pid] = (r.cpu_at, t.user + t.system)
 
 
 def alive(ps: psutil.Process | None) -> bool:
