@@ -5,11 +5,14 @@ For each N it declares N ``Container`` resources on the process runtime (each a 
 one restart-on-exit policy, and starts ``driftmend run`` (resync 1 s) on a fresh state
 directory. Once every replica runs it measures, over ``--window`` seconds of steady state:
 
-- the controller's CPU (percent of one core) and RSS;
+- the controller's CPU (percent of one core) and RSS, with nothing asking it anything;
 - passes per second from ``driftmend_reconcile_duration_seconds``, the mean time between two
   passes over one resource (``pass_lag``) and the pass p99 from the histogram's buckets;
-- how long ``/healthz``, ``/metrics`` and ``/api/resources`` take to answer, asked in turn;
-- how fast the store grows (database and WAL files, bytes per minute).
+- the rows written per minute to the tables a pass writes (signal samples, passes recorded
+  in full) and the store's size;
+
+then how long ``/healthz``, ``/metrics`` and ``/api/resources`` take to answer, asked in turn
+``--http`` times.
 
 Then it SIGKILLs one replica at a time (``--kills``), then ``--burst`` replicas at once, and
 reads the fixes from the store itself (SQLite, read-only: the bench must not wait on the
@@ -179,6 +182,14 @@ class Run:
         finally:
             con.close()
 
+    def rows(self) -> dict[str, int]:
+        """Rows in the tables a pass writes to (signal samples, passes recorded in full)."""
+        out = {}
+        for table in ("signal_samples", "reconciliations"):
+            found = self.query(f"SELECT COUNT(*) FROM {table}")
+            out[table] = int(found[0][0]) if found else 0
+        return out
+
     def replicas(self) -> dict[str, int]:
         """The live replica pid of each resource, from the runtime's pid files."""
         out: dict[str, int] = {}
@@ -275,7 +286,9 @@ def kill(run: Run, keys: Sequence[str]) -> dict[str, tuple[int, float]]:
     return out
 
 
-async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> dict[str, Any]:
+async def measure(
+    n: int, window: float, kills: int, burst: int, http_samples: int, root: Path
+) -> dict[str, Any]:
     """Every figure for ``n`` resources."""
     result: dict[str, Any] = {"n": n}
     t_start = time.monotonic()
@@ -293,29 +306,32 @@ async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> 
         await until(all_running, 1800, f"{n} healthy resources", interval=1.0)
         result["all_healthy_after_s"] = round(time.monotonic() - t_start, 1)
         async with httpx2.AsyncClient(timeout=600, trust_env=False) as client:
+            # CPU first, with nothing asking the controller anything but /metrics at both
+            # ends: polling HTTP twice a second would be most of what is measured.
             _, metrics_before = await run.get(client, "/metrics")
-            cpu0, wall0, store0 = run.cpu_s(), time.monotonic(), run.store_bytes()
+            cpu0, wall0, rows0 = run.cpu_s(), time.monotonic(), run.rows()
+            while time.monotonic() - wall0 < window:
+                run.rss()
+                await asyncio.sleep(1.0)
+            wall = time.monotonic() - wall0
+            cpu = run.cpu_s() - cpu0
+            rows1 = run.rows()
+            _, metrics_after = await run.get(client, "/metrics")
+            name = "driftmend_reconcile_duration_seconds"
+            count0, buckets0 = histogram(metrics_before, name)
+            count1, buckets1 = histogram(metrics_after, name)
+            passes_per_s = (count1 - count0) / (time.monotonic() - wall0)
+            # Then HTTP, as a Prometheus scrape or a dashboard would ask: one at a time.
             latencies: dict[str, list[float]] = {
                 "/healthz": [],
                 "/metrics": [],
                 "/api/resources": [],
             }
-            metrics_after = metrics_before
-            while time.monotonic() - wall0 < window:
+            for _ in range(http_samples):
                 for path in latencies:
-                    took, body = await run.get(client, path)
+                    took, _ = await run.get(client, path)
                     latencies[path].append(took)
-                    if path == "/metrics":
-                        metrics_after = body
-                run.rss()
-                await asyncio.sleep(0.5)
-            wall = time.monotonic() - wall0
-            cpu = run.cpu_s() - cpu0
-            store1 = run.store_bytes()
-            name = "driftmend_reconcile_duration_seconds"
-            count0, buckets0 = histogram(metrics_before, name)
-            count1, buckets1 = histogram(metrics_after, name)
-            passes_per_s = (count1 - count0) / wall
+                await asyncio.sleep(0.25)
             result["steady"] = {
                 "window_s": round(wall, 1),
                 "cpu_percent_of_one_core": round(100 * cpu / wall, 1),
@@ -323,7 +339,8 @@ async def measure(n: int, window: float, kills: int, burst: int, root: Path) -> 
                 "passes_per_s": round(passes_per_s, 1),
                 "pass_lag_s": round(n / passes_per_s, 2) if passes_per_s else None,
                 "pass_p99_le_s": bucket_quantile(buckets0, buckets1, 0.99),
-                "store_growth_mb_per_min": round((store1 - store0) / 2**20 / wall * 60, 2),
+                "store_rows_per_min": {t: round((rows1[t] - rows0[t]) / wall * 60) for t in rows1},
+                "store_mb": round(run.store_bytes() / 2**20, 1),
                 "http_s": {path: summary(v) for path, v in latencies.items()},
             }
             print(json.dumps({"n": n, "steady": result["steady"]}), file=sys.stderr, flush=True)
@@ -364,7 +381,11 @@ def table(results: Sequence[dict[str, Any]]) -> str:
         ("passes per second", lambda r: f"{r['steady']['passes_per_s']}"),
         ("time between passes of one resource", lambda r: f"{r['steady']['pass_lag_s']} s"),
         ("pass p99 (histogram bucket)", lambda r: f"<= {r['steady']['pass_p99_le_s']} s"),
-        ("store growth", lambda r: f"{r['steady']['store_growth_mb_per_min']} MB/min"),
+        (
+            "signal samples written",
+            lambda r: f"{r['steady']['store_rows_per_min']['signal_samples']} /min",
+        ),
+        ("store size after the window", lambda r: f"{r['steady']['store_mb']} MB"),
     ]
 
     def http(path: str) -> Cell:
@@ -413,7 +434,9 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     for n in args.n:
         with tempfile.TemporaryDirectory(prefix=f"driftmend-scale-{n}-") as tmp:
             try:
-                results.append(await measure(n, args.window, args.kills, args.burst, Path(tmp)))
+                results.append(
+                    await measure(n, args.window, args.kills, args.burst, args.http, Path(tmp))
+                )
             except TimeoutError as exc:
                 results.append({"n": n, "error": str(exc)})
             print(json.dumps(results[-1]), flush=True)
@@ -427,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=30.0, help="seconds of steady state")
     parser.add_argument("--kills", type=int, default=5, help="single kills, one after another")
     parser.add_argument("--burst", type=int, default=50, help="replicas killed at once")
+    parser.add_argument("--http", type=int, default=20, help="requests to each HTTP path")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
