@@ -11,7 +11,6 @@ Names follow controller-runtime's habit: ``driftmend_reconcile_total{kind,result
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 
 from prometheus_client import (
@@ -24,6 +23,7 @@ from prometheus_client import (
 )
 
 from driftmend.model import Health, Outcome, ToolStatus
+from driftmend.resource_series import ResourceSeries, wanting_text
 from driftmend.signals import SignalValue
 
 __all__ = ["RECONCILE_BUCKETS", "RECOVERY_BUCKETS", "Metrics", "render"]
@@ -131,18 +131,10 @@ class Metrics:
             ["table"],
             registry=r,
         )
-        self.resource_health = Gauge(
-            "driftmend_resource_health",
-            "1 for the current health of a resource, 0 for the other states (a state set).",
-            ["key", "kind", "health"],
-            registry=r,
-        )
-        self.resource_signal = Gauge(
-            "driftmend_resource_signal",
-            "Last observed value of a numeric or boolean signal.",
-            ["key", "signal"],
-            registry=r,
-        )
+        # driftmend_resource_health and driftmend_resource_signal: 15 series a resource,
+        # kept as text (resource_series.py).
+        self.series = ResourceSeries()
+        r.register(self.series)
         self.llm_requests = Counter(
             "driftmend_llm_requests_total",
             "Requests to an LLM planner by outcome.",
@@ -180,11 +172,6 @@ class Metrics:
             "another holder or from nobody).",
             registry=r,
         )
-        # Which label sets exist per resource, so ``forget`` and stale signals can remove
-        # them: prometheus_client cannot list a metric's children by one label.
-        self._lock = threading.Lock()
-        self._kinds: dict[str, str] = {}
-        self._signals: dict[str, set[str]] = {}
 
     # -- the reconcile loop
 
@@ -263,13 +250,7 @@ class Metrics:
 
     def set_health(self, key: str, kind: str, health: Health) -> None:
         """Set the health state set of a resource: 1 for ``health``, 0 for every other state."""
-        with self._lock:
-            previous = self._kinds.get(key)
-            if previous is not None and previous != kind:
-                self._remove_health(key, previous)
-            self._kinds[key] = kind
-        for state in Health:
-            self.resource_health.labels(key, kind, str(state)).set(1 if state == health else 0)
+        self.series.set_health(key, kind, health)
 
     def set_signals(self, key: str, signals: Mapping[str, SignalValue]) -> None:
         """Export a resource's numeric and boolean signals (bools as 0/1).
@@ -277,30 +258,11 @@ class Metrics:
         A signal that is None or missing is removed rather than left at a stale value: a
         flat line that is not being measured would lie on a dashboard.
         """
-        present: set[str] = set()
-        for name, value in signals.items():
-            if isinstance(value, bool | int | float):
-                self.resource_signal.labels(key, name).set(float(value))
-                present.add(name)
-        with self._lock:
-            stale = self._signals.get(key, set()) - present
-            self._signals[key] = present
-        for name in stale:
-            self.resource_signal.remove(key, name)
+        self.series.set_signals(key, signals)
 
     def forget(self, key: str) -> None:
-        """Remove every label set of a deleted resource from the per-resource gauges."""
-        with self._lock:
-            kind = self._kinds.pop(key, None)
-            names = self._signals.pop(key, set())
-        if kind is not None:
-            self._remove_health(key, kind)
-        for name in names:
-            self.resource_signal.remove(key, name)
-
-    def _remove_health(self, key: str, kind: str) -> None:
-        for state in Health:
-            self.resource_health.remove(key, kind, str(state))
+        """Remove every series of a deleted resource from the per-resource gauges."""
+        self.series.forget(key)
 
     # -- planners
 
@@ -327,4 +289,6 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     A route, not a mounted ASGI app: Starlette answers a mount at ``/metrics`` with a 307
     redirect to ``/metrics/``, which some scrapers do not follow.
     """
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    with wanting_text() as wanted:  # the per-resource series hand over their kept text
+        body = generate_latest(registry)
+    return body + "".join(series.text() for series in wanted.series).encode(), CONTENT_TYPE_LATEST

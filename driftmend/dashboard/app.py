@@ -27,7 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,6 +48,7 @@ from driftmend.dashboard.intake import Intake
 from driftmend.dashboard.jobs import JobBoard
 from driftmend.dashboard.pages import error_page, login_router, page_router, refusal_page
 from driftmend.dashboard.security import Access, Refusal
+from driftmend.metrics import render
 from driftmend.settings import Settings
 from driftmend.store import Store
 
@@ -145,7 +146,8 @@ def create_app(
     def metrics(registry: Annotated[CollectorRegistry, Depends(get_registry)]) -> Response:
         # Open on loopback (to requests addressed to localhost); beyond it, the token, which
         # Prometheus sends with ``authorization: {credentials_file: ...}`` in its scrape config.
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        body, content_type = render(registry)
+        return Response(body, media_type=content_type)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_read)])
     def openapi() -> JSONResponse:

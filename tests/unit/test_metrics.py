@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftmend.metrics import Metrics, render
@@ -250,3 +250,39 @@ def test_leader_gauge_and_transitions(registry: CollectorRegistry, metrics: Metr
     assert g("driftmend_leader_transitions_total") == 1
     metrics.set_leader("pod-a", False)
     assert g("driftmend_leader", {"identity": "pod-a"}) == 0
+
+
+def test_the_per_resource_series_are_exposed_as_prometheus_client_would() -> None:
+    """``render`` writes the per-resource gauges from their kept text (issue 15); what it
+    writes must parse to the very samples the registry's ordinary collection yields."""
+    registry = CollectorRegistry()
+    m = Metrics(registry)
+    m.set_health('Container/we"ird\\key', "Container", Health.DRIFTING)
+    m.set_signals(
+        'Container/we"ird\\key', {"container.running": False, "container.cpu_percent": None}
+    )
+    m.set_health("RedisCache/cache", "RedisCache", Health.HEALTHY)
+    m.set_signals("RedisCache/cache", {"redis.up": True, "redis.used_memory_bytes": 1_800_000})
+    m.set_signals("RedisCache/cache", {"redis.up": True, "redis.used_memory_bytes": 2_500_000})
+    m.set_health("Container/gone", "Container", Health.HEALTHY)
+    m.forget("Container/gone")
+
+    def samples(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith("driftmend_resource_")
+            for s in family.samples
+        }
+
+    body, _ = render(registry)
+    fast = samples(body.decode())
+    assert fast == samples(generate_latest(registry).decode())
+    signal = {(dict(lbl)["key"], dict(lbl)["signal"]): v for n, lbl, v in fast if "signal" in n}
+    assert signal == {
+        ('Container/we"ird\\key', "container.running"): 0.0,  # None: no series at all
+        ("RedisCache/cache", "redis.up"): 1.0,
+        ("RedisCache/cache", "redis.used_memory_bytes"): 2_500_000.0,  # the latest value
+    }
+    assert not any(dict(lbl)["key"] == "Container/gone" for _, lbl, _ in fast)
+    assert body.count(b"# TYPE driftmend_resource_signal gauge") == 1
