@@ -77,7 +77,7 @@ def read_store(store: Store) -> StoreView:
             if full is not None:
                 steps[int(f["id"])] = [(str(s["tool"]), str(s["status"])) for s in full["steps"]]
     return StoreView(
-        resources=store.resource_records.resources(),
+        resources=store.resource_records.resources(specs=False),
         fixes=fixes,
         steps=steps,
         plans=store.pending_records.pending_plans(),

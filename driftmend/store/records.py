@@ -41,9 +41,17 @@ class Record(Mapping[str, Any]):
         return names
 
     def __getitem__(self, name: str) -> Any:
-        if name in self._names():
+        # The dataclass's own field dict: a hash lookup (the dashboard reads 15 fields of
+        # each of 1,000 rows per request).
+        if name in self.__dataclass_fields__:
             return getattr(self, name)
         raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field ``name``, or ``default`` (Mapping's own goes through a KeyError)."""
+        if name in self.__dataclass_fields__:
+            return getattr(self, name)
+        return default
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
