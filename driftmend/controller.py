@@ -258,6 +258,7 @@ class Controller:
             log.warning("could not read the fixes an earlier controller left: %s", exc)
             unfinished = {}
         await self.runtime.start()
+        self.reconciler.start_afresh()  # a new term of an operator replica: read afresh
         discover = getattr(self.invoker, "discover", None)
         if callable(discover):  # external MCP servers: their tools join the guard's facts
             for server, status in (await discover()).items():

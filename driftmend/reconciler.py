@@ -162,6 +162,12 @@ class Reconciler:
         self.pacer.forget(key)
         self._quiet.discard(key)
 
+    def start_afresh(self) -> None:
+        """Forget what the last passes wrote and found quiet: another controller (an
+        operator replica that led before this one) may have written and flagged since."""
+        self.pacer = Pacer(self.pacer.interval)
+        self._quiet.clear()
+
     def flush_counts(self) -> None:
         """Write the counts of the quiet passes added up since the last flush.
 

@@ -488,3 +488,17 @@ async def test_counts_the_store_refused_are_kept_for_the_next_flush(
     await r.controller.reconcile(KEY)
     r.controller.reconciler.flush_counts()
     assert records.reconciliation_counts(KEY) == {"in-sync": 4}
+
+
+async def test_a_new_term_reads_afresh_what_another_leader_flagged(tmp_path: Path) -> None:
+    # An operator replica that leads again finds a flag the leader between its terms set.
+    r = rig(tmp_path)
+    r.apply([container()], [policy()])
+    await r.controller.reconcile(KEY)
+    await r.controller.reconcile(KEY)  # quiet now: the next in-sync pass reads no flag
+    r.store.resource_records.set_needs_operator(KEY, "flagged by the other leader")
+    await r.controller.reconcile(KEY)
+    assert r.store.resource_records.needs_operator(KEY)  # the quiet pass did not look
+    r.controller.reconciler.start_afresh()  # what Controller.start does
+    await r.controller.reconcile(KEY)
+    assert not r.store.resource_records.needs_operator(KEY)
