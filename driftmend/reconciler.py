@@ -148,8 +148,7 @@ class Reconciler:
         ]
 
     def forget(self, key: str) -> None:
-        """Drop what the reconciler remembers of ``key`` (removed, or fixed)."""
-        self.memory.pop(key, None)
+        """Drop what the reconciler remembers of ``key`` (removed)."""
         self.event_at.pop(key, None)
         self.fix_ended(key)
         for counted in [c for c in self._counts if c[0] == key]:

@@ -65,7 +65,7 @@ class ReconciliationRecords:
     ) -> int:
         """Record an interesting pass (drift or error) in full; it is counted too.
 
-        Call this *or* ``count_reconciliation`` once per pass, never both.
+        A pass is recorded here *or* counted through ``count_reconciliations``, never both.
         """
         with self._db.write() as db:
             cur = db.execute(
@@ -85,11 +85,6 @@ class ReconciliationRecords:
             )
             _count(db, key, outcome, started_at)
             return rowid(cur)
-
-    def count_reconciliation(self, key: str, outcome: Outcome, at: float) -> None:
-        """Count an uneventful pass (in sync, waiting, paused) without storing its details."""
-        with self._db.write() as db:
-            _count(db, key, outcome, at)
 
     def count_reconciliations(
         self, counts: Mapping[tuple[str, Outcome], tuple[int, float]]

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,10 @@ import pytest
 from driftmend.drivers.process.exits import exited, pidfds_work, use_pidfd_child_watcher
 from driftmend.drivers.process.strays import StrayIndex
 from driftmend.drivers.process.tree import descendant_pids
+from tests.integration.harness import eventually
+from tests.services import poll_until
 
 needs_pidfds = pytest.mark.skipif(not pidfds_work(), reason="this kernel has no pidfd_open")
-
-
-def _until(check: object, deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.01)
-    raise AssertionError("not within the deadline")
 
 
 def test_descendants_are_found_in_every_session() -> None:
@@ -37,7 +29,7 @@ def test_descendants_are_found_in_every_session() -> None:
     tree = subprocess.Popen(["sh", "-c", "setsid sleep 60 & sleep 60 & wait"])
     try:
         ps = psutil.Process(tree.pid)
-        _until(lambda: len(ps.children(recursive=True)) >= 2)
+        poll_until(lambda: len(ps.children(recursive=True)) >= 2, deadline_s=10, what="two sleeps")
         expected = {p.pid for p in ps.children(recursive=True)}
         assert set(descendant_pids(ps)) == expected
         assert any(os.getsid(pid) != os.getsid(tree.pid) for pid in expected)
@@ -90,10 +82,8 @@ def test_a_child_whose_loop_closed_is_reaped_by_the_next_loop() -> None:
         other = await asyncio.create_subprocess_exec("true")  # takes the orphan over
         await asyncio.wait_for(other.wait(), 10)
         os.kill(orphan, signal.SIGKILL)
-        end = time.monotonic() + 10
-        while psutil.pid_exists(orphan):  # reaped, not left a zombie
-            assert time.monotonic() < end, f"pid {orphan} was never reaped"
-            await asyncio.sleep(0.01)
+        # Reaped, not left a zombie (a zombie's pid still exists).
+        await eventually(lambda: not psutil.pid_exists(orphan), what=f"pid {orphan} reaped")
 
     asyncio.run(next_loop())
 
@@ -109,8 +99,8 @@ async def test_the_exit_of_a_process_that_is_not_our_child_is_an_event() -> None
     ps = psutil.Process(pid)
     assert ps.ppid() != os.getpid()
     waiting = asyncio.create_task(exited(pid, ps.is_running))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
+    done, _ = await asyncio.wait([waiting], timeout=0.05)
+    assert not done  # still waiting: the process runs
     os.kill(pid, signal.SIGKILL)
     assert await asyncio.wait_for(waiting, 10) is True
     # Gone already, or a pid that is no longer the process meant: no wait at all.

@@ -247,8 +247,7 @@ def test_reconciliation_round_trip_and_counts(store: Store) -> None:
     store.reconciliation_records.record_reconciliation(
         "RedisCache/c", "RedisCache", 150.0, 0.1, Outcome.WAITING, [], {}
     )
-    for t in (1.0, 2.0, 3.0):
-        store.reconciliation_records.count_reconciliation(KEY, Outcome.IN_SYNC, t)
+    store.reconciliation_records.count_reconciliations({(KEY, Outcome.IN_SYNC): (3, 3.0)})
 
     rows = store.reconciliation_records.reconciliations(KEY)
     assert [r["id"] for r in rows] == [eid, rid]

@@ -35,17 +35,18 @@ class _Files:
 def _find(cid: str, pid: int, root: Path) -> _Files | None:
     """The cgroup files of container ``cid`` through its process ``pid``; None unless that
     process's cgroup is named after the container (Docker names it so whatever the driver):
-    a pid read from an engine on another host or in another PID namespace is someone else."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
+    a pid read from an engine on another host or in another PID namespace is someone else.
+    ``OSError`` when the process cannot be read now (it exited): worth asking again later."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     if not any(cid in line for line in lines):
         return None
     v1: dict[str, str] = {}
     v2: str | None = None
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        _, _, rest = line.partition(":")
+        controllers, sep, path = rest.partition(":")
+        if not sep:
+            continue
         if controllers == "":
             v2 = path
         for c in controllers.split(","):
@@ -88,7 +89,11 @@ class CgroupReader:
             return None
         files = self._files.get(cid)
         if files is None and cid not in self._files:
-            files = self._files[cid] = _find(cid, pid, self._root)
+            try:
+                # None is kept: this host cannot see the container's cgroup, ask the engine.
+                files = self._files[cid] = _find(cid, pid, self._root)
+            except OSError:
+                return None  # the process is gone for now: look again at the next reading
         if files is None:
             return None
         try:

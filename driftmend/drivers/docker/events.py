@@ -89,18 +89,13 @@ class News:
     container: str  # the container's name (its short id when the event has none)
 
 
-def news_of(
-    event: dict[str, Any], containers: Iterable[Container], planned: PlannedStops
-) -> News | None:
-    """What an engine event says about one of ``containers``; None when it concerns none of
-    them, or is the ``die``/``destroy``/``restart`` of a stop driftmend made itself."""
+def news_of(event: dict[str, Any], key: str, planned: PlannedStops) -> News | None:
+    """What an engine event says about the resource ``key`` it concerns (``key_of``); None
+    when it is the ``die``/``destroy``/``restart`` of a stop driftmend made itself."""
     actor = event.get("Actor") or {}
     attrs = actor.get("Attributes") or {}
     action = str(event.get("Action") or event.get("status") or "")
     cid = str(actor.get("ID") or event.get("id") or "")
-    key = key_of(attrs, containers)
-    if key is None:
-        return None
     at = int(event.get("timeNano") or 0) / 1e9 or time.time()
     if action in ("die", "destroy", "restart") and planned.covers(cid, at):
         return None

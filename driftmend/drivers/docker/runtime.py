@@ -512,7 +512,7 @@ class DockerRuntime:
         self._snapshots.stale(key)
         if not reported(str(event.get("Action") or event.get("status") or "")):
             return  # a start, a create, an update: only the snapshot is stale
-        news = news_of(event, specs, self._planned)
+        news = news_of(event, key, self._planned)
         if news is not None:
             log.info("%s: docker %s (%s)", news.key, news.action, news.container)
             self._sink(news.key, reason_of(news.action))

@@ -93,12 +93,6 @@ def _scan() -> dict[str, list[psutil.Process]]:
     return by_dir
 
 
-def find_strays(directory: Path, known: set[int]) -> list[psutil.Process]:
-    """Live processes (not ``known``, not us) whose ``DRIFTMEND_STATE_DIR`` is ``directory``,
-    from a scan made now (see ``StrayIndex``)."""
-    return StrayIndex(max_age=0.0).find(directory, known)
-
-
 def _stop(procs: list[psutil.Process], sig: signal.Signals, grace: float) -> list[int]:
     """Send ``sig`` (and SIGCONT, so a stopped process can honour it) to each, wait up to
     ``grace`` seconds, SIGKILL the rest; returns the pids that had to be killed."""
